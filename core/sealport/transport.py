@@ -1,0 +1,281 @@
+"""The one place that builds Sealport's HTTP policy.
+
+Like requests' own ``Session``, a :class:`Transport` carries the policy so no
+caller repeats it: TLS 1.3 minimum, the studio CA (never the system store
+unless no CA is configured), optional certificate pin and client certificate,
+timeouts, retries with backoff on idempotent requests only. It also owns the
+bounded, resumable, hashed payload download.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .errors import (
+    HashMismatch,
+    LocalIOError,
+    SizeMismatch,
+    TLSError,
+    TransportError,
+)
+from .progress import Progress
+
+CHUNK = 1024 * 1024
+MAX_RESUMES = 8
+
+
+def make_ssl_context(
+    ca_file: Path | None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    if client_cert is not None:
+        ctx.load_cert_chain(str(client_cert), str(client_key) if client_key else None)
+    return ctx
+
+
+class _PolicyAdapter(HTTPAdapter):
+    """An adapter whose pools use our SSL context (and pin, when set)."""
+
+    def __init__(self, ctx: ssl.SSLContext, pin_sha256: str | None, retries: Retry) -> None:
+        self._ctx = ctx
+        self._pin = pin_sha256
+        super().__init__(max_retries=retries)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._ctx
+        if self._pin:
+            kwargs["assert_fingerprint"] = self._pin
+        super().init_poolmanager(*args, **kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        # Our SSL context already carries the CA and client cert; keep requests
+        # from overriding it with the system bundle.
+        return None
+
+
+def _retry_policy() -> Retry:
+    return Retry(
+        total=4,
+        connect=4,
+        read=2,
+        status=3,
+        backoff_factor=0.5,
+        status_forcelist=(502, 503, 504),
+        allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"}),
+        raise_on_status=False,
+        respect_retry_after_header=True,
+    )
+
+
+def build_session(
+    *,
+    ca_file: Path | None,
+    pin_sha256: str | None = None,
+    client_cert: Path | None = None,
+    client_key: Path | None = None,
+) -> requests.Session:
+    """A ``requests.Session`` that speaks only TLS 1.3 to the studio's servers."""
+    session = requests.Session()
+    adapter = _PolicyAdapter(
+        make_ssl_context(ca_file, client_cert, client_key), pin_sha256, _retry_policy()
+    )
+    session.mount("https://", adapter)
+    session.mount("http://", _RefuseHTTP())
+    session.headers["User-Agent"] = "sealport/0.1"
+    return session
+
+
+class _RefuseHTTP(HTTPAdapter):
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: ARG002
+        raise TLSError(
+            "Sealport only talks to servers over HTTPS. Ask your TD to fix the URL in "
+            "sealport.toml.",
+            detail=f"refused plain HTTP request to {request.url}",
+        )
+
+
+def describe_request_error(exc: requests.RequestException, url: str) -> TransportError:
+    """Turn a requests failure into an artist-facing error."""
+    if isinstance(exc, requests.exceptions.SSLError):
+        text = str(exc)
+        if "fingerprint" in text.lower():
+            msg = (
+                "The server's certificate does not match the pinned one, so Sealport refused "
+                "to connect. This can mean interception; tell your pipeline TD."
+            )
+        elif "version" in text.lower() or "protocol" in text.lower():
+            msg = (
+                "The server does not support TLS 1.3, which Sealport requires, so no "
+                "connection was made. Tell your pipeline TD."
+            )
+        else:
+            msg = (
+                "The server's certificate is not from your studio's certificate authority, so "
+                "Sealport refused to connect. This can mean interception; tell your pipeline TD."
+            )
+        return TLSError(msg, detail=f"{url}: {text}")
+    if isinstance(exc, requests.exceptions.Timeout):
+        return TransportError(
+            "The studio server did not answer in time. Check your network and try again.",
+            detail=f"{url}: {exc}",
+        )
+    return TransportError(
+        "Sealport could not reach the studio server. Check your network or VPN and try again.",
+        detail=f"{url}: {exc}",
+    )
+
+
+def _hash_existing(path: Path, progress: Progress | None, total: int) -> tuple[Any, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(CHUNK):
+            h.update(block)
+            size += len(block)
+            if progress:
+                progress.update("resume", size, total)
+    return h, size
+
+
+def download_payload(
+    session: requests.Session,
+    url: str,
+    dest: Path,
+    *,
+    expected_size: int,
+    expected_sha256: str,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    progress: Progress | None = None,
+    max_resumes: int = MAX_RESUMES,
+) -> Path:
+    """Stream ``url`` into ``dest`` (ciphertext), resuming with Range after drops.
+
+    Never reads more than ``expected_size`` bytes (endless-data defence) and
+    checks size and SHA-256 before returning. A partial ``dest`` from an earlier
+    run is resumed; on a final size or hash failure it is deleted.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists() and dest.stat().st_size <= expected_size:
+        hasher, have = _hash_existing(dest, progress, expected_size)
+    else:
+        dest.unlink(missing_ok=True)
+        hasher, have = hashlib.sha256(), 0
+    resumes = 0
+    while have < expected_size:
+        req_headers = dict(headers or {})
+        if have:
+            req_headers["Range"] = f"bytes={have}-"
+        try:
+            with session.get(url, headers=req_headers, stream=True, timeout=timeout) as resp:
+                if have and resp.status_code == 200:
+                    # Server ignored the Range: start over from byte 0.
+                    hasher, have = hashlib.sha256(), 0
+                    mode = "wb"
+                elif resp.status_code in (200, 206):
+                    mode = "ab" if have else "wb"
+                elif resp.status_code == 416:
+                    raise SizeMismatch(
+                        _TAMPER, detail=f"server says range {have}- is unsatisfiable"
+                    )
+                else:
+                    from .api import raise_for_response
+
+                    raise_for_response(resp)
+                    raise TransportError(_TAMPER, detail=f"unexpected {resp.status_code}")
+                _write_stream(resp, dest, mode, hasher, have, expected_size, progress)
+                have = dest.stat().st_size
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+        ) as exc:
+            if dest.exists():
+                hasher, have = _hash_existing(dest, None, expected_size)
+            else:
+                hasher, have = hashlib.sha256(), 0
+            resumes += 1
+            if resumes > max_resumes:
+                raise describe_request_error(exc, url) from exc
+            continue
+        if have < expected_size and resp.status_code in (200, 206):
+            # The server closed the stream cleanly but early: a truncated payload.
+            resumes += 1
+            if resumes > max_resumes:
+                dest.unlink(missing_ok=True)
+                raise SizeMismatch(
+                    _TAMPER, detail=f"payload ended at {have} of {expected_size} bytes"
+                )
+    if not hmac.compare_digest(hasher.hexdigest(), expected_sha256):
+        dest.unlink(missing_ok=True)
+        raise HashMismatch(_TAMPER, detail="ciphertext SHA-256 differs from the manifest")
+    return dest
+
+
+_TAMPER = (
+    "The asset download is damaged or was tampered with; nothing was imported. Try the "
+    "import again; if it keeps failing tell your pipeline TD."
+)
+
+
+def _write_stream(
+    resp: requests.Response,
+    dest: Path,
+    mode: str,
+    hasher: Any,
+    have: int,
+    limit: int,
+    progress: Progress | None,
+) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "ab" else os.O_TRUNC)
+    try:
+        fh = os.fdopen(os.open(dest, flags, 0o600), mode)
+    except OSError as exc:
+        raise LocalIOError(
+            f"Sealport cannot write to its download folder {dest.parent}. Check that it "
+            "exists, is writable and the disk is not full.",
+            detail=str(exc),
+        ) from exc
+    try:
+        with fh:
+            for block in resp.iter_content(CHUNK):
+                if have + len(block) > limit:
+                    fh.close()
+                    dest.unlink(missing_ok=True)
+                    raise SizeMismatch(
+                        _TAMPER, detail=f"server sent more than the manifest's {limit} bytes"
+                    )
+                try:
+                    fh.write(block)
+                except OSError as exc:
+                    fh.close()
+                    dest.unlink(missing_ok=True)
+                    raise LocalIOError(
+                        "The disk is full (or not writable) while downloading; nothing was "
+                        "imported. Free some space and try again.",
+                        detail=str(exc),
+                    ) from exc
+                hasher.update(block)
+                have += len(block)
+                if progress:
+                    progress.update("download", have, limit)
+    except OSError as exc:
+        dest.unlink(missing_ok=True)
+        raise LocalIOError(
+            "The disk is full (or not writable) while downloading; nothing was "
+            "imported. Free some space and try again.",
+            detail=str(exc),
+        ) from exc
