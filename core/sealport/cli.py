@@ -1,0 +1,333 @@
+"""The ``sealport`` command line.
+
+Every failure is printed as the artist-facing message (plus the TD detail
+with ``--verbose``), never as a traceback; exit codes: 0 ok, 1 failure,
+2 usage/config, 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+import webbrowser
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .config import ConfigError, default_config_path, load_config
+from .errors import Cancelled, SealportError
+from .progress import Progress
+
+
+def _err(msg: str) -> None:
+    print(f"sealport: {msg}", file=sys.stderr)
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from .client import SealportClient
+
+    cfg = load_config(Path(args.config) if args.config else None)
+    return SealportClient(cfg)
+
+
+@contextmanager
+def cancellable(progress: Progress) -> Iterator[None]:
+    """First Ctrl-C cancels cleanly (cooperatively); a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        if progress.cancelled:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        print("\nCancelling… (Ctrl-C again to abort at once)", file=sys.stderr)
+        progress.cancel()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def tqdm_progress() -> tuple[Progress, Callable[[], None]]:
+    """A Progress whose callback drives one tqdm bar per stage."""
+    from tqdm import tqdm
+
+    state: dict[str, Any] = {"stage": None, "bar": None}
+
+    def callback(stage: str, done: int, total: int) -> None:
+        if stage != state["stage"]:
+            if state["bar"] is not None:
+                state["bar"].close()
+            state["stage"] = stage
+            state["bar"] = tqdm(
+                total=total or None,
+                desc=f"{stage:>12}",
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                leave=False,
+                file=sys.stderr,
+                disable=None if total else True,
+            )
+        bar = state["bar"]
+        bar.update(done - bar.n)
+
+    def close() -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+
+    return Progress(callback), close
+
+
+def print_device_code(auth: Any, *, open_browser: bool) -> None:
+    from .device_flow import qr_text
+
+    print("\nTo sign in, open this page on any device:\n")
+    print(f"    {auth.verification_uri}\n")
+    print(f"and enter the code:   {auth.user_code}\n")
+    try:
+        print(qr_text(auth))
+    except Exception:  # a QR code is a convenience, never a reason to fail sign-in
+        pass
+    print("Check that the page shows your studio's sign-in before you approve.", flush=True)
+    if open_browser:
+        webbrowser.open(auth.verification_uri_complete or auth.verification_uri)
+
+
+def print_result(result: Any) -> None:
+    m = result.manifest
+    print(f"✔ {m.name} v{m.version} ({m.format}) → {result.path}")
+    print(
+        f"    signature chain : root {result.root_fingerprint[:16]}… → delivery key "
+        f"{result.delivery_key_id} → manifest {result.manifest_sha256[:16]}…"
+    )
+    print(
+        f"    payload         : {m.payload.size} B age-x25519, sha256 {m.payload.sha256[:16]}… ok"
+    )
+    print(f"    file            : {m.file.path} {m.file.size} B, sha256 {m.file.sha256[:16]}… ok")
+    print(f"    recipient       : {m.recipient[:20]}… (this workstation, device {m.device_id})")
+    print(f"    user            : {m.user}   issued {m.issued_at}   expires {m.expires_at}")
+    summary = ", ".join(f"{k}={v}" for k, v in result.format_summary.items())
+    print(f"    format check    : {m.format} ok ({summary})")
+    print(f"    watermark       : {result.watermark_status}")
+
+
+# --- commands ------------------------------------------------------------------------------
+def cmd_login(args: argparse.Namespace) -> int:
+    client = _client(args)
+    progress = Progress()
+    with cancellable(progress):
+        ident = client.login(
+            lambda a: print_device_code(a, open_browser=not args.no_browser), progress
+        )
+    print(f"Signed in as {getattr(ident, 'name', '') or client.user()} ({client.user()}).")
+    return 0
+
+
+def cmd_whoami(args: argparse.Namespace) -> int:
+    client = _client(args)
+    me = client.whoami()
+    print(f"{me.get('name', '')} <{me.get('sub')}> roles: {', '.join(me.get('roles', []))}")
+    print(f"server: {client.config.server_url}")
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    client = _client(args)
+    client.logout()
+    print("Signed out: tokens revoked at the IdP and wiped from this workstation.")
+    return 0
+
+
+def cmd_assets(args: argparse.Namespace) -> int:
+    client = _client(args)
+    rows = client.assets()
+    print(f"{'ASSET':36} {'NAME':20} {'PROJECT':12} {'FMT':5} {'VER':>4} {'SIZE':>10}")
+    for a in rows:
+        print(
+            f"{a['asset_id']:36} {a['name'][:20]:20} {a.get('project', '')[:12]:12} "
+            f"{a['format']:5} {a['version']:>4} {a['size']:>10}"
+        )
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    client = _client(args)
+    progress, close = tqdm_progress()
+    out = Path(args.out).expanduser().resolve() if args.out else Path.cwd()
+    try:
+        with cancellable(progress):
+            result = client.secure_import(_resolve_asset(client, args.asset), out, progress)
+    finally:
+        close()
+    print_result(result)
+    return 0
+
+
+def _resolve_asset(client: Any, ref: str) -> str:
+    """Accept an asset id or a unique asset name."""
+    rows = client.assets()
+    for a in rows:
+        if a["asset_id"] == ref:
+            return ref
+    hits = [a for a in rows if a["name"] == ref]
+    if len(hits) == 1:
+        return str(hits[0]["asset_id"])
+    if len(hits) > 1:
+        raise SealportError(f"Several assets are named {ref!r}; use the asset id.")
+    raise SealportError(f"No asset {ref!r} in the catalogue; run `sealport assets` to list them.")
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from .audit import AuditLog
+
+    if args.log:
+        path = Path(args.log)
+    else:
+        path = load_config(Path(args.config) if args.config else None).audit_log
+    result = AuditLog(path).verify()
+    if result.ok:
+        print(f"Audit log {path}: {result.records} records, hash chain intact.")
+        return 0
+    print(
+        f"Audit log {path}: TAMPERED at line {result.line}: {result.problem} "
+        f"({result.records} good records before it)."
+    )
+    return 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server import serve_forever
+
+    serve_forever(Path(args.data), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_admin_add_asset(args: argparse.Namespace) -> int:
+    from .server.store import add_asset
+
+    rec = add_asset(
+        Path(args.data),
+        Path(args.file),
+        name=args.name,
+        project=args.project,
+        fmt=args.format,
+        created_by=args.created_by,
+    )
+    print(f"Added {rec.name} v{rec.version} ({rec.format}) as asset {rec.asset_id}.")
+    return 0
+
+
+def cmd_admin_add_user(args: argparse.Namespace) -> int:
+    import getpass
+
+    from .server.store import add_user
+
+    password = os.environ.get("SEALPORT_NEW_PASSWORD") or getpass.getpass("Password: ")
+    add_user(
+        Path(args.data),
+        args.username,
+        password,
+        roles=args.roles.split(","),
+        mfa=args.mfa,
+        name=args.name or args.username,
+    )
+    print(f"User {args.username} added with roles {args.roles}.")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.profile) if args.profile else None, keep=args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sealport", description=__doc__.splitlines()[0])
+    p.add_argument("--config", help=f"studio config (default {default_config_path()})")
+    p.add_argument("-v", "--verbose", action="store_true", help="also print TD details")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("demo", help="run the whole secure import against an embedded server")
+    s.add_argument("--profile", help="demo profile folder (default: a new temporary folder)")
+    s.add_argument("--keep", action="store_true", help="keep the demo profile afterwards")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("serve", help="run the reference server (studio side)")
+    s.add_argument("--data", default="sealport-server", help="server data folder")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8443)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("login", help="sign in with the studio SSO (device flow)")
+    s.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    s.set_defaults(func=cmd_login)
+    sub.add_parser("whoami", help="show the signed-in user").set_defaults(func=cmd_whoami)
+    sub.add_parser("logout", help="revoke and wipe the session").set_defaults(func=cmd_logout)
+    sub.add_parser("assets", help="list the asset catalogue").set_defaults(func=cmd_assets)
+
+    s = sub.add_parser("import", help="securely download, verify and place an asset")
+    s.add_argument("asset", help="asset id or unique name")
+    s.add_argument("--out", help="output folder (default: current folder)")
+    s.set_defaults(func=cmd_import)
+
+    audit = sub.add_parser("audit", help="local audit log").add_subparsers(
+        dest="audit_cmd", required=True
+    )
+    s = audit.add_parser("verify", help="check the hash chain of the local audit log")
+    s.add_argument("--log", help="audit log file (default: from the config)")
+    s.set_defaults(func=cmd_audit_verify)
+
+    admin = sub.add_parser("admin", help="server administration").add_subparsers(
+        dest="admin_cmd", required=True
+    )
+    s = admin.add_parser("add-asset", help="add an asset file to the server's store")
+    s.add_argument("file")
+    s.add_argument("--data", default="sealport-server", help="server data folder")
+    s.add_argument("--name", required=True)
+    s.add_argument("--project", default="default")
+    s.add_argument("--format", help="usd, usdz, fbx, obj, stl, glb, 3mf (default: from name)")
+    s.add_argument("--created-by", default=os.environ.get("USER", "admin"))
+    s.set_defaults(func=cmd_admin_add_asset)
+    s = admin.add_parser("add-user", help="add a user to the development IdP")
+    s.add_argument("username")
+    s.add_argument("--data", default="sealport-server", help="server data folder")
+    s.add_argument("--roles", default="artist")
+    s.add_argument("--name")
+    s.add_argument("--mfa", action="store_true", help="the user signs in with MFA (amr otp)")
+    s.set_defaults(func=cmd_admin_add_user)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except Cancelled as exc:
+        _err(exc.message)
+        return 130
+    except KeyboardInterrupt:
+        _err("Interrupted; nothing was imported.")
+        return 130
+    except ConfigError as exc:
+        _err(exc.message)
+        if args.verbose and exc.detail:
+            print(exc.detail, file=sys.stderr)
+        return 2
+    except SealportError as exc:
+        _err(exc.message)
+        if args.verbose and exc.detail:
+            print(f"detail: {exc.detail}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
