@@ -1,0 +1,131 @@
+r"""Forensic geometry watermark: blind, keyed, robust (issue 4).
+
+Public API
+----------
+``embed(vertices, faces, payload, key, *, strength=None) -> vertices``
+``extract(vertices, faces, key, *, payload_bits=64) -> ExtractResult``
+``verify(vertices, faces, key, expected_payload) -> VerifyResult``
+``derive_delivery_key(studio_secret, delivery_id) -> bytes``
+``load_meshes(path)``, ``embed_file(src, dst, payload, key)``, ``extract_file(path, key)``,
+``verify_file(path, key, expected_payload)``; ``manifest_entry(payload, key, report)``.
+
+Method (after Cho, Prost & Jung, IEEE TSP 55(1), 2007, "Method I")
+-------------------------------------------------------------------
+1. *Weld* coincident vertices (exporters split them at UV seams / hard edges) and
+   drop vertices no triangle references.
+2. *Centre* ``c`` = area-weighted surface centroid (stable under vertex splits and
+   simplification, unlike the vertex mean). Norms ``rho_i = |v_i - c|``: invariant
+   to rotation, translation and vertex/face reordering.
+3. *Keyed quantile bins.* From the key (HKDF labels), draw ``B`` bin widths in
+   ``(1 +- 0.3)`` x mean on the quantile axis ``[Q_LO, Q_HI] = [0.01, 0.99]``.
+   The bin edges are the norms of the vertices at those quantile ranks, so every
+   bin holds a known share of the vertices (Cho's equal-width bins leave the
+   sparse tails almost empty: on the bunny 34 of 160 bins held < 8 vertices) and
+   uniform scaling cancels. Inside bin ``b`` a vertex has ``x = (rho - e_b) /
+   (e_{b+1} - e_b)`` in ``[0, 1]``.
+4. *Embedding.* Bit ``s_b = +-1`` is carried by the mean of ``x`` in bin ``b``:
+   the histogram map ``x -> x**k_b`` (``k_b`` by vectorised Newton) pushes the mean
+   to ``1/2 + s_b * alpha_b``; vertices move only along their ray from ``c``.
+   ``x**k`` fixes 0 and 1, so edge vertices never move, no vertex leaves its bin,
+   and the extractor recomputes the same partition. ``alpha_b = alpha * min(1,
+   mean_width / width_b)`` caps the displacement in the wide tail bins. The centre
+   moves a little when vertices move, so the embed repeats (<= 6 passes) until
+   every bin mean is on its side with >= 95 % of its margin.
+5. *Extraction* is blind: bit = [mean_b > 1/2]; reliability ``|mean_b - 1/2| *
+   sqrt(n_b)``; a bin with fewer than ``MIN_BIN_VERTICES = 8`` vertices is an
+   erasure.
+6. *Code.* codeword = RS_GF(256)(payload || tag), tag = HMAC-SHA256(HKDF(key,
+   "tag"), payload)[:4], 8 parity bytes. 64-bit payload -> 20 bytes -> ``B = 160``
+   bins. Code bits are XORed with keyed whitening bits and placed in bins by a
+   keyed permutation. Decoding tries ``e + 2t <= 8`` with a ladder of erasure sets
+   (bytes holding unusable bins, then the least reliable bytes, one at a time).
+
+Capacity rule
+-------------
+``B = 8 * (payload_bytes + 4 + 8)`` bins (160 for 64 bits), each needing
+``MIN_BIN_VERTICES = 8`` welded vertices; the smallest keyed bin holds
+``(Q_HI - Q_LO) * (1 - 0.3) / B`` of the vertices, so a mesh needs
+``ceil(B * 8 / (0.98 * 0.7))`` = **1,866 welded, face-referenced vertices for a
+64-bit payload** (about 29 vertices per payload bit); fewer gives ``too_small`` /
+``WatermarkCapacityError``. Robustness grows with vertices per bin (about
+``sqrt(n_b)``): meshes with >= 20k vertices are much more robust than the floor.
+
+False-positive analysis
+-----------------------
+*Blind decode* (``extract``): for an unmarked mesh or a wrong key the decoded
+message passes the keyed 32-bit tag with probability 2^-32 per decode attempt
+(HMAC is a PRF under a key the mesh cannot depend on); the erasure ladder makes at
+most ``NSYM + 1 = 9`` attempts, so ``P(false "found") <= 9 * 2^-32 = 2.1e-9`` per
+check, whatever the mesh. *Correlation verify* (``verify`` fallback when the
+blind decode fails): with the key-derived whitening every usable code bit of an
+unmarked mesh agrees with the expected bit with probability exactly 1/2 over keys,
+so ``P(agree >= a of n) = sum_{i>=a} C(n,i) / 2^n``; we accept only when this is
+``<= 1e-9``. ``verify`` thus has a total false-positive bound ``<= 3.1e-9``.
+
+Key handling and threat trade-off
+---------------------------------
+The server holds a studio secret and derives ``derive_delivery_key(secret,
+delivery_id)`` (HKDF-SHA256) per delivery. The manifest gives the client only
+that per-delivery key, because a blind client-side check needs the key. Cost: the
+recipient of a delivery holds the key of *his own* mark, so he can locate it and
+try to erase it (e.g. re-randomise the bin means) or forge his own payload into
+other meshes. He learns nothing about other deliveries' keys (HKDF is one-way) and
+cannot forge a mark that the server would attribute to another delivery. The
+forensic trace does not depend on the recipient's cooperation: the server derives
+each candidate delivery's key and tests it (``extract`` / ``verify``). A studio
+that distrusts recipients more should not send the key (verify server-side) or
+add a second, server-only layer; that is not implemented here.
+
+Limits (measured in docs/BENCHMARKS.md, "Watermark"): blind decoding survives
+float32, reordering, triangulation, similarity transforms and exporter vertex
+splits exactly; additive noise, smoothing, quantisation, simplification and
+especially cropping and remeshing degrade or destroy it, as for every
+histogram-of-norms method.
+"""
+
+from .errors import WatermarkCapacityError, WatermarkFormatError
+from .files import (
+    EmbedReport,
+    FileExtractResult,
+    FileVerifyResult,
+    embed_file,
+    extract_file,
+    load_meshes,
+    verify_file,
+)
+from .keys import SCHEME, derive_delivery_key
+from .manifest import manifest_entry, parse_manifest_entry
+from .mark import (
+    DEFAULT_STRENGTH,
+    ExtractResult,
+    VerifyResult,
+    capacity_bits,
+    embed,
+    extract,
+    min_vertices,
+    verify,
+)
+
+__all__ = [
+    "DEFAULT_STRENGTH",
+    "SCHEME",
+    "EmbedReport",
+    "ExtractResult",
+    "FileExtractResult",
+    "FileVerifyResult",
+    "VerifyResult",
+    "WatermarkCapacityError",
+    "WatermarkFormatError",
+    "capacity_bits",
+    "derive_delivery_key",
+    "embed",
+    "embed_file",
+    "extract",
+    "extract_file",
+    "load_meshes",
+    "manifest_entry",
+    "min_vertices",
+    "parse_manifest_entry",
+    "verify",
+    "verify_file",
+]
