@@ -86,7 +86,7 @@ def test_testkit_is_complete() -> None:
     assert len(VECTORS) == 143
 
 
-def _run(v: Vector) -> tuple[BaseException | None, bytes]:
+def _run(v: Vector) -> tuple[SealportError | None, bytes]:
     out = io.BytesIO()
     released = io.BytesIO()
     try:

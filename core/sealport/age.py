@@ -582,7 +582,7 @@ def decrypt_stream(
     dst: BinaryIO,
     identities: Sequence[str],
     *,
-    on_plaintext: Callable[[bytes], None] | None = None,
+    on_plaintext: Callable[[bytes], object] | None = None,
     progress: Progress | _ProgressLike | None = None,
     max_plaintext: int | None = None,
 ) -> int:
@@ -619,7 +619,7 @@ def _decrypt_payload(
     r: _Reader,
     dst: BinaryIO,
     aead: ChaCha20Poly1305,
-    on_plaintext: Callable[[bytes], None] | None,
+    on_plaintext: Callable[[bytes], object] | None,
     progress: Progress | _ProgressLike | None,
     max_plaintext: int | None,
     total: int,
