@@ -1,0 +1,275 @@
+"""Blind geometry watermark: exact round trips, robustness, keys, capacity, files."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from sealport.errors import MalformedManifest, SealportError
+from sealport.watermark import (
+    WatermarkCapacityError,
+    WatermarkFormatError,
+    derive_delivery_key,
+    embed,
+    embed_file,
+    extract,
+    extract_file,
+    load_meshes,
+    manifest_entry,
+    min_vertices,
+    parse_manifest_entry,
+    verify,
+    verify_file,
+)
+
+from tests.watermark.meshgen import blob, bumpy_torus, unweld
+
+MESHES = Path(__file__).resolve().parents[1].parent / "shared" / "meshes"
+SECRET = b"studio-secret-for-tests-0123456789"
+KEY = derive_delivery_key(SECRET, "delivery-1")
+PAYLOAD = bytes.fromhex("0123456789abcdef")
+MRMS_LIMIT = 0.0005  # 0.05 % of the bbox diagonal (measured ~0.015-0.03 %)
+MAX_DISP_LIMIT = 0.005  # 0.5 % of the bbox diagonal (measured ~0.12-0.21 %)
+
+
+def _load(name: str) -> tuple[np.ndarray, np.ndarray]:
+    path = MESHES / name
+    assert path.exists(), f"shared mesh missing: {path}"
+    m = trimesh.load(str(path), process=False)
+    return np.asarray(m.vertices, np.float64), np.asarray(m.faces, np.int64)
+
+
+def _suzanne_dense() -> tuple[np.ndarray, np.ndarray]:
+    v, f = _load("suzanne.ply")
+    m = trimesh.Trimesh(v, f, process=True)  # welds the seam copies
+    for _ in range(2):
+        m = m.subdivide()
+    return np.asarray(m.vertices), np.asarray(m.faces)
+
+
+MESH_CASES = {
+    "bunny": lambda: _load("bunny.ply"),
+    "fandisk": lambda: _load("fandisk.obj"),
+    "suzanne_subdivided": _suzanne_dense,
+    "blob": lambda: blob(4, seed=3),
+    "torus": lambda: bumpy_torus(60, 40, seed=5),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MESH_CASES))
+def marked(request):
+    v, f = MESH_CASES[request.param]()
+    return v, f, embed(v, f, PAYLOAD, KEY)
+
+
+def _diag(v: np.ndarray) -> float:
+    return float(np.linalg.norm(v.max(axis=0) - v.min(axis=0)))
+
+
+def test_roundtrip_exact(marked):
+    v, f, w = marked
+    assert w.shape == v.shape and w.dtype == v.dtype
+    r = extract(w, f, KEY)
+    assert r.status == "found"
+    assert r.payload == PAYLOAD
+    assert r.bit_errors_corrected == 0
+    assert r.false_positive_bound <= 1e-6
+    assert verify(w, f, KEY, PAYLOAD).status == "verified"
+
+
+def test_distortion_bounded(marked):
+    v, f, w = marked
+    disp = np.linalg.norm(w - v, axis=1)
+    diag = _diag(v)
+    assert np.sqrt(np.mean(disp**2)) / diag < MRMS_LIMIT
+    assert disp.max() / diag < MAX_DISP_LIMIT
+    assert disp.max() > 0  # the mark does move vertices
+
+
+def test_unmarked_original_is_not_found(marked):
+    v, f, _ = marked
+    r = extract(v, f, KEY)
+    assert r.status == "not_found" and r.payload is None
+    assert verify(v, f, KEY, PAYLOAD).status == "not_found"
+
+
+def test_robust_to_float32_reorder_and_similarity():
+    v, f = _load("bunny.ply")
+    w = embed(v, f, PAYLOAD, KEY)
+    rng = np.random.default_rng(7)
+    # float32 round trip
+    assert extract(w.astype(np.float32), f, KEY).payload == PAYLOAD
+    # vertex + face reorder, rotated winding
+    perm = rng.permutation(len(w))
+    inv = np.argsort(perm)
+    f2 = inv[f][rng.permutation(len(f))][:, [1, 2, 0]]
+    assert extract(w[perm], f2, KEY).payload == PAYLOAD
+    # rigid motion + uniform scaling
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    w3 = 3.7 * w @ q.T + np.array([10.0, -4.0, 2.5])
+    r = extract(w3, f, KEY)
+    assert r.payload == PAYLOAD and r.bit_errors_corrected == 0
+    # exporter-style vertex splits at seams
+    w4, f4 = unweld(w, f, 0.3)
+    assert extract(w4, f4, KEY).payload == PAYLOAD
+
+
+def test_triangulation_change():
+    v, q = bumpy_torus(70, 50, seed=2, quads=True)
+    w = embed(v, q, PAYLOAD, KEY)  # quads, fan split 0-1-2 / 0-2-3
+    other = np.concatenate([q[:, [0, 1, 3]], q[:, [1, 2, 3]]])
+    r = extract(w, other, KEY)
+    assert r.status == "found" and r.payload == PAYLOAD
+
+
+def test_split_vertices_stay_coincident():
+    v, f = unweld(*_load("bunny.ply"), 0.5)
+    w = embed(v, f, PAYLOAD, KEY)
+    key_pos = {tuple(p): tuple(q) for p, q in zip(v, w, strict=True)}
+    for p, q in zip(v, w, strict=True):
+        assert key_pos[tuple(p)] == tuple(q)
+
+
+def test_wrong_key_finds_nothing():
+    v, f = _load("bunny.ply")
+    w = embed(v, f, PAYLOAD, KEY)
+    other = derive_delivery_key(SECRET, "delivery-2")
+    r = extract(w, f, other)
+    assert r.status == "not_found" and r.payload is None
+    assert verify(w, f, other, PAYLOAD).status == "not_found"
+
+
+def test_unmarked_meshes_random_keys_not_found():
+    rng = np.random.default_rng(11)
+    for i in range(12):
+        v, f = blob(4, seed=100 + i) if i % 2 else bumpy_torus(50, 40, seed=100 + i)
+        key = rng.bytes(32)
+        r = extract(v, f, key)
+        assert r.status == "not_found", i
+        assert r.payload is None
+
+
+def test_other_payload_same_key_is_mismatch():
+    v, f = _load("fandisk.obj")
+    w = embed(v, f, PAYLOAD, KEY)
+    r = verify(w, f, KEY, b"\x00" * 8)
+    assert r.status == "mismatch"
+    assert r.payload == PAYLOAD
+
+
+def test_too_small():
+    v, f = _load("suzanne.ply")  # ~500 welded vertices < the 64-bit floor
+    assert min_vertices(64) > 505
+    with pytest.raises(WatermarkCapacityError) as exc:
+        embed(v, f, PAYLOAD, KEY)
+    assert isinstance(exc.value, SealportError)
+    assert extract(v, f, KEY).status == "too_small"
+    assert verify(v, f, KEY, PAYLOAD).status == "too_small"
+    tiny_v, tiny_f = bumpy_torus(6, 5)
+    assert extract(tiny_v, tiny_f, KEY).status == "too_small"
+
+
+def test_other_payload_sizes():
+    v, f = _load("bunny.ply")
+    w = embed(v, f, b"\xa5" * 4, KEY)
+    assert extract(w, f, KEY, payload_bits=32).payload == b"\xa5" * 4
+    assert extract(w, f, KEY, payload_bits=64).status == "not_found"
+
+
+def test_strength_changes_distortion():
+    v, f = _load("bunny.ply")
+    weak = np.abs(embed(v, f, PAYLOAD, KEY, strength=0.02) - v).max()
+    strong = np.abs(embed(v, f, PAYLOAD, KEY, strength=0.1) - v).max()
+    assert strong > weak
+    with pytest.raises(ValueError):
+        embed(v, f, PAYLOAD, KEY, strength=0.5)
+
+
+def test_delivery_keys():
+    k1 = derive_delivery_key(SECRET, "a")
+    assert len(k1) == 32
+    assert k1 == derive_delivery_key(SECRET, "a")
+    assert k1 != derive_delivery_key(SECRET, "b")
+    assert k1 != derive_delivery_key(SECRET + b"x", "a")
+    with pytest.raises(ValueError):
+        derive_delivery_key(b"short", "a")
+
+
+def test_manifest_entry_roundtrip():
+    entry = manifest_entry(PAYLOAD, KEY, None)
+    assert parse_manifest_entry(entry) == (KEY, PAYLOAD, 0)
+    with pytest.raises(MalformedManifest):
+        parse_manifest_entry({**entry, "key": "!!"})
+    with pytest.raises(MalformedManifest):
+        parse_manifest_entry({**entry, "scheme": "other"})
+
+
+# --- files -------------------------------------------------------------------------------
+def _write_usd(path: Path, v: np.ndarray, f: np.ndarray) -> None:
+    from pxr import Usd, UsdGeom, Vt
+
+    stage = Usd.Stage.CreateNew(str(path))
+    mesh = UsdGeom.Mesh.Define(stage, "/asset/body")
+    mesh.GetPointsAttr().Set(Vt.Vec3fArray.FromNumpy(v.astype(np.float32)))
+    mesh.GetFaceVertexCountsAttr().Set(Vt.IntArray.FromNumpy(np.full(len(f), f.shape[1], np.int32)))
+    mesh.GetFaceVertexIndicesAttr().Set(Vt.IntArray.FromNumpy(f.ravel().astype(np.int32)))
+    stage.GetRootLayer().Save()
+
+
+def _write_3mf(path: Path, v: np.ndarray, f: np.ndarray) -> None:
+    vx = "".join(f'<vertex x="{a!r}" y="{b!r}" z="{c!r}"/>' for a, b, c in v.tolist())
+    tx = "".join(f'<triangle v1="{a}" v2="{b}" v3="{c}"/>' for a, b, c in f.tolist())
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?><model unit="millimeter" '
+        'xmlns="http://schemas.microsoft.com/3dmanufacturing/core/2015/02"><resources>'
+        f'<object id="1" type="model"><mesh><vertices>{vx}</vertices><triangles>{tx}'
+        '</triangles></mesh></object></resources><build><item objectid="1"/></build></model>'
+    )
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("[Content_Types].xml", "<Types/>")
+        z.writestr("3D/3dmodel.model", xml)
+
+
+@pytest.mark.parametrize("ext", ["obj", "stl", "ply", "glb", "3mf", "usda", "usdc", "usdz"])
+def test_file_roundtrip(tmp_path: Path, ext: str):
+    v, f = _load("bunny.ply")
+    src = tmp_path / f"src.{ext}"
+    if ext in ("usda", "usdc"):
+        _write_usd(src, v, f)
+    elif ext == "usdz":
+        from pxr import Sdf, UsdUtils
+
+        _write_usd(tmp_path / "src_root.usdc", v, f)
+        assert UsdUtils.CreateNewUsdzPackage(
+            Sdf.AssetPath(str(tmp_path / "src_root.usdc")), str(src)
+        )
+    elif ext == "3mf":
+        _write_3mf(src, v, f)
+    else:
+        trimesh.Trimesh(v, f, process=False).export(str(src))
+    dst = tmp_path / f"dst.{ext}"
+    report = embed_file(src, dst, PAYLOAD, KEY)
+    assert (report.marked, report.total) == (1, 1)
+    [(lv, lf)] = load_meshes(dst)
+    assert len(lf) == len(f)
+    r = extract_file(dst, KEY)
+    assert r.status == "found" and r.payload == PAYLOAD
+    assert verify_file(dst, KEY, PAYLOAD).status == "verified"
+    assert extract_file(src, KEY).status == "not_found"
+    assert verify_file(dst, derive_delivery_key(SECRET, "x"), PAYLOAD).status == "not_found"
+
+
+def test_file_too_small_and_fbx_refused(tmp_path: Path):
+    v, f = _load("suzanne.ply")
+    src = tmp_path / "s.glb"
+    trimesh.Trimesh(v, f, process=False).export(str(src))
+    with pytest.raises(WatermarkCapacityError):
+        embed_file(src, tmp_path / "d.glb", PAYLOAD, KEY)
+    assert verify_file(src, KEY, PAYLOAD).status == "too_small"
+    with pytest.raises(WatermarkFormatError):
+        embed_file(tmp_path / "a.fbx", tmp_path / "b.fbx", PAYLOAD, KEY)
+    with pytest.raises(WatermarkFormatError):
+        load_meshes(tmp_path / "a.xyz")
