@@ -1,0 +1,487 @@
+"""The FastAPI app of the reference server and the ways to run it.
+
+``create_app`` wires the development IdP, the resource API (PROTOCOL.md),
+the ledger and sealing together for one data folder. ``serve_forever`` is
+``sealport serve``; ``start_background`` runs the same server on a thread
+for tests and ``sealport demo``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import ssl
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, Field
+
+from .. import age
+from ..errors import SealportError
+from ..paths import ensure_private_dir
+from . import idp as idp_mod
+from .auth import AuthFailure, Principal, RemoteJWKS, StaticKeySource, TokenValidator
+from .ledger import DeviceRecord, Ledger
+from .sealing import (
+    SigningKeys,
+    ensure_keys,
+    manifest_path,
+    payload_path,
+    seal_delivery,
+    write_client_config,
+)
+from .settings import API_AUDIENCE, ServerSettings
+from .store import open_ledger
+from .tls import (
+    RunningServer,
+    TLSMaterial,
+    bind_socket,
+    ensure_tls,
+    make_config,
+    run_in_thread,
+    url_for,
+)
+
+CHUNK = 64 * 1024
+MAX_AUDIT_EVENT_BYTES = 16 * 1024
+
+
+class APIError(Exception):
+    """An error answer of the resource API: JSON ``{error, message}``."""
+
+    def __init__(self, status: int, error: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.error = error
+        self.message = message
+
+
+class DeviceIn(BaseModel):
+    public_key: str = Field(max_length=200)
+    name: str = Field(default="workstation", max_length=128)
+
+
+class DeliveryIn(BaseModel):
+    device_id: str = Field(max_length=64)
+    version: int | None = None
+
+
+class AuditIn(BaseModel):
+    events: list[dict[str, Any]]
+    device_id: str | None = Field(default=None, max_length=64)
+
+
+def _principal(request: Request) -> Principal:
+    """FastAPI dependency: the caller proven by the Bearer token (or a 401)."""
+    validator: TokenValidator = request.app.state.validator
+    return validator.from_header(request.headers.get("authorization"))
+
+
+# Module level on purpose: FastAPI resolves these (string) annotations from module globals.
+Caller = Annotated[Principal, Depends(_principal)]
+
+
+def _ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """One ``bytes=`` range → (start, end inclusive); None = serve all; False = 416.
+
+    Multi-range and malformed headers are ignored (RFC 9110 lets a server send
+    the whole representation instead); a well-formed range that cannot be
+    satisfied is a 416.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    m = _RANGE.match(spec)
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first:
+        n = int(last)
+        if n == 0 or size == 0:
+            return False
+        return max(0, size - n), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if start >= size or end < start:
+        return False
+    return start, min(end, size - 1)
+
+
+def _stream(path: Path, start: int, length: int) -> Iterator[bytes]:
+    with path.open("rb") as fh:
+        fh.seek(start)
+        left = length
+        while left > 0:
+            chunk = fh.read(min(CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+
+def create_app(
+    data_dir: Path,
+    *,
+    settings: ServerSettings,
+    ledger: Ledger | None = None,
+    keys: SigningKeys | None = None,
+) -> FastAPI:
+    """The whole server for ``data_dir`` (which :func:`prepare` has set up)."""
+    data_dir = Path(data_dir)
+    ledger = ledger or open_ledger(data_dir)
+    keys = keys or ensure_keys(data_dir)
+    app = FastAPI(
+        title="Sealport reference server", docs_url=None, redoc_url=None, openapi_url=None
+    )
+    app.state.ledger = ledger
+    app.state.settings = settings
+
+    idp: idp_mod.DevIdP | None = None
+    if settings.external_issuer:
+        if not settings.external_jwks_uri:
+            raise ValueError("external_issuer needs external_jwks_uri")
+        source: Any = RemoteJWKS(settings.external_jwks_uri, ca_file=settings.external_ca_file)
+    else:
+        idp = idp_mod.DevIdP(data_dir, ledger, settings)
+        source = StaticKeySource(idp.public_keyset)
+    validator = TokenValidator(
+        issuer=settings.issuer,
+        audience=API_AUDIENCE,
+        keys=source,
+        ledger=ledger,
+        leeway=settings.jwt_leeway,
+        algorithms=settings.jwt_algorithms,
+    )
+    app.state.validator = validator
+    app.state.idp = idp
+
+    @app.exception_handler(AuthFailure)
+    def _auth_failure(request: Request, exc: AuthFailure) -> JSONResponse:
+        return JSONResponse(
+            {"error": exc.error, "message": exc.message},
+            status_code=exc.status,
+            headers={"WWW-Authenticate": exc.www_authenticate()},
+        )
+
+    @app.exception_handler(APIError)
+    def _api_error(request: Request, exc: APIError) -> JSONResponse:
+        return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse(
+            {"error": "invalid_request", "message": "The request body is not valid."},
+            status_code=400,
+        )
+
+    if idp is not None:
+        app.include_router(idp_mod.router(idp, validator))
+
+    @app.get("/api/v1/me")
+    def me(p: Caller) -> dict[str, Any]:
+        return {"sub": p.sub, "name": p.name, "roles": list(p.roles)}
+
+    @app.post("/api/v1/devices")
+    def register_device(body: DeviceIn, p: Caller) -> dict[str, Any]:
+        try:
+            age.parse_recipient(body.public_key)
+        except SealportError as exc:
+            raise APIError(
+                400, "invalid_request", "The workstation key is not a valid age recipient."
+            ) from exc
+        existing = ledger.device_by_key(body.public_key)
+        if existing is not None:
+            if existing.username != p.sub:
+                raise APIError(
+                    409, "conflict", "This workstation key is registered to another user."
+                )
+            return {"device_id": existing.device_id}
+        rec = DeviceRecord(
+            device_id="dev_" + secrets.token_hex(8),
+            username=p.sub,
+            public_key=body.public_key,
+            name=body.name,
+            created_at=int(time.time()),
+        )
+        if ledger.get_user(p.sub) is None:
+            raise APIError(403, "forbidden", "Your account is not known to this server.")
+        ledger.add_device(rec)
+        ledger.add_audit(
+            [{"event": "device_registered", "name": body.name}],
+            source="server",
+            username=p.sub,
+            device_id=rec.device_id,
+            sid=p.sid,
+        )
+        return {"device_id": rec.device_id}
+
+    @app.get("/api/v1/assets")
+    def list_assets(p: Caller) -> dict[str, Any]:
+        return {"assets": [a.public() for a in ledger.list_latest_assets()]}
+
+    @app.post("/api/v1/assets/{asset_id}/deliveries")
+    def create_delivery(
+        asset_id: str, body: DeliveryIn, p: Caller, request: Request
+    ) -> dict[str, Any]:
+        if not set(p.roles) & set(idp_mod.ROLES):
+            raise APIError(403, "forbidden", "Your account has no role that may download assets.")
+        if settings.require_mfa_for_delivery and "otp" not in p.amr:
+            raise APIError(
+                403, "mfa_required", "Sign in with multi-factor authentication to download."
+            )
+        device = ledger.get_device(body.device_id)
+        if device is None or device.username != p.sub:
+            raise APIError(
+                403, "forbidden", "That workstation is not registered to you; sign in again here."
+            )
+        asset = ledger.get_asset(asset_id, body.version)
+        if asset is None:
+            raise APIError(404, "not_found", "No such asset (or version).")
+        rec = seal_delivery(
+            data_dir,
+            ledger,
+            keys,
+            asset=asset,
+            device=device,
+            user=p.sub,
+            client_ip=_ip(request),
+            ttl=settings.manifest_ttl,
+            watermark=settings.watermark,
+        )
+        ledger.add_audit(
+            [
+                {
+                    "event": "delivery_sealed",
+                    "delivery_id": rec.delivery_id,
+                    "asset_id": asset_id,
+                    "version": rec.version,
+                }
+            ],
+            source="server",
+            username=p.sub,
+            device_id=device.device_id,
+            sid=p.sid,
+            client_ip=_ip(request),
+        )
+        base = f"{settings.public_url.rstrip('/')}/api/v1/deliveries/{rec.delivery_id}"
+        return {
+            "delivery_id": rec.delivery_id,
+            "manifest_url": f"{base}/manifest",
+            "payload_url": f"{base}/payload",
+        }
+
+    def _own_delivery(delivery_id: str, p: Principal) -> Any:
+        rec = ledger.get_delivery(delivery_id)
+        if rec is None or rec.username != p.sub:
+            # Same answer for "not yours" and "does not exist": ids are not oracles.
+            raise APIError(404, "not_found", "No such delivery.")
+        return rec
+
+    @app.get("/api/v1/deliveries/{delivery_id}/manifest")
+    def get_manifest(delivery_id: str, p: Caller) -> Response:
+        rec = _own_delivery(delivery_id, p)
+        data = manifest_path(data_dir, rec.delivery_id).read_bytes()
+        return Response(data, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+    @app.get("/api/v1/deliveries/{delivery_id}/payload")
+    def get_payload(delivery_id: str, p: Caller, request: Request) -> Response:
+        rec = _own_delivery(delivery_id, p)
+        path = payload_path(data_dir, rec.delivery_id)
+        size = path.stat().st_size
+        etag = f'"{rec.payload_sha256}"'
+        headers = {
+            "Accept-Ranges": "bytes",
+            "ETag": etag,
+            "Cache-Control": "no-store",
+        }
+        rng = parse_range(request.headers.get("range"), size)
+        if_range = request.headers.get("if-range")
+        if if_range is not None and if_range.strip() != etag:
+            rng = None
+        if rng is False:
+            return JSONResponse(
+                {"error": "range_not_satisfiable", "message": "The requested range is invalid."},
+                status_code=416,
+                headers={"Content-Range": f"bytes */{size}", **headers},
+            )
+        if rng is None or rng is True:
+            headers["Content-Length"] = str(size)
+            return StreamingResponse(
+                _stream(path, 0, size),
+                media_type="application/octet-stream",
+                headers=headers,
+            )
+        start, end = rng
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+        headers["Content-Length"] = str(end - start + 1)
+        return StreamingResponse(
+            _stream(path, start, end - start + 1),
+            status_code=206,
+            media_type="application/octet-stream",
+            headers=headers,
+        )
+
+    @app.post("/api/v1/audit")
+    def post_audit(body: AuditIn, p: Caller, request: Request) -> dict[str, Any]:
+        if len(body.events) > settings.max_audit_events:
+            raise APIError(
+                413, "too_large", f"At most {settings.max_audit_events} events per request."
+            )
+        for ev in body.events:
+            if len(json.dumps(ev)) > MAX_AUDIT_EVENT_BYTES:
+                raise APIError(413, "too_large", "An audit event is too large.")
+        device_id = body.device_id
+        if device_id is not None:
+            dev = ledger.get_device(device_id)
+            if dev is None or dev.username != p.sub:
+                raise APIError(403, "forbidden", "That workstation is not registered to you.")
+        n = ledger.add_audit(
+            body.events,
+            source="client",
+            username=p.sub,
+            device_id=device_id,
+            sid=p.sid,
+            client_ip=_ip(request),
+        )
+        return {"accepted": n}
+
+    return app
+
+
+# --- data folder + running -----------------------------------------------------------
+@dataclass(frozen=True)
+class Prepared:
+    data_dir: Path
+    tls: TLSMaterial
+    keys: SigningKeys
+    client_config_path: Path
+
+
+def prepare(
+    data_dir: Path, url: str, *, extra_names: tuple[str, ...] = (), ca_file: Path | None = None
+) -> Prepared:
+    """First-run set-up (idempotent): CA + server cert, signing keys, client.toml."""
+    data_dir = ensure_private_dir(Path(data_dir).resolve())
+    tls = ensure_tls(data_dir, extra_names)
+    keys = ensure_keys(data_dir)
+    cfg = write_client_config(
+        data_dir, url=url, ca_file=ca_file or tls.ca_file, root_fingerprint=keys.root_fingerprint
+    )
+    return Prepared(data_dir, tls, keys, cfg)
+
+
+class BackgroundServer(RunningServer):
+    """A running server plus what a client needs to talk to it."""
+
+    def __init__(self, running: RunningServer, prepared: Prepared, app: FastAPI) -> None:
+        super().__init__(running.url, running._server, running._thread)
+        self.data_dir = prepared.data_dir
+        self.ca_file = prepared.tls.ca_file
+        self.ca_fingerprint = prepared.tls.ca_fingerprint
+        self.root_fingerprint = prepared.keys.root_fingerprint
+        self.client_config_path = prepared.client_config_path
+        self.app = app
+        self.ledger: Ledger = app.state.ledger
+
+    def stop(self, timeout: float = 10.0) -> None:
+        super().stop(timeout)
+        self.ledger.close()
+
+
+def start_background(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    settings: ServerSettings | None = None,
+    tls_max_version: ssl.TLSVersion | None = None,
+    cert_override: tuple[Path, Path] | None = None,
+) -> BackgroundServer:
+    """Run the server on a thread; ``port=0`` picks a free port (see ``.url``).
+
+    ``tls_max_version`` and ``cert_override`` (cert, key signed by some other
+    CA) exist for client tests that must see a weak or foreign server.
+    """
+    settings = settings or ServerSettings()
+    box: dict[str, Any] = {}
+
+    def app_for(url: str) -> FastAPI:
+        prepared = prepare(data_dir, url, extra_names=_extra_names(host))
+        box["prepared"] = prepared
+        app = create_app(
+            prepared.data_dir, settings=replace(settings, public_url=url), keys=prepared.keys
+        )
+        box["app"] = app
+        return app
+
+    tls = ensure_tls(ensure_private_dir(Path(data_dir).resolve()), _extra_names(host))
+    cert, key = cert_override or (tls.cert_file, tls.key_file)
+    running = run_in_thread(
+        app_for, cert_file=cert, key_file=key, host=host, port=port, tls_max_version=tls_max_version
+    )
+    return BackgroundServer(running, box["prepared"], box["app"])
+
+
+def _extra_names(host: str) -> tuple[str, ...]:
+    return () if host in ("0.0.0.0", "::", "") else (host,)
+
+
+def serve_forever(
+    data_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8443,
+    *,
+    public_url: str | None = None,
+    extra_names: tuple[str, ...] = (),
+    settings: ServerSettings | None = None,
+) -> None:
+    """``sealport serve``: set up the data folder on first run, print trust info, serve."""
+    from .tls import run_foreground
+
+    sock = bind_socket(host, port)
+    url = (public_url or url_for(host, sock.getsockname()[1])).rstrip("/")
+    names = tuple(dict.fromkeys([*_extra_names(host), *extra_names, _url_host(url)]))
+    prepared = prepare(Path(data_dir), url, extra_names=names)
+    app = create_app(
+        prepared.data_dir,
+        settings=replace(settings or ServerSettings(), public_url=url),
+        keys=prepared.keys,
+    )
+    print(f"Sealport reference server: {url}  (TLS 1.3 only)")
+    print(f"  data folder:       {prepared.data_dir}")
+    print(f"  studio CA:         {prepared.tls.ca_file}")
+    print(f"  CA SHA-256:        {prepared.tls.ca_fingerprint}")
+    print(f"  root key SHA-256:  {prepared.keys.root_fingerprint}  (trust.root_fingerprints)")
+    print(f"  client config:     {prepared.client_config_path}")
+    print("  keys/root.key is here for the demo only; keep the root key offline in production.")
+    config = make_config(
+        app,
+        cert_file=prepared.tls.cert_file,
+        key_file=prepared.tls.key_file,
+        host=host,
+        port=sock.getsockname()[1],
+    )
+    run_foreground(config, sock)
+
+
+def _url_host(url: str) -> str:
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    if host.startswith("["):
+        return host[1 : host.index("]")]
+    return host.rsplit(":", 1)[0] if ":" in host else host

@@ -1,0 +1,217 @@
+"""Per-download sealing: (watermark) → encrypt to the device key → signed manifest → ledger.
+
+Every delivery is its own ciphertext, encrypted with age to the one
+workstation key the user registered, and described by a manifest that binds
+user, device key, asset version, plaintext and ciphertext hashes, and an
+expiry, signed by the delivery key whose certificate the root key signed.
+
+Key custody: ``keys/root.key`` sits next to the server here only so the
+reference server runs with no set-up. In production the root key is kept
+offline; the server holds just ``delivery.key`` and the root-signed
+``delivery-cert.json``, which an operator renews with the offline root.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from .. import age, manifest, trust
+from ..paths import atomic_write_bytes, ensure_private_dir
+from .ledger import AssetRecord, DeliveryRecord, DeviceRecord, Ledger
+from .settings import WatermarkHook
+from .store import asset_path
+
+CERT_DAYS = 365
+CERT_RENEW_BEFORE = 7 * 86400
+
+
+@dataclass(frozen=True)
+class SigningKeys:
+    root_public: Ed25519PublicKey
+    root_fingerprint: str
+    delivery_key: Ed25519PrivateKey
+    key_id: str
+    delivery_cert: dict[str, str]
+
+
+def _cert_body(cert: dict[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(base64.b64decode(cert["cert"]))
+    return body
+
+
+def ensure_keys(data_dir: Path) -> SigningKeys:
+    """Load or make root + delivery keys and a valid root-signed delivery certificate."""
+    keys = ensure_private_dir(data_dir / "keys")
+    root = trust.load_or_create_key(keys / "root.key")
+    delivery = trust.load_or_create_key(keys / "delivery.key")
+    key_id = trust.fingerprint(delivery.public_key())[:16]
+    cert_path = keys / "delivery-cert.json"
+    now = int(time.time())
+    cert: dict[str, str] | None = None
+    serial = 0
+    if cert_path.exists():
+        cert = json.loads(cert_path.read_text("utf-8"))
+        body = _cert_body(cert)
+        serial = int(body.get("serial", 0))
+        pub_b64 = trust.b64e(trust.raw_public(delivery.public_key()))
+        if (
+            body.get("public_key") != pub_b64
+            or body.get("key_id") != key_id
+            or int(body["not_after"]) - CERT_RENEW_BEFORE < now
+        ):
+            cert = None
+    if cert is None:
+        cert = trust.issue_delivery_cert(
+            root,
+            delivery.public_key(),
+            key_id=key_id,
+            not_before=now - 60,
+            not_after=now + CERT_DAYS * 86400,
+            serial=serial + 1,
+        )
+        atomic_write_bytes(cert_path, json.dumps(cert, indent=2).encode(), mode=0o644)
+    return SigningKeys(
+        root_public=root.public_key(),
+        root_fingerprint=trust.fingerprint(root.public_key()),
+        delivery_key=delivery,
+        key_id=key_id,
+        delivery_cert=cert,
+    )
+
+
+def _sha256_file(path: Path) -> tuple[int, str]:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def manifest_path(data_dir: Path, delivery_id: str) -> Path:
+    return data_dir / "deliveries" / f"{delivery_id}.manifest.json"
+
+
+def payload_path(data_dir: Path, delivery_id: str) -> Path:
+    return data_dir / "deliveries" / f"{delivery_id}.age"
+
+
+def seal_delivery(
+    data_dir: Path,
+    ledger: Ledger,
+    keys: SigningKeys,
+    *,
+    asset: AssetRecord,
+    device: DeviceRecord,
+    user: str,
+    client_ip: str,
+    ttl: int = 3600,
+    watermark: WatermarkHook | None = None,
+) -> DeliveryRecord:
+    """Seal ``asset`` for ``device`` of ``user``; writes payload + envelope, records it."""
+    delivery_id = "d_" + secrets.token_hex(12)
+    issued_at = int(time.time())
+    out_dir = ensure_private_dir(data_dir / "deliveries")
+    source = asset_path(data_dir, asset)
+    with tempfile.TemporaryDirectory(prefix=".seal-", dir=out_dir) as tmp:
+        work = Path(tmp)
+        wm: dict[str, Any] | None = None
+        plain = source
+        if watermark is not None:
+            info = {
+                "delivery_id": delivery_id,
+                "asset_id": asset.asset_id,
+                "version": asset.version,
+                "format": asset.format,
+                "user": user,
+                "device_id": device.device_id,
+                "issued_at": issued_at,
+            }
+            plain, wm = watermark(source, work, info)
+        plain_size, plain_sha = _sha256_file(plain)
+        tmp_payload = work / "payload.age"
+        with plain.open("rb") as src, tmp_payload.open("wb") as dst:
+            age.encrypt_stream(src, dst, [device.public_key])
+        payload_size, payload_sha = _sha256_file(tmp_payload)
+        final = payload_path(data_dir, delivery_id)
+        shutil.move(str(tmp_payload), final)
+    m = manifest.Manifest(
+        delivery_id=delivery_id,
+        asset_id=asset.asset_id,
+        name=asset.name,
+        project=asset.project,
+        version=asset.version,
+        format=asset.format,
+        files=(manifest.FileEntry(path=asset.filename, size=plain_size, sha256=plain_sha),),
+        payload=manifest.PayloadInfo(
+            encryption="age-x25519", size=payload_size, sha256=payload_sha
+        ),
+        recipient=device.public_key,
+        device_id=device.device_id,
+        user=user,
+        issued_at=issued_at,
+        expires_at=issued_at + ttl,
+        watermark=wm,
+    )
+    envelope = manifest.sign_manifest(
+        m,
+        keys.delivery_key,
+        key_id=keys.key_id,
+        delivery_cert=keys.delivery_cert,
+        root_public_key=keys.root_public,
+    )
+    manifest_bytes = base64.b64decode(envelope["manifest"])
+    atomic_write_bytes(
+        manifest_path(data_dir, delivery_id), json.dumps(envelope).encode(), mode=0o600
+    )
+    rec = DeliveryRecord(
+        delivery_id=delivery_id,
+        username=user,
+        asset_id=asset.asset_id,
+        version=asset.version,
+        device_id=device.device_id,
+        recipient=device.public_key,
+        manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
+        payload_sha256=payload_sha,
+        payload_size=payload_size,
+        issued_at=issued_at,
+        expires_at=issued_at + ttl,
+        client_ip=client_ip,
+        watermark=json.dumps(wm, sort_keys=True) if wm is not None else None,
+    )
+    ledger.add_delivery(rec)
+    return rec
+
+
+def write_client_config(data_dir: Path, *, url: str, ca_file: Path, root_fingerprint: str) -> Path:
+    """A ready ``client.toml`` (see sealport.config) for workstations of this server."""
+    url = url.rstrip("/")
+    ca = str(ca_file.resolve()).replace("\\", "\\\\").replace('"', '\\"')
+    text = (
+        "# Sealport client config for this reference server (written by `sealport serve`).\n"
+        "[idp]\n"
+        f'issuer = "{url}"\n'
+        'client_id = "sealport"\n'
+        'scopes = ["openid", "offline_access", "profile"]\n'
+        f'ca_file = "{ca}"\n\n'
+        "[server]\n"
+        f'url = "{url}"\n'
+        f'ca_file = "{ca}"\n\n'
+        "[trust]\n"
+        f'root_fingerprints = ["{root_fingerprint}"]\n'
+    )
+    path = data_dir / "client.toml"
+    atomic_write_bytes(path, text.encode("utf-8"), mode=0o644)
+    return path

@@ -1,0 +1,55 @@
+"""Tunable knobs of the reference server, in one frozen place.
+
+Defaults are the production-ish values of PROTOCOL.md; tests shorten the
+device-flow interval and lifetimes through the same object instead of
+patching module globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+API_AUDIENCE = "sealport-api"
+CLIENT_ID = "sealport"
+CLIENT_NAME = "Sealport"
+
+WatermarkHook = Callable[[Path, Path, dict[str, Any]], tuple[Path, dict[str, Any]]]
+"""(plaintext source, private work dir, delivery info) -> (file to seal, watermark dict).
+
+``delivery info`` holds delivery_id, asset_id, version, format, user, device_id,
+issued_at. The returned dict becomes the manifest's ``watermark`` field.
+"""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything a running server needs to know besides its data folder."""
+
+    public_url: str = ""
+    """https://host:port as clients see it; issuer of the embedded IdP."""
+    device_interval: int = 5
+    device_code_ttl: int = 600
+    access_token_ttl: int = 300
+    id_token_ttl: int = 300
+    refresh_token_ttl: int = 8 * 3600
+    manifest_ttl: int = 3600
+    jwt_leeway: int = 30
+    verify_max_failures: int = 10
+    """Wrong user codes / passwords per IP per window before the page answers 429."""
+    verify_window: int = 300
+    max_audit_events: int = 500
+    require_mfa_for_delivery: bool = False
+    """Refuse deliveries to sessions whose ``amr`` lacks "otp"."""
+    external_issuer: str | None = None
+    """Trust access tokens from another OIDC issuer instead of the embedded IdP."""
+    external_jwks_uri: str | None = None
+    external_ca_file: str | None = None
+    jwt_algorithms: tuple[str, ...] = ("EdDSA",)
+    watermark: WatermarkHook | None = None
+
+    @property
+    def issuer(self) -> str:
+        return (self.external_issuer or self.public_url).rstrip("/")
