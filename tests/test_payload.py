@@ -176,11 +176,15 @@ def test_cancel_midway_leaves_nothing(
 _DISK_FULL_CHILD = r"""
 import json, resource, signal, sys
 from pathlib import Path
+import sealport.payload
 from sealport.payload import decrypt_payload
 from sealport.errors import SealportError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # write() fails with EFBIG instead of killing us
 resource.setrlimit(resource.RLIMIT_FSIZE, (1024 * 1024, 1024 * 1024))
-ct, dest, ident, size, sha = sys.argv[1:]
+ct, dest, ident, size, sha, prealloc = sys.argv[1:]
+# With preallocation the limit is hit by fallocate() before decrypting; without it,
+# by write() in the middle of the stream. Both are real kernel failures.
+sealport.payload._PREALLOCATE = prealloc == "1"
 try:
     decrypt_payload(Path(ct), Path(dest), identity=ident, expected_size=int(size),
                     expected_sha256=sha)
@@ -190,11 +194,19 @@ except SealportError as e:
 """
 
 
-def test_disk_full_is_local_io_error(sealed: tuple[str, Path, bytes, str], dest: Path) -> None:
-    """Real write failure: RLIMIT_FSIZE of 1 MiB in a child process (EFBIG on write)."""
+@pytest.mark.parametrize("prealloc", ["1", "0"], ids=["fallocate", "write"])
+def test_disk_full_is_local_io_error(
+    sealed: tuple[str, Path, bytes, str], dest: Path, prealloc: str
+) -> None:
+    """Real failure: RLIMIT_FSIZE of 1 MiB in a child process (EFBIG, SIGXFSZ ignored)."""
     ident, ct, _, sha = sealed
     res = subprocess.run(
-        [sys.executable, "-c", _DISK_FULL_CHILD, str(ct), str(dest), ident, str(SIZE), sha],
+        [
+            sys.executable,
+            "-c",
+            _DISK_FULL_CHILD,
+            *(str(ct), str(dest), ident, str(SIZE), sha, prealloc),
+        ],
         capture_output=True,
         text=True,
         timeout=60,

@@ -15,6 +15,7 @@ rename, and an import does not need to survive a power cut.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import hashlib
 import hmac
@@ -25,6 +26,7 @@ import secrets
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from . import age
 from .errors import HashMismatch, LocalIOError, SizeMismatch
@@ -38,6 +40,8 @@ _BATCH = 16  # chunks per queue item (~1 MiB): few lock round-trips per MiB
 _QUEUE_DEPTH = 8  # items: bounds hashing backlog to ~8 MiB
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_PREALLOCATE = True  # reserve expected_size with fallocate (tests switch it off to hit write())
+_fallocate: Any = None  # ctypes function, False when unavailable, None before first use
 
 
 class _WriteFailed(Exception):
@@ -121,6 +125,36 @@ def _create_temp(dest_dir: Path) -> tuple[int, Path]:
     raise FileExistsError(errno.EEXIST, "no free temp file name", str(dest_dir))
 
 
+def _preallocate(fd: int, size: int) -> None:
+    """Reserve ``size`` bytes up front (Linux ``fallocate``), when the filesystem can.
+
+    Why: a full disk is then reported before any decryption work, and ext4
+    writes into reserved extents are several times faster than allocating
+    blocks write by write. glibc's ``posix_fallocate`` would silently fall back
+    to writing zeros on filesystems without support (NFS), so we call
+    ``fallocate`` itself and skip quietly when it is not supported.
+    """
+    if not _PREALLOCATE or size <= 0 or not sys.platform.startswith("linux"):
+        return
+    global _fallocate
+    if _fallocate is None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fn = libc.fallocate64
+            fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+            fn.restype = ctypes.c_int
+            _fallocate = fn
+        except (OSError, AttributeError):
+            _fallocate = False
+    if _fallocate is False:
+        return
+    if _fallocate(fd, 0, 0, size) != 0:
+        err = ctypes.get_errno()
+        if err in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENODEV):
+            return
+        raise OSError(err, os.strerror(err))
+
+
 def _write_error(exc: OSError, dest_dir: Path) -> LocalIOError:
     detail = f"{type(exc).__name__} errno={exc.errno} {exc.strerror} ({exc.filename or dest_dir})"
     if exc.errno in _DISK_FULL:
@@ -183,6 +217,7 @@ def decrypt_payload(
     try:
         try:
             fd, tmp = _create_temp(dest_dir)
+            _preallocate(fd, expected_size)
         except OSError as exc:
             raise _write_error(exc, dest_dir) from exc
         hasher = _Hasher()
