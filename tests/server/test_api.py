@@ -280,3 +280,33 @@ def test_client_config_is_valid(sealport_server):
     assert cfg.root_fingerprints == (sealport_server.root_fingerprint,)
     assert cfg.ca_file == sealport_server.ca_file
     assert json.loads(json.dumps(cfg.client_id)) == "sealport"
+
+
+def test_external_issuer_via_jwks_uri(sealport_server, sealport_server_factory):
+    """A resource server trusting another issuer fetches its JWKS over TLS."""
+    from sealport.server import ServerSettings
+
+    idp = sealport_server
+    api_only = sealport_server_factory(
+        settings=ServerSettings(
+            external_issuer=idp.url,
+            external_jwks_uri=f"{idp.url}/oauth/jwks",
+            external_ca_file=str(idp.ca_file),
+        ),
+        seed=False,
+    )
+    # No embedded IdP on this one.
+    assert api_only.session().get(f"{api_only.url}/oauth/jwks").status_code == 404
+    tok = idp.login()
+    me = api_only.api(tok["access_token"]).get(f"{api_only.url}/api/v1/me")
+    assert me.status_code == 200 and me.json()["sub"] == idp.username
+    # A token the external issuer did not sign is refused.
+    key = OKPKey.generate_key("Ed25519", auto_kid=True)
+    now = int(time.time())
+    forged = jwt.encode(
+        {"alg": "EdDSA", "kid": key.kid},
+        {"iss": idp.url, "sub": "alice", "aud": "sealport-api", "exp": now + 60, "iat": now},
+        key,
+        algorithms=["EdDSA"],
+    )
+    assert api_only.api(forged).get(f"{api_only.url}/api/v1/me").status_code == 401

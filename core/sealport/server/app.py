@@ -219,7 +219,7 @@ def create_app(
             name=body.name,
             created_at=int(time.time()),
         )
-        if ledger.get_user(p.sub) is None:
+        if idp is not None and ledger.get_user(p.sub) is None:
             raise APIError(403, "forbidden", "Your account is not known to this server.")
         ledger.add_device(rec)
         ledger.add_audit(

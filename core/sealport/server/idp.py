@@ -475,10 +475,11 @@ class DevIdP:
                 sid = None
         if sid is not None:
             self.ledger.revoke_sid(sid, "revoked")
+            session = self.ledger.one("SELECT username FROM sessions WHERE sid=?", (sid,))
             self.ledger.add_audit(
                 [{"event": "session_revoked", "reason": "revocation_endpoint"}],
                 source="server",
-                username=None,
+                username=str(session["username"]) if session else None,
                 sid=sid,
             )
 

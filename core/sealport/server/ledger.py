@@ -31,7 +31,7 @@ CREATE TABLE IF NOT EXISTS users (
 );
 CREATE TABLE IF NOT EXISTS devices (
     device_id TEXT PRIMARY KEY,
-    username TEXT NOT NULL REFERENCES users(username),
+    username TEXT NOT NULL,  -- the token's sub (the IdP may be external)
     public_key TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL,
     created_at INTEGER NOT NULL
