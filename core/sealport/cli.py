@@ -207,7 +207,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server import serve_forever
 
-    serve_forever(Path(args.data), host=args.host, port=args.port)
+    serve_forever(
+        Path(args.data),
+        host=args.host,
+        port=args.port,
+        public_url=args.public_url,
+        extra_names=tuple(args.name or ()),
+    )
     return 0
 
 
@@ -265,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", default="sealport-server", help="server data folder")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8443)
+    s.add_argument("--public-url", help="URL clients use, if not https://HOST:PORT")
+    s.add_argument("--name", action="append", help="extra DNS name for the server certificate")
     s.set_defaults(func=cmd_serve)
 
     s = sub.add_parser("login", help="sign in with the studio SSO (device flow)")

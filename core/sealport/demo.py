@@ -108,6 +108,7 @@ def run_demo(profile_path: Path | None = None, *, keep: bool = False) -> int:
         client = SealportClient(cfg, demo=True)
 
         approver = requests.Session()
+        approver.trust_env = False  # REQUESTS_CA_BUNDLE would override verify (psf/requests#3829)
         approver.verify = str(server.ca_file)
         approved: list[BaseException] = []
 
