@@ -1,0 +1,108 @@
+"""Transport and session failures, seen from the client, against the real server.
+
+Each ends in a typed error whose message says what to do: wrong CA, TLS 1.2
+only, expired access token (refreshed once, silently), revoked refresh token
+(sign in again), revoked session, no real keyring.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sealport.errors import KeyringUnavailable, LoginRequired, SessionRevoked, TLSError
+from sealport.server.settings import ServerSettings
+
+from tests.test_secure_import import make_client, sign_in
+
+
+def test_server_cert_not_from_studio_ca(sealport_server_factory: Any, tmp_path: Path) -> None:
+    server = sealport_server_factory(foreign_ca=True)
+    client = make_client(server, tmp_path / "ws")
+    with pytest.raises(TLSError, match="not from your studio's certificate authority"):
+        client.login(lambda auth: None)
+
+
+def test_server_offering_only_tls12(sealport_server_factory: Any, tmp_path: Path) -> None:
+    server = sealport_server_factory(tls_max_version=ssl.TLSVersion.TLSv1_2)
+    client = make_client(server, tmp_path / "ws")
+    with pytest.raises(TLSError, match="TLS 1.3"):
+        client.login(lambda auth: None)
+
+
+def test_plain_http_refused(sealport_server: Any, tmp_path: Path) -> None:
+    client = make_client(sealport_server, tmp_path / "ws")
+    with pytest.raises(TLSError, match="HTTPS"):
+        client.session.get(sealport_server.url.replace("https://", "http://"))
+
+
+def test_expired_access_token_is_refreshed_once(
+    sealport_server_factory: Any, tmp_path: Path
+) -> None:
+    server = sealport_server_factory(
+        settings=ServerSettings(device_interval=1, access_token_ttl=2, jwt_leeway=0)
+    )
+    client = make_client(server, tmp_path / "ws")
+    sign_in(client, server, server.username, server.password)
+    first = client.tokens.access_token()
+    time.sleep(3)
+    # The cached token looks fresh to the client clock skew-wise only if skew < ttl;
+    # force the client to present the expired one: the server answers 401 and the
+    # API client refreshes once, silently.
+    client.tokens._access, client.tokens._access_expires = first, time.monotonic() + 3600
+    assert client.assets()
+    assert client.tokens.access_token() != first
+
+
+def test_revoked_refresh_token_asks_to_sign_in_again(sealport_server: Any, tmp_path: Path) -> None:
+    client = make_client(sealport_server, tmp_path / "ws")
+    sign_in(client, sealport_server, sealport_server.username, sealport_server.password)
+    record = client.tokens._load()
+    http = sealport_server.session()
+    resp = http.post(
+        f"{sealport_server.url}/oauth/revoke",
+        data={
+            "token": record.refresh_token,
+            "token_type_hint": "refresh_token",
+            "client_id": "sealport",
+        },
+    )
+    assert resp.status_code == 200
+    client.tokens._access = None
+    with pytest.raises((LoginRequired, SessionRevoked), match="[Ss]ign in again"):
+        client.assets()
+    assert not client.tokens.is_signed_in()
+
+
+def test_keyring_backend_unavailable_fails_closed(sealport_server: Any, tmp_path: Path) -> None:
+    """Outside the demo profile, no Secret Service means a clear error, not a plaintext file."""
+    env = {k: v for k, v in os.environ.items() if k != "DBUS_SESSION_BUS_ADDRESS"}
+    env.update(
+        HOME=str(tmp_path),
+        XDG_DATA_HOME=str(tmp_path / "data"),
+        SEALPORT_CONFIG=str(sealport_server.client_config_path),
+        PYTHON_KEYRING_BACKEND="",
+        DBUS_SESSION_BUS_ADDRESS="unix:path=/nonexistent",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "sealport.cli", "login", "--no-browser"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "keyring" in proc.stderr.lower() and "Traceback" not in proc.stderr
+    assert not list(tmp_path.rglob("*.cfg")), "a plaintext keyring file was written"
+    with pytest.raises(KeyringUnavailable):
+        from sealport.client import SealportClient
+        from sealport.config import load_config
+
+        os.environ.pop("PYTHON_KEYRING_BACKEND", None)
+        SealportClient(load_config(Path(sealport_server.client_config_path)))
