@@ -157,3 +157,9 @@ class LocalIOError(SealportError):
     """Disk full, permission denied and friends on the local machine."""
 
     code = "local_io"
+
+
+class LogoutIncomplete(AuthError):
+    """Signed out locally (secrets wiped) but the IdP could not be told to revoke."""
+
+    code = "logout_incomplete"
