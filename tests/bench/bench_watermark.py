@@ -1,0 +1,375 @@
+"""Watermark benchmark: attacks, distortion, false positives, speed.
+
+    python tests/bench/bench_watermark.py [--write-docs] [--quick]
+
+Writes the "Watermark" section of docs/BENCHMARKS.md (between the
+``<!-- watermark:begin -->`` / ``<!-- watermark:end -->`` markers) with
+--write-docs. Meshes: /work/shared/meshes (no downloads) and procedural ones.
+Needs scipy (smoothing) and fast-simplification (QEM); bpy rows are reported as
+"not measured" when bpy is not importable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "core"))
+
+from sealport.watermark import embed, extract, verify  # noqa: E402
+from sealport.watermark.codec import encode_bits  # noqa: E402
+from sealport.watermark.geometry import weld  # noqa: E402
+from sealport.watermark.mark import _read  # noqa: E402
+
+from tests.watermark.meshgen import blob, bumpy_torus, unweld  # noqa: E402
+
+MESH_DIR = ROOT.parent / "shared" / "meshes"
+Mesh = tuple[np.ndarray, np.ndarray]
+Attack = Callable[[np.ndarray, np.ndarray, np.random.Generator], Mesh]
+
+# Cho et al. BER as reported by the MESHBEN benchmark (Venus, perceptual protocol).
+CHO = {
+    "noise 0.05%": "0.01", "noise 0.1%": "0.03", "noise 0.3%": "0.13", "noise 0.5%": "0.28",
+    "smooth 5": "0.10", "smooth 10": "0.23", "smooth 30": "0.38", "smooth 50": "0.45",
+    "quant 11 bit": "0", "quant 10 bit": "0.04", "quant 9 bit": "0.14", "quant 8 bit": "0.26",
+    "quant 7 bit": "0.46", "float32": "0", "reorder": "0", "rigid + scale": "0",
+}  # fmt: skip
+
+
+def load(name: str) -> Mesh:
+    import trimesh
+
+    m = trimesh.load(str(MESH_DIR / name), process=False)
+    return np.asarray(m.vertices, np.float64), np.asarray(m.faces, np.int64)
+
+
+def suzanne_dense() -> Mesh:
+    import trimesh
+
+    v, f = load("suzanne.ply")
+    m = trimesh.Trimesh(v, f, process=True)
+    for _ in range(2):
+        m = m.subdivide()
+    return np.asarray(m.vertices), np.asarray(m.faces)
+
+
+def diag(v: np.ndarray) -> float:
+    return float(np.linalg.norm(v.max(0) - v.min(0)))
+
+
+# --- attacks ---------------------------------------------------------------------------
+def a_noise(pct: float) -> Attack:
+    def f(v, t, rng):
+        return v + rng.uniform(-1, 1, v.shape) * pct / 100 * diag(v), t
+
+    return f
+
+
+def laplacian(v: np.ndarray, t: np.ndarray, steps: int, lam: float = 0.1) -> np.ndarray:
+    import scipy.sparse as sp
+
+    n = len(v)
+    e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
+    e = np.concatenate([e, e[:, ::-1]])
+    a = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
+    a.data[:] = 1.0
+    deg = np.asarray(a.sum(1)).ravel()
+    w = sp.diags(1.0 / np.maximum(deg, 1)) @ a
+    out = v.copy()
+    for _ in range(steps):
+        out = out + lam * (w @ out - out)
+    return out
+
+
+def a_smooth(steps: int) -> Attack:
+    def f(v, t, rng):
+        from sealport.watermark.geometry import weld
+
+        w = weld(v, t)  # smooth the welded surface (seams would tear otherwise)
+        sm = laplacian(w.points, w.tris, steps)
+        return sm[w.inverse], t
+
+    return f
+
+
+def a_quant(bits: int) -> Attack:
+    def f(v, t, rng):
+        lo, hi = v.min(0), v.max(0)
+        levels = 2**bits - 1
+        return lo + np.round((v - lo) / (hi - lo) * levels) / levels * (hi - lo), t
+
+    return f
+
+
+def a_simplify(keep: float) -> Attack:
+    def f(v, t, rng):
+        import fast_simplification
+        from sealport.watermark.geometry import weld
+
+        w = weld(v, t)
+        pts, faces = fast_simplification.simplify(
+            w.points.astype(np.float32), w.tris.astype(np.int32), target_reduction=1 - keep
+        )
+        return np.asarray(pts, np.float64), np.asarray(faces, np.int64)
+
+    return f
+
+
+def a_crop(frac: float) -> Attack:
+    def f(v, t, rng):
+        axis = rng.normal(size=3)
+        axis /= np.linalg.norm(axis)
+        s = v @ axis
+        keep_v = s <= np.quantile(s, 1 - frac)
+        keep_t = keep_v[t].all(1)
+        return v, t[keep_t]  # unreferenced vertices are ignored by the extractor
+
+    return f
+
+
+def a_float32(v, t, rng):
+    return v.astype(np.float32).astype(np.float64), t
+
+
+def a_reorder(v, t, rng):
+    perm = rng.permutation(len(v))
+    inv = np.argsort(perm)
+    return v[perm], inv[t][rng.permutation(len(t))][:, [1, 2, 0]]
+
+
+def a_rigid(v, t, rng):
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    return rng.uniform(0.1, 10) * v @ q.T + rng.normal(size=3) * 5, t
+
+
+def a_split(v, t, rng):
+    return unweld(v, t, 0.3, seed=int(rng.integers(1 << 30)))
+
+
+def a_none(v, t, rng):
+    return v, t
+
+
+ATTACKS: list[tuple[str, Attack]] = [
+    ("none", a_none),
+    ("float32", a_float32),
+    ("reorder", a_reorder),
+    ("rigid + scale", a_rigid),
+    ("exporter vertex split 30%", a_split),
+    *[(f"noise {p}%", a_noise(p)) for p in (0.05, 0.1, 0.3, 0.5)],
+    *[(f"smooth {s}", a_smooth(s)) for s in (5, 10, 30, 50)],
+    *[(f"quant {b} bit", a_quant(b)) for b in (11, 10, 9, 8, 7)],
+    *[(f"simplify keep {int(k * 100)}%", a_simplify(k)) for k in (0.9, 0.7, 0.5, 0.3)],
+    *[(f"crop {int(c * 100)}%", a_crop(c)) for c in (0.05, 0.1)],
+]
+
+
+def raw_ber(v: np.ndarray, t: np.ndarray, key: bytes, payload: bytes) -> float:
+    """Code-bit error rate; a bin too sparse to read counts as half an error."""
+    read = _read(v, t, key, 8 * len(payload))
+    if read is None:
+        return 0.5
+    bits, _, usable, n = read
+    sent = encode_bits(payload, key)
+    return float(((bits != sent) & usable).sum() + 0.5 * (~usable).sum()) / n
+
+
+def triangulation_case(trials: int, rng: np.random.Generator) -> tuple[int, int, float]:
+    ok = 0
+    ber = 0.0
+    for i in range(trials):
+        v, q = bumpy_torus(150, 100, seed=50 + i, quads=True)
+        key, payload = rng.bytes(32), rng.bytes(8)
+        w = embed(v, q, payload, key)
+        other = np.concatenate([q[:, [0, 1, 3]], q[:, [1, 2, 3]]])
+        ok += extract(w, other, key).payload == payload
+        ber += raw_ber(w, other, key, payload)
+    return ok, trials, ber / trials
+
+
+def run_attacks(meshes: dict[str, Mesh], trials: int) -> tuple[dict, dict]:
+    rng = np.random.default_rng(2026)
+    table: dict[str, dict[str, str]] = {}
+    dist: dict[str, str] = {}
+    for mname, (v, t) in meshes.items():
+        marks = []
+        hd = mr = 0.0
+        for _ in range(trials):
+            key, payload = rng.bytes(32), rng.bytes(8)
+            w = embed(v, t, payload, key)
+            d = np.linalg.norm(w - v, axis=1) / diag(v)
+            hd, mr = max(hd, d.max()), max(mr, float(np.sqrt((d**2).mean())))
+            marks.append((w, key, payload))
+        dist[mname] = f"{hd * 100:.3f}% / {mr * 100:.4f}%"
+        for aname, attack in ATTACKS:
+            found = verified = 0
+            ber = 0.0
+            for w, key, payload in marks:
+                va, ta = attack(w, t, rng)
+                r = extract(va, ta, key)
+                found += r.status == "found" and r.payload == payload
+                verified += verify(va, ta, key, payload).status == "verified"
+                ber += raw_ber(va, ta, key, payload)
+            table.setdefault(aname, {})[mname] = (
+                f"{found}/{trials} · {verified}/{trials} · {ber / trials:.3f}"
+            )
+        print(mname, "done", flush=True)
+    return table, dist
+
+
+def run_fpr(n: int) -> tuple[int, int, int, int]:
+    """Unmarked procedural meshes with random keys: (found, verified, too_small, n)."""
+    rng = np.random.default_rng(99)
+    found = ver = small = 0
+    for i in range(n):
+        v, t = blob(4, seed=10_000 + i) if i % 2 else bumpy_torus(60, 45, seed=10_000 + i)
+        key, payload = rng.bytes(32), rng.bytes(8)
+        r = extract(v, t, key)
+        found += r.status == "found"
+        small += r.status == "too_small"
+        ver += verify(v, t, key, payload).status == "verified"
+    return found, ver, small, n
+
+
+def run_speed() -> tuple[int, float, float]:
+    v, t = bumpy_torus(1200, 1200, seed=1)
+    key, payload = b"k" * 32, b"p" * 8
+    t0 = time.perf_counter()
+    w = embed(v, t, payload, key)
+    t1 = time.perf_counter()
+    r = extract(w, t, key)
+    t2 = time.perf_counter()
+    assert r.payload == payload
+    return len(v), len(v) / (t1 - t0), len(v) / (t2 - t1)
+
+
+def bpy_status() -> str:
+    try:
+        import bpy  # noqa: F401
+    except Exception as exc:  # ImportError or a broken bpy wheel
+        return f"not measured: bpy not importable ({type(exc).__name__})"
+    return "bpy importable but the Blender round trip is not implemented in this harness"
+
+
+def machine() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
+        model = next(
+            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if "Model name" in ln), "?"
+        )
+        cpus = next(
+            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("CPU(s)")), "?"
+        )
+    except OSError:
+        model, cpus = platform.processor(), "?"
+    return (
+        f"{model}, {cpus} CPUs (lscpu), Python {platform.python_version()}, numpy {np.__version__}"
+    )
+
+
+def render(table, dist, meshes, trials, tri, fpr, speed, bpy) -> str:
+    names = list(meshes)
+    sizes = ", ".join(f"{k} {len(weld(*m).points):,}" for k, m in meshes.items())
+    lines = [
+        "**Status, honestly:** the benign targets hold (float32, reordering, triangulation, "
+        "rigid motion + uniform scaling, exporter vertex splits: 100 % detection, 0 bit "
+        "errors), and no false positive was seen. The robustness targets do **not** hold: "
+        "this blind tier is much weaker than Cho et al. under noise, smoothing, quantisation "
+        "and simplification, and fails under cropping, because it spends 160 bins on a 64-bit "
+        "payload + 32-bit tag + RS parity (robustness falls as bins^1.5) and its keyed "
+        "quantile bin edges move by about sqrt(N) ranks when vertices are added or removed. "
+        "Speed is below the 2 M vertices/s target. The informed (registration-based) trace "
+        "tier is not built.",
+        "",
+        f"Measured {dt.date.today().isoformat()} on {machine()}; "
+        f"`python tests/bench/bench_watermark.py --write-docs`. Default strength alpha = 0.05, "
+        f"64-bit payload (160 code bits), {trials} random key/payload pairs per mesh.",
+        "",
+        f"Meshes (welded vertices): {sizes}.",
+        "",
+        "Cell = blind decode exact / verify (decode or correlation) / mean raw code-bit error "
+        "rate (BER over the 160 code bits, before RS). Cho column: BER published for Cho et "
+        "al. in the MESHBEN benchmark (Venus, 64 bits, perceptual protocol; their noise is "
+        "relative to the mean vertex-centre distance, ours to the bbox diagonal, so ours is "
+        "the harsher).",
+        "",
+        "| attack | " + " | ".join(names) + " | Cho et al. BER |",
+        "|---|" + "---|" * len(names) + "---|",
+    ]
+    for aname, row in table.items():
+        lines.append(
+            f"| {aname} | " + " | ".join(row[n] for n in names) + f" | {CHO.get(aname, '')} |"
+        )
+    lines += [
+        f"| quads, embed on one diagonal, extract on the other (torus 15k) | "
+        f"{tri[0]}/{tri[1]} exact, BER {tri[2]:.3f} |" + " |" * len(names),
+        f"| Blender export / re-import round trip | {bpy} |" + " |" * len(names),
+        f"| Blender remesh modifier | {bpy}; expected to destroy the mark (a remesh resamples "
+        "every vertex; FuncEvade-style attacks evade all histogram marks) |" + " |" * len(names),
+        "",
+        "Distortion (upper bounds, same connectivity): max vertex displacement (bounds the "
+        "Hausdorff distance) / RMS vertex displacement (MRMS), relative to the bbox diagonal: "
+        + "; ".join(f"{k} {v}" for k, v in dist.items())
+        + ". MESHBEN reports MRMS 0.0080 % for Cho on Venus.",
+        "",
+        f"False positives: {fpr[3]:,} unmarked procedural meshes (blobs 2.5k and tori 2.7k "
+        f"vertices), random keys and payloads: blind decode found {fpr[0]}, verify accepted "
+        f"{fpr[1]}, too_small {fpr[2]}. Analytical bound per check: blind decode <= 9 x 2^-32 "
+        "= 2.1e-9 (keyed 32-bit tag, at most 9 erasure-ladder decode attempts); verify adds "
+        "the correlation test at <= 1e-9, total <= 3.1e-9 (target 1e-6).",
+        "",
+        f"Speed (one core, bumpy torus {speed[0]:,} vertices, {2 * speed[0]:,} triangles): "
+        f"embed {speed[1] / 1e6:.2f} M vertices/s, extract {speed[2] / 1e6:.2f} M vertices/s "
+        "(target 2 M/s).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_docs(body: str) -> None:
+    path = ROOT / "docs" / "BENCHMARKS.md"
+    begin, end = "<!-- watermark:begin -->", "<!-- watermark:end -->"
+    section = f"{begin}\n## Watermark\n\n{body}{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        pre, rest = text.split(begin, 1)
+        _, post = rest.split(end, 1)
+        text = pre + section + post
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--write-docs", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="1 trial, 100 FPR meshes")
+    args = ap.parse_args()
+    trials = 1 if args.quick else 3
+    meshes = {
+        "bunny": load("bunny.ply"),
+        "fandisk": load("fandisk.obj"),
+        "suzanne x4 subdiv": suzanne_dense(),
+        "blob 41k": blob(6, seed=7),
+    }
+    table, dist = run_attacks(meshes, trials)
+    tri = triangulation_case(trials, np.random.default_rng(5))
+    fpr = run_fpr(100 if args.quick else 1000)
+    speed = run_speed()
+    body = render(table, dist, meshes, trials, tri, fpr, speed, bpy_status())
+    print(body)
+    if args.write_docs:
+        write_docs(body)
+
+
+if __name__ == "__main__":
+    main()
