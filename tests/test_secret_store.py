@@ -14,7 +14,6 @@ import keyring
 import pytest
 from keyring.backends import fail, null
 from keyrings.alt.file import PlaintextKeyring
-
 from sealport.errors import KeyringUnavailable
 from sealport.secret_store import (
     CHUNK_HEADER,
