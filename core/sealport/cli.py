@@ -256,6 +256,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(Path(args.profile) if args.profile else None, keep=args.keep)
 
 
+def cmd_trace(args: argparse.Namespace) -> int:
+    from .trace import run
+
+    data = Path(args.data) if args.data else None
+    return run(Path(args.file), data, max_deliveries=args.max_deliveries)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sealport", description=__doc__.splitlines()[0])
     p.add_argument("--config", help=f"studio config (default {default_config_path()})")
@@ -293,6 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = audit.add_parser("verify", help="check the hash chain of the local audit log")
     s.add_argument("--log", help="audit log file (default: from the config)")
     s.set_defaults(func=cmd_audit_verify)
+
+    s = sub.add_parser("trace", help="name the delivery a (leaked) file's watermark points to")
+    s.add_argument("file")
+    s.add_argument("--data", help="server data folder (admin, on the server machine)")
+    s.add_argument("--max-deliveries", type=int, default=500, help="newest deliveries to try")
+    s.set_defaults(func=cmd_trace)
 
     admin = sub.add_parser("admin", help="server administration").add_subparsers(
         dest="admin_cmd", required=True

@@ -1,0 +1,180 @@
+"""The reference server's watermark hook: mark every delivery, or say why not.
+
+Why this shape: :func:`sealport.server.sealing.seal_delivery` calls
+``settings.watermark(src, workdir, info)`` before encrypting; this module
+provides that hook for the library in :mod:`sealport.watermark`.
+
+- **Studio secret**: 32 random bytes in ``<data>/keys/watermark.key`` (0600),
+  made on first use. It never leaves the server; trace needs it.
+- **Payload** (64 bits) = ``HMAC-SHA256(secret, "sealport-wm/payload\\0" +
+  delivery_id)[:8]``. Recomputable from the ledger's delivery ids, so
+  ``sealport trace`` maps a payload back to its delivery without a new table.
+- **Client key** = ``derive_delivery_key(secret, delivery_id)``: the manifest
+  carries only this per-delivery key (see the trade-off in the library docs).
+- A delivery never fails because it cannot be marked: FBX (no writer), meshes
+  too small, or files the watermark layer cannot read are delivered as they
+  are with ``{"status": "unmarked", "reason": ...}`` in the manifest, so the
+  client reports "unmarked: <reason>" and never "verified".
+- After embedding, the marked copy is checked with ``verify_file`` (what the
+  client will run); if the mark did not survive the writer the delivery goes
+  out unmarked with that reason rather than blocking the artist's import.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import secrets
+import threading
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..paths import ensure_private_dir
+from ..watermark import (
+    WatermarkCapacityError,
+    WatermarkFormatError,
+    derive_delivery_key,
+    embed_file,
+    manifest_entry,
+    verify_file,
+)
+from .settings import ServerSettings, WatermarkHook
+
+log = logging.getLogger(__name__)
+
+SECRET_FILE = "watermark.key"
+SECRET_BYTES = 32
+PAYLOAD_BYTES = 8
+_PAYLOAD_LABEL = b"sealport-wm/payload\x00"
+_create_lock = threading.Lock()
+
+
+def secret_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "keys" / SECRET_FILE
+
+
+def _check_secret(data: bytes, path: Path) -> bytes:
+    if len(data) != SECRET_BYTES:
+        raise ConfigError(
+            "The server's watermark key is damaged; deliveries cannot be marked.",
+            f"{path}: {len(data)} bytes, expected {SECRET_BYTES}",
+        )
+    return data
+
+
+def load_secret(data_dir: Path) -> bytes | None:
+    """The studio secret, or None if this data folder has none yet (never creates it)."""
+    path = secret_path(data_dir)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return _check_secret(data, path)
+
+
+def load_or_create_secret(data_dir: Path) -> bytes:
+    """The studio secret, created (0600, atomically, first writer wins) on first use."""
+    existing = load_secret(data_dir)
+    if existing is not None:
+        return existing
+    path = secret_path(data_dir)
+    ensure_private_dir(path.parent)
+    with _create_lock:
+        tmp = path.with_name(f".{SECRET_FILE}.{secrets.token_hex(6)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(SECRET_BYTES))
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)  # atomic create-if-absent with complete content
+            except FileExistsError:
+                pass  # another process won the race; use its key
+        finally:
+            tmp.unlink(missing_ok=True)
+    return _check_secret(path.read_bytes(), path)
+
+
+def delivery_payload(secret: bytes, delivery_id: str) -> bytes:
+    """The 64-bit payload naming ``delivery_id`` (keyed: unforgeable without the secret)."""
+    mac = hmac.new(secret, _PAYLOAD_LABEL + delivery_id.encode("utf-8"), sha256)
+    return mac.digest()[:PAYLOAD_BYTES]
+
+
+def unmarked(reason: str) -> dict[str, Any]:
+    """Manifest ``watermark`` object of a delivery that carries no mark, and why."""
+    return {"status": "unmarked", "reason": reason}
+
+
+def _unmarked_reason(fmt: str, src: Path) -> str | None:
+    if fmt == "fbx" or src.suffix.lower() == ".fbx":
+        return "fbx not supported"
+    return None
+
+
+def mark_delivery(
+    data_dir: Path, src: Path, workdir: Path, info: dict[str, Any]
+) -> tuple[Path, dict[str, Any]]:
+    """Embed this delivery's payload into a copy of ``src`` in ``workdir``.
+
+    Returns (file to seal, manifest watermark object). Never raises for "cannot
+    mark" cases; raises only for a broken studio key or unexpected bugs.
+    """
+    delivery_id = str(info["delivery_id"])
+    fmt = str(info.get("format", "")).lower()
+    reason = _unmarked_reason(fmt, src)
+    if reason is not None:
+        return src, unmarked(reason)
+    secret = load_or_create_secret(data_dir)
+    payload = delivery_payload(secret, delivery_id)
+    key = derive_delivery_key(secret, delivery_id)
+    dst = Path(workdir) / f"marked{src.suffix.lower()}"
+    try:
+        report = embed_file(src, dst, payload, key)
+    except WatermarkCapacityError:
+        return src, unmarked("mesh too small")
+    except WatermarkFormatError as exc:
+        log.warning("delivery %s not watermarked: %s (%s)", delivery_id, exc.message, exc.detail)
+        return src, unmarked(f"{fmt or src.suffix} not supported: {exc.message}")
+    check = verify_file(dst, key, payload)
+    if check.status != "verified":
+        log.warning("delivery %s: mark did not survive writing %s: %s", delivery_id, fmt, check)
+        return src, unmarked(f"mark did not survive the {fmt or src.suffix} writer")
+    return dst, manifest_entry(payload, key, report)
+
+
+def make_hook(data_dir: Path) -> WatermarkHook:
+    """The hook for ``ServerSettings.watermark``, bound to one data folder."""
+    data_dir = Path(data_dir)
+
+    def hook(src: Path, workdir: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        return mark_delivery(data_dir, src, workdir, info)
+
+    hook.__name__ = "sealport_watermark_hook"
+    return hook
+
+
+def disabled(src: Path, workdir: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    """Sentinel: ``ServerSettings(watermark=disabled)`` turns watermarking off.
+
+    :func:`resolve_hook` maps it to "no hook", so manifests carry no watermark
+    field at all; it is never called by the server.
+    """
+    raise RuntimeError("watermarking.disabled is a sentinel and must not be called")
+
+
+def resolve_hook(settings: ServerSettings, data_dir: Path) -> WatermarkHook | None:
+    """The hook the server uses: the studio watermark unless set otherwise.
+
+    ``None`` (the default) -> mark every delivery with this data folder's key;
+    :func:`disabled` -> no watermark; any other callable is used as given.
+    """
+    if settings.watermark is None:
+        return make_hook(data_dir)
+    if settings.watermark is disabled:
+        return None
+    return settings.watermark

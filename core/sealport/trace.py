@@ -1,0 +1,230 @@
+"""``sealport trace FILE``: which delivery did this (leaked) file come from?
+
+Why it works the way it does: every mark is keyed per delivery
+(``derive_delivery_key(studio secret, delivery_id)``) and carries the payload
+``HMAC(secret, delivery_id)[:8]`` (see :mod:`sealport.server.watermarking`),
+so without the studio secret nothing can be read, and with it the only way to
+find the mark is to try the deliveries' keys. Trace therefore runs on the
+server machine (``--data`` = the server's data folder, read only), walks the
+ledger's marked deliveries newest first, and runs the library's ``verify``
+(blind decode, then a correlation test) on every mesh of the file with each
+delivery's key and expected payload. It stops at the first match and names
+the delivery: user, asset, version, time, device.
+
+False positives: one ``verify`` on an unmarked mesh (or under a wrong key)
+passes with probability <= ``PER_CHECK_BOUND`` (about 3.1e-9: a 32-bit keyed
+tag over <= 9 decode attempts, plus the correlation test's 1e-9). A trace that
+makes n checks (meshes x deliveries) names a wrong delivery with probability
+<= n x PER_CHECK_BOUND (union bound); the report states that figure.
+
+Work is bounded: at most ``max_deliveries`` deliveries (newest first) are
+tried; the report says how many marked deliveries were left unchecked. This is
+the blind tier only: cropping, remeshing and heavy simplification remove the
+mark (docs/BENCHMARKS.md, "Watermark"); the informed registration-based trace
+of issue 4 is not built.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import SealportError
+
+DEFAULT_MAX_DELIVERIES = 500
+NO_KEY = "no studio key available: run on the server with --data"
+
+
+def per_check_bound() -> float:
+    """Upper bound on P(an unmarked mesh passes one ``verify``) for 64-bit payloads."""
+    from .watermark.codec import max_attempts
+    from .watermark.keys import TAG_BYTES
+    from .watermark.mark import VERIFY_FPR
+
+    return max_attempts(8) * 2.0 ** (-8 * TAG_BYTES) + VERIFY_FPR
+
+
+@dataclass(frozen=True)
+class TraceMatch:
+    """The delivery whose key reads a mark in the file."""
+
+    delivery_id: str
+    username: str
+    asset_id: str
+    asset_name: str
+    version: int
+    issued_at: int
+    device_id: str
+    client_ip: str
+    payload_hex: str
+    confidence: float
+    method: str
+    altered: bool
+    """The delivery's key finds a mark whose payload is not the one issued:
+    only the server and that delivery's recipient know the key."""
+
+
+@dataclass(frozen=True)
+class TraceReport:
+    status: Literal["found", "not_found", "no_key", "too_small"]
+    file: str
+    meshes: int
+    meshes_readable: int
+    deliveries_checked: int = 0
+    deliveries_marked: int = 0
+    checks: int = 0
+    false_positive_bound: float = 0.0
+    match: TraceMatch | None = None
+    note: str = ""
+
+    def text(self) -> str:
+        """The human report ``sealport trace`` prints."""
+        lines = [f"File: {self.file} ({self.meshes} meshes, {self.meshes_readable} large enough)"]
+        if self.status == "no_key":
+            lines.append(self.note or NO_KEY)
+        elif self.status == "too_small":
+            lines.append("No mesh in this file is large enough to carry a mark; cannot trace.")
+        elif self.status == "found" and self.match is not None:
+            mt = self.match
+            when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(mt.issued_at))
+            lines += [
+                "MARK FOUND"
+                + (" (ALTERED payload under this delivery's key)" if mt.altered else ""),
+                f"  delivery   : {mt.delivery_id}",
+                f"  user       : {mt.username}",
+                f"  asset      : {mt.asset_name} ({mt.asset_id}) v{mt.version}",
+                f"  issued     : {when}",
+                f"  device     : {mt.device_id} (from {mt.client_ip})",
+                f"  payload    : {mt.payload_hex}",
+                f"  confidence : {mt.confidence:.10f} ({mt.method})",
+                f"  false-positive bound over this trace: {self.false_positive_bound:.2e} "
+                f"({self.checks} checks)",
+            ]
+            if mt.altered:
+                lines.append(
+                    "  The key of this delivery is known only to the server and its recipient."
+                )
+        else:
+            lines.append(
+                f"no mark found ({self.deliveries_checked} of {self.deliveries_marked} marked "
+                f"deliveries checked, {self.checks} checks; false-positive bound "
+                f"{per_check_bound():.1e} per check, {self.false_positive_bound:.1e} in total)"
+            )
+        if self.note and self.status != "no_key":
+            lines.append(self.note)
+        return "\n".join(lines)
+
+
+def _marked_entry(raw: str | None) -> bool:
+    """True if the ledger's watermark column says the delivery carries a mark."""
+    if not raw:
+        return False
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(entry, dict) and "scheme" in entry and int(entry.get("meshes_marked", 0)) > 0
+
+
+def trace_file(
+    path: Path, data_dir: Path | None, *, max_deliveries: int = DEFAULT_MAX_DELIVERIES
+) -> TraceReport:
+    """Find which delivery of the ledger in ``data_dir`` marked ``path`` (see module doc)."""
+    from .watermark import derive_delivery_key, load_meshes, min_vertices, verify
+
+    path = Path(path)
+    meshes = load_meshes(path)
+    from .watermark.geometry import weld
+
+    # Welded, face-referenced vertices: what the mark needs (STL stores 3 per triangle).
+    readable = [(v, f) for v, f in meshes if int(weld(v, f).used.sum()) >= min_vertices(64)]
+    base: dict[str, Any] = {"file": str(path), "meshes": len(meshes)}
+    base["meshes_readable"] = len(readable)
+    if data_dir is None:
+        return TraceReport("no_key", note=NO_KEY, **base)
+    from .server.ledger import Ledger
+    from .server.watermarking import delivery_payload, load_secret
+
+    data_dir = Path(data_dir)
+    secret = load_secret(data_dir)
+    ledger_file = data_dir / "ledger.sqlite"
+    if secret is None or not ledger_file.is_file():
+        return TraceReport(
+            "no_key",
+            note=f"no studio key available in {data_dir} (no watermark key or no ledger there)",
+            **base,
+        )
+    if not readable:
+        return TraceReport("too_small", **base)
+    ledger = Ledger(ledger_file)
+    try:
+        rows = ledger.query(
+            "SELECT d.*, a.name AS asset_name FROM deliveries d LEFT JOIN assets a "
+            "ON a.asset_id = d.asset_id AND a.version = d.version "
+            "WHERE d.watermark IS NOT NULL ORDER BY d.issued_at DESC, d.rowid DESC"
+        )
+    finally:
+        ledger.close()
+    marked = [r for r in rows if _marked_entry(r["watermark"])]
+    bound1 = per_check_bound()
+    checks = 0
+    checked = 0
+    for row in marked[: max(0, max_deliveries)]:
+        checked += 1
+        key = derive_delivery_key(secret, row["delivery_id"])
+        expected = delivery_payload(secret, row["delivery_id"])
+        for v, f in readable:
+            checks += 1
+            r = verify(v, f, key, expected)
+            if r.status in ("verified", "mismatch"):
+                match = TraceMatch(
+                    delivery_id=row["delivery_id"],
+                    username=row["username"],
+                    asset_id=row["asset_id"],
+                    asset_name=row["asset_name"] or "?",
+                    version=int(row["version"]),
+                    issued_at=int(row["issued_at"]),
+                    device_id=row["device_id"],
+                    client_ip=row["client_ip"],
+                    payload_hex=(r.payload or b"").hex(),
+                    confidence=r.confidence,
+                    method=r.method,
+                    altered=r.status == "mismatch",
+                )
+                return TraceReport(
+                    "found",
+                    deliveries_checked=checked,
+                    deliveries_marked=len(marked),
+                    checks=checks,
+                    false_positive_bound=min(1.0, checks * bound1),
+                    match=match,
+                    **base,
+                )
+    left = len(marked) - checked
+    note = (
+        f"{left} older marked deliveries were not checked (raise --max-deliveries)."
+        if left > 0
+        else ""
+    )
+    return TraceReport(
+        "not_found",
+        deliveries_checked=checked,
+        deliveries_marked=len(marked),
+        checks=checks,
+        false_positive_bound=min(1.0, checks * bound1),
+        note=note,
+        **base,
+    )
+
+
+def run(path: Path, data_dir: Path | None, *, max_deliveries: int = DEFAULT_MAX_DELIVERIES) -> int:
+    """CLI body: print the report; exit 0 = delivery named, 1 = no mark, 2 = cannot trace."""
+    if not Path(path).is_file():
+        raise SealportError(f"There is no file at {path}.", str(path))
+    report = trace_file(path, data_dir, max_deliveries=max_deliveries)
+    sys.stdout.write(report.text() + "\n")
+    return {"found": 0, "not_found": 1}.get(report.status, 2)

@@ -1,0 +1,67 @@
+"""Client side of the forensic watermark: check the mark the manifest promises.
+
+Called by :func:`sealport.importer.check_watermark` after decryption and the
+plaintext hash check, before the file is placed. Why it exists although the
+hash already matched: the manifest is the server's statement of what this
+delivery carries; a file whose mark is missing or names another delivery
+means the server-side pipeline is broken or the manifest was made by someone
+holding a delivery key, and the studio's leak tracing would silently fail for
+it. So a mismatch blocks the import exactly like a bad hash.
+
+Return values (shown to the artist and written to the audit record):
+
+- ``"verified"`` — the expected payload was read back from the file;
+- ``"too small to carry a mark"`` — the server marked nothing because every
+  mesh is too small (never reported as verified);
+- ``"unmarked: <reason>"`` — the server says it could not mark this file
+  (e.g. FBX, mesh too small).
+
+Raises :class:`~sealport.errors.WatermarkMismatch` when the mark is absent or
+carries another payload, and MalformedManifest for an invalid watermark record.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .errors import MalformedManifest, WatermarkMismatch
+from .manifest import Manifest
+
+MISMATCH_MESSAGE = (
+    "The asset's forensic watermark does not match its manifest; nothing was imported. "
+    "Tell your pipeline TD."
+)
+TOO_SMALL = "too small to carry a mark"
+MAX_REASON = 200
+
+
+def _unmarked(entry: dict[str, Any]) -> str:
+    reason = entry.get("reason")
+    if not isinstance(reason, str) or not reason.strip():
+        raise MalformedManifest(
+            "The delivery's watermark record is invalid.", "unmarked entry without a reason"
+        )
+    clean = "".join(ch if ch.isprintable() else "?" for ch in reason.strip())[:MAX_REASON]
+    return f"unmarked: {clean}"
+
+
+def verify_delivery_mark(path: Path, m: Manifest) -> str:
+    """Check ``path`` against ``m.watermark``; see the module docstring for results."""
+    from .watermark import parse_manifest_entry, verify_file
+
+    entry = m.watermark
+    if not isinstance(entry, dict):
+        raise MalformedManifest("The delivery's watermark record is invalid.", repr(entry)[:200])
+    if entry.get("status") == "unmarked":
+        return _unmarked(entry)
+    key, payload, marked = parse_manifest_entry(entry)
+    result = verify_file(Path(path), key, payload)
+    meshes = ", ".join(f"{r.status}({r.detail})" if r.detail else r.status for r in result.meshes)
+    detail = f"delivery {m.delivery_id}: file {result.status}; meshes: {meshes or 'none'}"
+    if result.status == "verified":
+        return "verified"
+    if result.status == "too_small" and marked == 0:
+        return TOO_SMALL
+    # mismatch, not_found, or too_small although the server marked meshes.
+    raise WatermarkMismatch(MISMATCH_MESSAGE, detail)
