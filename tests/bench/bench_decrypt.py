@@ -16,7 +16,7 @@ tmpfs), encrypts it with the ``age`` CLI, then times, each in a fresh process
 One untimed warm-up round, then the median of --runs rounds (interleaved).
 Peak RSS comes from wait4() of each child. Dirty pages are flushed (sync)
 between runs, outside the timing. ``--write-docs`` replaces the section
-"## Decrypt + checks" of docs/BENCHMARKS.md.
+"## Decrypt + checks" (between <!-- decrypt:begin/end --> markers) of docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -221,13 +221,18 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}"
 
 
+BEGIN, END = "<!-- decrypt:begin -->", "<!-- decrypt:end -->"
+
+
 def write_docs(section: str) -> None:
+    """Replace our marked block (other sections belong to other benchmarks), else append."""
     text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.M | re.S)
+    block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
+    pattern = re.compile(rf"^{re.escape(BEGIN)}\n.*?^{re.escape(END)}\n?", re.M | re.S)
     if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
+        text = pattern.sub(lambda _: block, text)
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        text = text.rstrip("\n") + "\n\n" + block
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
 
