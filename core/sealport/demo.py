@@ -151,6 +151,8 @@ def run_demo(profile_path: Path | None = None, *, keep: bool = False) -> int:
         print(f"\nAudit log {cfg.audit_log}: {verification.records} records, "
               f"chain {'intact' if verification.ok else 'BROKEN: ' + verification.problem}")
         client.logout()
+        client.session.close()
+        approver.close()
         print("Signed out (refresh token revoked, demo secrets wiped).")
         formats = sorted({a["format"] for a in assets})
         print(f"\n{len(assets) - failures} of {len(assets)} assets imported securely "
