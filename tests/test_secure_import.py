@@ -379,3 +379,40 @@ def test_cached_ciphertext_resumes_after_partial_download(
     on_response(signed_in, lambda r: r.url.endswith("/payload"), record_range)
     result = signed_in.secure_import(asset["asset_id"], tmp_path / "out")
     assert result.path.exists() and seen and seen[0].startswith("bytes=")
+
+
+# --- cancellation --------------------------------------------------------------------------
+@pytest.mark.parametrize("stage", ["download", "decrypt"])
+def test_cancel_mid_import_leaves_nothing(
+    signed_in: SealportClient, tmp_path: Path, stage: str
+) -> None:
+    from sealport.errors import Cancelled
+    from sealport.progress import Progress
+
+    progress: Progress
+
+    def callback(seen: str, done: int, total: int) -> None:
+        if seen == stage:
+            progress.cancel()
+
+    progress = Progress(callback)
+    asset = asset_by_format(signed_in, "stl")
+    with pytest.raises(Cancelled):
+        signed_in.secure_import(asset["asset_id"], tmp_path / "out", progress)
+    assert list((tmp_path / "out").rglob("*")) == []
+    assert signed_in.audit.records()[-1]["event"] == "import.cancelled"
+
+
+def test_ctrl_c_cancels_cooperatively() -> None:
+    import os
+    import signal
+
+    from sealport.cli import cancellable
+    from sealport.progress import Progress
+
+    progress = Progress()
+    with cancellable(progress):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        assert progress.cancelled  # first Ctrl-C: cooperative cancel, no exception yet
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
