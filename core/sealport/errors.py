@@ -163,3 +163,11 @@ class LogoutIncomplete(AuthError):
     """Signed out locally (secrets wiped) but the IdP could not be told to revoke."""
 
     code = "logout_incomplete"
+
+
+# --- host adapters (issue 5) --------------------------------------------------------
+class HostImportError(SealportError):
+    """The file was verified, but the host application could not import it
+    (missing importer plug-in, conversion failure, host API error)."""
+
+    code = "host_import"

@@ -1,0 +1,23 @@
++ PLATFORM:linux MAYAVERSION:2025 Sealport 0.1.0 .
+PYTHONPATH +:= lib/linux
+PYTHONPATH +:= core
+
++ PLATFORM:win64 MAYAVERSION:2025 Sealport 0.1.0 .
+PYTHONPATH +:= lib/win64
+PYTHONPATH +:= core
+
++ PLATFORM:mac MAYAVERSION:2025 Sealport 0.1.0 .
+PYTHONPATH +:= lib/mac
+PYTHONPATH +:= core
+
++ PLATFORM:linux MAYAVERSION:2026 Sealport 0.1.0 .
+PYTHONPATH +:= lib/linux
+PYTHONPATH +:= core
+
++ PLATFORM:win64 MAYAVERSION:2026 Sealport 0.1.0 .
+PYTHONPATH +:= lib/win64
+PYTHONPATH +:= core
+
++ PLATFORM:mac MAYAVERSION:2026 Sealport 0.1.0 .
+PYTHONPATH +:= lib/mac
+PYTHONPATH +:= core
