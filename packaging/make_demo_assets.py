@@ -146,13 +146,19 @@ def crate() -> Mesh:
     return _combine(parts)
 
 
+def _moved(mesh: Mesh, offset: tuple[float, float, float]) -> Mesh:
+    return mesh[0] + np.asarray(offset), mesh[1]
+
+
 def chair() -> Mesh:
-    """Dining chair, Y-up (metres): seat, four legs, back posts and three slats."""
+    """Dining chair, Y-up (metres): seat, four turned legs, back posts and three slats."""
+    leg = _lathe([(0.016, 0.0), (0.022, 0.05), (0.018, 0.2), (0.024, 0.3), (0.02, 0.425)], 16)
+    post = _lathe([(0.02, 0.0), (0.017, 0.25), (0.02, 0.45), (0.026, 0.5)], 16)
     parts = [_box((0, 0.45, 0), (0.46, 0.05, 0.44))]
     for x in (-0.2, 0.2):
         for z in (-0.19, 0.19):
-            parts.append(_box((x, 0.2125, z), (0.04, 0.425, 0.04)))
-        parts.append(_box((x, 0.72, -0.19), (0.04, 0.5, 0.04)))
+            parts.append(_moved(leg, (x, 0.0, z)))
+        parts.append(_moved(post, (x, 0.475, -0.19)))
     for y in (0.6, 0.75, 0.9):
         parts.append(_box((0, y, -0.19), (0.36, 0.06, 0.02)))
     return _combine(parts)

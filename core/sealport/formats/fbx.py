@@ -27,6 +27,7 @@ only by the caller's ``max_bytes`` size cap and ufbx's own sanity checks.
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -65,36 +66,82 @@ def _check_header(path: Path, size: int) -> int:
     return version
 
 
-def _embedded(obj: Any) -> bool:
-    content = getattr(obj, "content", b"")
-    if content:
-        return True
-    video = getattr(obj, "video", None)
-    return bool(video is not None and video.content)
+@dataclass(frozen=True)
+class _Media:
+    """Plain-data copy of one file reference (no ufbx object may outlive the scene)."""
+
+    kind: str
+    name: str
+    absolute: str
+    relative: str
+    embedded: bool
 
 
-def _check_references(path: Path, groups: list[tuple[str, list[Any]]]) -> list[str]:
+@dataclass
+class _Facts:
+    media: list[_Media]
+    summary: dict[str, int | str]
+    warnings: list[str]
+    ascii: bool
+
+
+def _collect(scene: Any) -> _Facts:
+    """Copy everything we judge out of the scene into plain Python values.
+
+    ufbx 0.0.5's binding crashes (segfault) when an element wrapper is used or
+    collected after ``scene.free()``, or when the same list is wrapped twice.
+    So each list is read exactly once, inside this function, which returns
+    normally (an exception's traceback would keep wrappers alive past
+    ``free()``); the caller judges the copied facts afterwards.
+    """
+    media: list[_Media] = []
+    for kind, attr in (
+        ("texture", "textures"),
+        ("video", "videos"),
+        ("audio clip", "audio_clips"),
+        ("geometry cache", "cache_files"),
+    ):
+        for el in list(getattr(scene, attr)):
+            content = bytes(getattr(el, "content", b"") or b"")
+            video = getattr(el, "video", None)
+            embedded = bool(content) or bool(video is not None and video.content)
+            media.append(
+                _Media(kind, el.name, el.absolute_filename, el.relative_filename, embedded)
+            )
+    meshes = [(m.num_vertices, m.num_faces, m.num_triangles) for m in list(scene.meshes)]
+    meta = scene.metadata
+    summary: dict[str, int | str] = {
+        "meshes": len(meshes),
+        "vertices": sum(m[0] for m in meshes),
+        "faces": sum(m[1] for m in meshes),
+        "triangles": sum(m[2] for m in meshes),
+        "nodes": len(list(scene.nodes)),
+        "materials": len(list(scene.materials)),
+        "textures": sum(1 for m in media if m.kind == "texture"),
+        "creator": str(meta.creator)[:80],
+    }
+    warnings = [str(w.description) for w in list(meta.warnings)[:10]]
+    return _Facts(media, summary, warnings, bool(meta.ascii))
+
+
+def _judge_references(path: Path, media: list[_Media]) -> list[str]:
     """Refuse non-embedded references to unsafe paths; warn about missing media."""
     warnings: list[str] = []
-    for kind, elements in groups:
-        for element in elements:
-            if _embedded(element):
-                continue
-            names = [element.absolute_filename, element.relative_filename]
-            names = [n for n in names if n]
-            for name in names:
-                why = reference_problem(name)
-                if why:
-                    raise refuse(
-                        path,
-                        FMT,
-                        f"a {kind} refers to the file {name[:200]!r} ({why}) "
-                        "instead of embedding it",
-                        f"{kind} {element.name!r}: absolute={element.absolute_filename!r} "
-                        f"relative={element.relative_filename!r}",
-                    )
-            if names:
-                warnings.append(f"{kind} {names[0]} is not embedded and was not delivered")
+    for m in media:
+        if m.embedded:
+            continue
+        names = [n for n in (m.absolute, m.relative) if n]
+        for name in names:
+            why = reference_problem(name)
+            if why:
+                raise refuse(
+                    path,
+                    FMT,
+                    f"a {m.kind} refers to the file {name[:200]!r} ({why}) instead of embedding it",
+                    f"{m.kind} {m.name!r}: absolute={m.absolute!r} relative={m.relative!r}",
+                )
+        if names:
+            warnings.append(f"{m.kind} {names[0]} is not embedded and was not delivered")
     return warnings
 
 
@@ -120,42 +167,12 @@ def check_fbx(path: Path, *, max_bytes: int) -> FormatReport:
             FMT,
             f"the FBX reader could not load it ({type(exc).__name__})",
             str(exc)[:2000],
-        ) from exc
-    # Every ufbx list is materialised exactly once and kept alive until free():
-    # ufbx 0.0.5's binding segfaults when an element is wrapped again after its
-    # first Python wrapper was collected (e.g. iterating scene.meshes twice).
-    lists: dict[str, list[Any]] = {}
-    try:
-        if scene.metadata.ascii:
-            raise refuse(path, FMT, "it is an ASCII FBX file; only binary FBX is accepted")
-        for name in ("meshes", "nodes", "materials", "textures", "videos"):
-            lists[name] = list(getattr(scene, name))
-        lists["audio_clips"] = list(scene.audio_clips)
-        lists["cache_files"] = list(scene.cache_files)
-        lists["warnings"] = list(scene.metadata.warnings)
-        warnings = _check_references(
-            path,
-            [
-                ("texture", lists["textures"]),
-                ("video", lists["videos"]),
-                ("audio clip", lists["audio_clips"]),
-                ("geometry cache", lists["cache_files"]),
-            ],
-        )
-        warnings.extend(str(w.description) for w in lists["warnings"][:10])
-        meshes = lists["meshes"]
-        summary: dict[str, int | str] = {
-            "version": version,
-            "meshes": len(meshes),
-            "vertices": sum(m.num_vertices for m in meshes),
-            "faces": sum(m.num_faces for m in meshes),
-            "triangles": sum(m.num_triangles for m in meshes),
-            "nodes": len(lists["nodes"]),
-            "materials": len(lists["materials"]),
-            "textures": len(lists["textures"]),
-            "creator": str(scene.metadata.creator)[:80],
-        }
-    finally:
-        lists.clear()
-        scene.free()
+        ) from None  # no ufbx objects on the traceback
+    facts = _collect(scene)
+    scene.free()
+    del scene
+    if facts.ascii:
+        raise refuse(path, FMT, "it is an ASCII FBX file; only binary FBX is accepted")
+    warnings = _judge_references(path, facts.media) + facts.warnings
+    summary: dict[str, int | str] = {"version": version, **facts.summary}
     return FormatReport(FMT, size, summary, tuple(warnings))
