@@ -22,6 +22,12 @@ carries another payload, and MalformedManifest for an invalid watermark record.
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +52,35 @@ def _unmarked(entry: dict[str, Any]) -> str:
     return f"unmarked: {clean}"
 
 
+_SUFFIX = re.compile(r"^\.[a-z0-9]{1,8}$")
+
+
+@contextmanager
+def _named_like(path: Path, m: Manifest) -> Iterator[Path]:
+    """``path`` under a name with the delivered file's extension, without copying it.
+
+    The importer verifies a private ``.part`` temp file, but the mesh readers pick
+    the parser by extension. A hard link (symlink as fallback) in a private folder
+    next to the file gives it the right name; the folder is removed afterwards.
+    """
+    suffix = Path(m.file.path).suffix.lower()
+    if not _SUFFIX.match(suffix):
+        suffix = "." + m.format.lower()
+    if path.suffix.lower() == suffix:
+        yield path
+        return
+    folder = Path(tempfile.mkdtemp(prefix=".sealport-wm-", dir=path.parent))
+    try:
+        alias = folder / f"asset{suffix}"
+        try:
+            os.link(path, alias)
+        except OSError:
+            os.symlink(path.resolve(), alias)
+        yield alias
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def verify_delivery_mark(path: Path, m: Manifest) -> str:
     """Check ``path`` against ``m.watermark``; see the module docstring for results."""
     from .watermark import parse_manifest_entry, verify_file
@@ -56,7 +91,8 @@ def verify_delivery_mark(path: Path, m: Manifest) -> str:
     if entry.get("status") == "unmarked":
         return _unmarked(entry)
     key, payload, marked = parse_manifest_entry(entry)
-    result = verify_file(Path(path), key, payload)
+    with _named_like(Path(path), m) as named:
+        result = verify_file(named, key, payload)
     meshes = ", ".join(f"{r.status}({r.detail})" if r.detail else r.status for r in result.meshes)
     detail = f"delivery {m.delivery_id}: file {result.status}; meshes: {meshes or 'none'}"
     if result.status == "verified":

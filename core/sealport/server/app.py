@@ -48,6 +48,7 @@ from .tls import (
     run_in_thread,
     url_for,
 )
+from .watermarking import resolve_hook
 
 CHUNK = 64 * 1024
 MAX_AUDIT_EVENT_BYTES = 16 * 1024
@@ -151,6 +152,7 @@ def create_app(
     )
     app.state.ledger = ledger
     app.state.settings = settings
+    watermark_hook = resolve_hook(settings, data_dir)  # studio mark unless disabled
 
     idp: idp_mod.DevIdP | None = None
     if settings.external_issuer:
@@ -262,7 +264,7 @@ def create_app(
             user=p.sub,
             client_ip=_ip(request),
             ttl=settings.manifest_ttl,
-            watermark=settings.watermark,
+            watermark=watermark_hook,
         )
         ledger.add_audit(
             [

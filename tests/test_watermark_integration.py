@@ -1,0 +1,397 @@
+"""The forensic watermark wired into delivery, import and trace, end to end.
+
+A real reference server over TLS 1.3 (its default watermark hook on), a real
+signed-in client, real meshes from ``../shared/meshes`` written as GLB, OBJ,
+STL and USD by trimesh/usd-core, and an FBX written by real Blender (``bpy``).
+Attacks are made the way a compromised server would make them: the manifest is
+re-signed with the server's real delivery key after its watermark record is
+changed, so every other check passes and only the watermark check can stop it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import trimesh
+from sealport import cli, trust
+from sealport.client import SealportClient
+from sealport.errors import MalformedManifest, WatermarkMismatch
+from sealport.manifest import MANIFEST_PREFIX
+from sealport.server import ServerSettings
+from sealport.server.watermarking import (
+    delivery_payload,
+    disabled,
+    load_secret,
+    resolve_hook,
+    secret_path,
+)
+from sealport.trace import per_check_bound, trace_file
+from sealport.watermark import EmbedReport, derive_delivery_key, manifest_entry
+from sealport.watermark_check import MISMATCH_MESSAGE, verify_delivery_mark
+
+from tests.fixtures.server import ServerHandle, start_sealport_server
+from tests.test_secure_import import (
+    assert_nothing_imported,
+    is_manifest,
+    make_client,
+    on_response,
+    rewrite_manifest,
+    sign_in,
+)
+
+MESHES = Path(__file__).resolve().parents[2] / "shared" / "meshes"
+BPY_FBX = """
+import sys
+import bpy
+src, dst = sys.argv[1], sys.argv[2]
+bpy.ops.wm.read_factory_settings(use_empty=True)
+ext = src.rsplit(".", 1)[-1].lower()
+if ext in ("usd", "usda", "usdc", "usdz"):
+    bpy.ops.wm.usd_import(filepath=src)
+elif ext in ("glb", "gltf"):
+    bpy.ops.import_scene.gltf(filepath=src)
+elif ext == "ply":
+    bpy.ops.wm.ply_import(filepath=src)
+else:
+    raise SystemExit("no importer for " + ext)
+bpy.ops.export_scene.fbx(filepath=dst)
+"""
+
+
+def blender_fbx(src: Path, dst: Path) -> Path:
+    """Import ``src`` into real Blender (bpy, own process) and export it as binary FBX."""
+    proc = subprocess.run(
+        [sys.executable, "-c", BPY_FBX, str(src), str(dst)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and dst.is_file(), proc.stdout[-2000:] + proc.stderr[-2000:]
+    return dst
+
+
+def write_usda(mesh: trimesh.Trimesh, dst: Path) -> Path:
+    from pxr import Usd, UsdGeom, Vt
+
+    stage = Usd.Stage.CreateNew(str(dst))
+    m = UsdGeom.Mesh.Define(stage, "/bunny")
+    m.GetPointsAttr().Set(Vt.Vec3fArray.FromNumpy(np.asarray(mesh.vertices, np.float32)))
+    m.GetFaceVertexCountsAttr().Set(Vt.IntArray([3] * len(mesh.faces)))
+    m.GetFaceVertexIndicesAttr().Set(
+        Vt.IntArray.FromNumpy(np.asarray(mesh.faces, np.int32).ravel())
+    )
+    stage.GetRootLayer().Save()
+    return dst
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Asset files per format, made from the shared real meshes (no downloads)."""
+    d = tmp_path_factory.mktemp("wm-sources")
+    bunny = trimesh.load(MESHES / "bunny.ply", process=False)
+    bunny.export(d / "bunny.glb")
+    bunny.export(d / "bunny.stl")
+    (d / "fandisk.obj").write_bytes((MESHES / "fandisk.obj").read_bytes())
+    return {
+        "glb": d / "bunny.glb",
+        "stl": d / "bunny.stl",
+        "obj": d / "fandisk.obj",
+        "usd": write_usda(bunny, d / "bunny.usda"),
+        "fbx": blender_fbx(MESHES / "bunny.ply", d / "bunny.fbx"),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(
+    tmp_path_factory: pytest.TempPathFactory, sources: dict[str, Path]
+) -> Iterator[ServerHandle]:
+    """Own server (own ledger, so trace sees only this module's deliveries)."""
+    handle = start_sealport_server(
+        tmp_path_factory.mktemp("wm-server") / "data",
+        settings=ServerSettings(device_interval=1),
+    )
+    try:
+        for fmt, path in sources.items():
+            handle.add_asset(path, name=f"wm-{fmt}", project="wm", fmt=fmt)
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerHandle, tmp_path_factory: pytest.TempPathFactory) -> SealportClient:
+    c = make_client(server, tmp_path_factory.mktemp("wm-ws"))
+    sign_in(c, server, server.username, server.password)
+    return c
+
+
+@pytest.fixture
+def hooked(client: SealportClient) -> Iterator[SealportClient]:
+    """The shared client; response hooks a test adds are removed afterwards."""
+    before = list(client.session.hooks["response"])
+    yield client
+    client.session.hooks["response"][:] = before
+
+
+def asset_id(server: ServerHandle, name: str, project: str = "wm") -> str:
+    aid = server.ledger.asset_id_for(project, name)
+    assert aid is not None
+    return aid
+
+
+def resign_watermark(
+    server: ServerHandle, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Change the manifest's watermark record, then re-sign with the server's real key."""
+    delivery = trust.load_private_key(Path(server.data_dir) / "keys" / "delivery.key")
+
+    def edit(env: dict[str, Any]) -> dict[str, Any]:
+        body = json.loads(base64.b64decode(env["manifest"]))
+        body["watermark"] = change(body)
+        data = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        env["manifest"] = base64.b64encode(data).decode()
+        env["signature"] = base64.b64encode(delivery.sign(MANIFEST_PREFIX + data)).decode()
+        return env
+
+    return edit
+
+
+def tamper_manifest(client: SealportClient, edit: Callable[[dict[str, Any]], Any]) -> None:
+    on_response(client, is_manifest, lambda r: rewrite_manifest(r, edit))
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    rc = cli.main(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out + out.err
+
+
+# --- delivery + import -------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["glb", "obj", "stl", "usd"])
+def test_marked_delivery_imports_verified(
+    client: SealportClient, server: ServerHandle, tmp_path: Path, fmt: str
+) -> None:
+    result = client.secure_import(asset_id(server, f"wm-{fmt}"), tmp_path / "out")
+    assert result.watermark_status == "verified"
+    assert list((tmp_path / "out").iterdir()) == [result.path]  # no alias/temp left behind
+    assert "watermark verified" in result.checks
+    m = result.manifest
+    assert m.watermark is not None and m.watermark["meshes_marked"] == 1
+    # The ledger records the manifest's mark; payload and key follow from the studio secret.
+    secret = load_secret(server.data_dir)
+    assert secret is not None
+    assert m.watermark["payload"] == delivery_payload(secret, m.delivery_id).hex()
+    key = base64.b64decode(m.watermark["key"])
+    assert key == derive_delivery_key(secret, m.delivery_id)
+    rec = server.ledger.get_delivery(m.delivery_id)
+    assert rec is not None and json.loads(rec.watermark or "null") == m.watermark
+    # The delivered file is the marked copy, not the stored original.
+    assert (
+        result.path.read_bytes()
+        != (server.data_dir / "store")
+        .joinpath(m.asset_id, str(m.version), m.file.path)
+        .read_bytes()
+    )
+    last = client.audit.records()[-1]
+    assert last["event"] == "import.verified" and last["data"]["watermark"] == "verified"
+
+
+def test_studio_secret_is_private_and_stable(server: ServerHandle, client: SealportClient) -> None:
+    client.secure_import(asset_id(server, "wm-glb"), server.data_dir.parent / "out-secret")
+    path = secret_path(server.data_dir)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and path.stat().st_size == 32
+    first = load_secret(server.data_dir)
+    client.secure_import(asset_id(server, "wm-obj"), server.data_dir.parent / "out-secret")
+    assert load_secret(server.data_dir) == first
+
+
+def test_fbx_is_delivered_unmarked_and_says_so(
+    client: SealportClient, server: ServerHandle, tmp_path: Path
+) -> None:
+    result = client.secure_import(asset_id(server, "wm-fbx"), tmp_path / "out")
+    assert result.watermark_status == "unmarked: fbx not supported"
+    assert result.manifest.watermark == {"status": "unmarked", "reason": "fbx not supported"}
+    assert "watermark unmarked: fbx not supported" in result.checks
+
+
+def test_mesh_too_small_is_delivered_unmarked(
+    client: SealportClient, server: ServerHandle, tmp_path: Path
+) -> None:
+    result = client.secure_import(asset_id(server, "cube", "test"), tmp_path / "out")
+    assert result.watermark_status == "unmarked: mesh too small"
+    assert "verified" not in result.watermark_status
+
+
+# --- a manifest that does not match the file's mark blocks the import ------------------
+def test_mark_of_another_payload_blocks_import(
+    hooked: SealportClient, server: ServerHandle, tmp_path: Path
+) -> None:
+    def other_payload(body: dict[str, Any]) -> dict[str, Any]:
+        return dict(body["watermark"], payload="00" * 8)
+
+    tamper_manifest(hooked, resign_watermark(server, other_payload))
+    with pytest.raises(WatermarkMismatch) as exc:
+        hooked.secure_import(asset_id(server, "wm-glb"), tmp_path / "out")
+    assert exc.value.message == MISMATCH_MESSAGE and "mismatch" in exc.value.detail
+    assert_nothing_imported(hooked, tmp_path / "out", "watermark_mismatch")
+
+
+def test_mark_under_another_key_blocks_import(
+    hooked: SealportClient, server: ServerHandle, tmp_path: Path
+) -> None:
+    """The file's mark is not there under the key the manifest names (as if stripped)."""
+    secret = load_secret(server.data_dir)
+    assert secret is not None
+
+    def other_key(body: dict[str, Any]) -> dict[str, Any]:
+        other = "d_someone_else"
+        key = derive_delivery_key(secret, other)
+        return manifest_entry(delivery_payload(secret, other), key, EmbedReport(1, 0, 1))
+
+    tamper_manifest(hooked, resign_watermark(server, other_key))
+    with pytest.raises(WatermarkMismatch):
+        hooked.secure_import(asset_id(server, "wm-stl"), tmp_path / "out")
+    assert_nothing_imported(hooked, tmp_path / "out", "watermark_mismatch")
+
+
+def test_unmarked_file_claimed_marked_blocks_import(
+    hooked: SealportClient, server: ServerHandle, tmp_path: Path
+) -> None:
+    """A server that sealed the original (unmarked) FBX but claims a mark is caught."""
+
+    def claim_mark(body: dict[str, Any]) -> dict[str, Any]:
+        secret = load_secret(server.data_dir)
+        assert secret is not None
+        key = derive_delivery_key(secret, body["delivery_id"])
+        payload = delivery_payload(secret, body["delivery_id"])
+        return manifest_entry(payload, key, EmbedReport(1, 0, 1))
+
+    tamper_manifest(hooked, resign_watermark(server, claim_mark))
+    with pytest.raises(WatermarkMismatch) as exc:
+        hooked.secure_import(asset_id(server, "wm-fbx"), tmp_path / "out")
+    assert "not_found" in exc.value.detail
+    assert_nothing_imported(hooked, tmp_path / "out", "watermark_mismatch")
+
+
+def test_unmarked_record_without_reason_is_malformed(
+    client: SealportClient, server: ServerHandle, tmp_path: Path
+) -> None:
+    result = client.secure_import(asset_id(server, "cube", "test"), tmp_path / "out")
+    bad = replace(result.manifest, watermark={"status": "unmarked"})
+    with pytest.raises(MalformedManifest):
+        verify_delivery_mark(result.path, bad)
+    too_small = replace(
+        result.manifest,
+        watermark=manifest_entry(b"\x01" * 8, b"\x02" * 32, EmbedReport(0, 1, 1)),
+    )
+    assert verify_delivery_mark(result.path, too_small) == "too small to carry a mark"
+
+
+# --- trace ----------------------------------------------------------------------------------
+def test_trace_names_user_and_delivery(
+    client: SealportClient,
+    server: ServerHandle,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    result = client.secure_import(asset_id(server, "wm-glb"), tmp_path / "out")
+    m = result.manifest
+    # Deliveries after it must not confuse the trace (newest first, keyed per delivery).
+    client.secure_import(asset_id(server, "wm-glb"), tmp_path / "later")
+    rc, out = run_cli(capsys, "trace", str(result.path), "--data", str(server.data_dir))
+    assert rc == 0, out
+    assert "MARK FOUND" in out and f"delivery   : {m.delivery_id}" in out
+    assert f"user       : {server.username}" in out and "wm-glb" in out
+    assert f"device     : {m.device_id}" in out
+
+    # The leaked copy went through a tool: reordered faces, rotated, scaled, moved, OBJ.
+    mesh = trimesh.load(result.path, force="mesh", process=False)
+    rng = np.random.default_rng(7)
+    rot = trimesh.transformations.random_rotation_matrix(rng.random(3))
+    mesh.apply_transform(rot @ trimesh.transformations.scale_matrix(3.5))
+    mesh.apply_translation([10.0, -4.0, 2.0])
+    mesh = trimesh.Trimesh(mesh.vertices, mesh.faces[rng.permutation(len(mesh.faces))])
+    leaked = tmp_path / "leaked.obj"
+    mesh.export(leaked)
+    report = trace_file(leaked, server.data_dir)
+    assert report.status == "found" and report.match is not None
+    assert report.match.delivery_id == m.delivery_id and report.match.username == server.username
+    assert not report.match.altered and 0 < report.false_positive_bound < 1e-6
+
+
+def test_trace_through_blender_fbx(
+    client: SealportClient, server: ServerHandle, tmp_path: Path
+) -> None:
+    """A delivered USD imported into real Blender and exported as FBX still names its delivery."""
+    result = client.secure_import(asset_id(server, "wm-usd"), tmp_path / "out")
+    fbx = blender_fbx(result.path, tmp_path / "leaked.fbx")
+    report = trace_file(fbx, server.data_dir)
+    assert report.status == "found" and report.match is not None
+    assert report.match.delivery_id == result.manifest.delivery_id
+
+
+def test_trace_unmarked_file_says_no_mark_with_bound(
+    server: ServerHandle,
+    client: SealportClient,
+    sources: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client.secure_import(asset_id(server, "wm-glb"), server.data_dir.parent / "out-trace")
+    rc, out = run_cli(capsys, "trace", str(sources["glb"]), "--data", str(server.data_dir))
+    assert rc == 1, out
+    assert "no mark found" in out and "false-positive bound 3.1e-09 per check" in out
+    report = trace_file(sources["glb"], server.data_dir)
+    assert report.deliveries_checked >= 1 and report.checks == report.deliveries_checked
+    assert report.false_positive_bound == pytest.approx(report.checks * per_check_bound())
+
+
+def test_trace_without_studio_key(
+    sources: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out = run_cli(capsys, "trace", str(sources["obj"]))
+    assert rc == 2 and "no studio key available: run on the server with --data" in out
+    (tmp_path / "empty").mkdir()
+    rc, out = run_cli(capsys, "trace", str(sources["obj"]), "--data", str(tmp_path / "empty"))
+    assert rc == 2 and "no studio key available" in out
+
+
+def test_trace_work_is_bounded(
+    server: ServerHandle, client: SealportClient, sources: dict[str, Path]
+) -> None:
+    client.secure_import(asset_id(server, "wm-obj"), server.data_dir.parent / "out-bound")
+    report = trace_file(sources["obj"], server.data_dir, max_deliveries=0)
+    assert report.status == "not_found" and report.checks == 0
+    assert report.deliveries_marked >= 1 and "not checked" in report.text()
+
+
+# --- server settings ------------------------------------------------------------------------
+def test_hook_is_default_and_can_be_disabled(tmp_path: Path) -> None:
+    assert resolve_hook(ServerSettings(), tmp_path) is not None
+    assert resolve_hook(ServerSettings(watermark=disabled), tmp_path) is None
+
+    def custom(src: Path, work: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        return src, {"status": "unmarked", "reason": "custom"}
+
+    assert resolve_hook(ServerSettings(watermark=custom), tmp_path) is custom
+
+
+def test_disabled_server_sends_no_watermark(
+    sealport_server_factory: Callable[..., ServerHandle], tmp_path: Path
+) -> None:
+    srv = sealport_server_factory(settings=ServerSettings(device_interval=1, watermark=disabled))
+    c = make_client(srv, tmp_path / "ws")
+    sign_in(c, srv, srv.username, srv.password)
+    result = c.secure_import(asset_id(srv, "cube", "test"), tmp_path / "out")
+    assert result.manifest.watermark is None and result.watermark_status == "none"
+    assert not secret_path(srv.data_dir).exists()
