@@ -94,8 +94,15 @@ def decrypt_verified(
 
 
 def check_format(path: Path, m: Manifest) -> dict[str, Any]:
-    from .formats import check_file
+    from .errors import UnsafeAsset
+    from .formats import check_file, detect_format
 
+    if detect_format(m.file.path) != m.format:
+        raise UnsafeAsset(
+            f"The delivered file {m.file.path!r} does not match its declared format "
+            f"({m.format}); nothing was imported. Tell your pipeline TD.",
+            detail=f"extension says {detect_format(m.file.path)}, manifest says {m.format}",
+        )
     report = check_file(path, m.format)
     return dict(report.summary)
 
