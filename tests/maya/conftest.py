@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .doubles import RecordingModule, check_method, module, purge, stub_file
+from .doubles import RecordingModule, check_method, module, purge, signed_in_client, stub_file
 
 ROOT = Path(__file__).resolve().parents[2]
 MAYA = ROOT / "maya_plugin"
@@ -136,20 +135,4 @@ def maya(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[RecordingModule, May
 
 @pytest.fixture(scope="module")
 def maya_client(sealport_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A workstation client signed in through the real device flow."""
-    from sealport.client import SealportClient
-    from sealport.config import load_config
-    from sealport.demo import DEMO_MARKER
-
-    home = tmp_path_factory.mktemp("maya-ws")
-    (home / DEMO_MARKER).write_text("test profile\n")
-    (home / "sealport.toml").write_text(Path(sealport_server.client_config_path).read_text())
-    client = SealportClient(load_config(home / "sealport.toml"), demo=True)
-
-    def on_code(auth: Any) -> None:
-        threading.Thread(
-            target=sealport_server.approve, args=(auth.user_code,), daemon=True
-        ).start()
-
-    client.login(on_code)
-    return client
+    return signed_in_client(sealport_server, tmp_path_factory.mktemp("maya-ws"))

@@ -47,12 +47,24 @@ def functions(path: Path) -> dict[str, Signature]:
 
 @cache
 def classes(path: Path) -> dict[str, dict[str, Signature]]:
+    """Methods per class, inherited ones included (bases resolved by name)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    out: dict[str, dict[str, Signature]] = {}
+    own: dict[str, dict[str, Signature]] = {}
+    bases: dict[str, list[str]] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
-            out[node.name] = {m.name: _sig(m) for m in node.body if isinstance(m, ast.FunctionDef)}
-    return out
+            own[node.name] = {m.name: _sig(m) for m in node.body if isinstance(m, ast.FunctionDef)}
+            bases[node.name] = [b.id for b in node.bases if isinstance(b, ast.Name)]
+
+    def resolved(name: str, seen: frozenset[str] = frozenset()) -> dict[str, Signature]:
+        out: dict[str, Signature] = {}
+        for base in bases.get(name, []):
+            if base in own and base not in seen:
+                out.update(resolved(base, seen | {name}))
+        out.update(own.get(name, {}))
+        return out
+
+    return {name: resolved(name) for name in own}
 
 
 @dataclass
@@ -119,3 +131,35 @@ def load_file(name: str, path: Path) -> types.ModuleType:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def signed_in_client(server: Any, home: Path) -> Any:
+    """A workstation client signed in through the real device flow on the real server."""
+    import threading
+
+    from sealport.client import SealportClient
+    from sealport.config import load_config
+    from sealport.demo import DEMO_MARKER
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / DEMO_MARKER).write_text("test profile\n")
+    (home / "sealport.toml").write_text(Path(server.client_config_path).read_text())
+    client = SealportClient(load_config(home / "sealport.toml"), demo=True)
+
+    def on_code(auth: Any) -> None:
+        threading.Thread(target=server.approve, args=(auth.user_code,), daemon=True).start()
+
+    client.login(on_code)
+    return client
+
+
+def verified_by_format(client: Any, out: Path, formats: list[str]) -> dict[str, Any]:
+    """One real, verified import per demo format (secure_import over real TLS)."""
+    found: dict[str, Any] = {}
+    for asset in client.assets():
+        fmt = asset["format"]
+        if fmt in formats and fmt not in found:
+            found[fmt] = client.secure_import(asset["asset_id"], out / fmt)
+    missing = set(formats) - set(found)
+    assert not missing, f"demo catalogue lacks {missing}"
+    return found

@@ -16,7 +16,7 @@ from sealport.errors import HostImportError
 from sealport.host import provenance
 
 from .conftest import MAYA, MFnPlugin
-from .doubles import load_file
+from .doubles import load_file, verified_by_format
 
 FORMATS = ["obj", "fbx", "usd", "usdz", "glb", "3mf", "stl"]
 EXPECTED = {
@@ -75,16 +75,7 @@ def test_unloaded_plugin_is_loaded_first(maya) -> None:
 
 @pytest.fixture(scope="module")
 def verified(maya_client: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One real, verified import per demo format (secure_import over real TLS)."""
-    out = tmp_path_factory.mktemp("maya-imports")
-    by_format: dict[str, Any] = {}
-    for asset in maya_client.assets():
-        fmt = asset["format"]
-        if fmt in FORMATS and fmt not in by_format:
-            by_format[fmt] = maya_client.secure_import(asset["asset_id"], out / fmt)
-    missing = set(FORMATS) - set(by_format)
-    assert not missing, f"demo catalogue lacks {missing}"
-    return by_format
+    return verified_by_format(maya_client, tmp_path_factory.mktemp("maya-imports"), FORMATS)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
