@@ -21,8 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import addon_utils  # noqa: I001
-import bpy  # first: bpy puts Blender's script modules on sys.path
+import bpy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ui_check  # noqa: E402
@@ -337,6 +336,8 @@ SCENARIOS = [
 
 def main() -> int:
     spec = json.loads(Path(sys.argv[1]).read_text())
+    import addon_utils  # only importable once bpy put Blender's script modules on sys.path
+
     addon_utils.modules_refresh()
     try:
         for step in SCENARIOS:
