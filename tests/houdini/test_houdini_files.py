@@ -170,7 +170,8 @@ def run_cook(ctx: str, node: _Node) -> None:
         ("Geometry", "clear"),
         ("Geometry", "loadFromFile"),
         ("LopNode", "editableStage"),
-        ("Node", "evalParm"),
+        ("SopNode", "geometry"),
+        ("OpNode", "evalParm"),
     ]:
         check_method(stub, cls, method)
     from tests.maya.doubles import functions
