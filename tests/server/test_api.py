@@ -168,7 +168,8 @@ def test_manifest_verifies_and_payload_decrypts(sealport_server, alice, delivery
     )
     m = verified.manifest
     assert m.delivery_id == delivery["delivery_id"] and m.device_id == alice["device_id"]
-    assert m.watermark is None and m.payload.encryption == "age-x25519"
+    assert m.watermark == {"status": "unmarked", "reason": "mesh too small"}
+    assert m.payload.encryption == "age-x25519"
     assert m.expires_at - m.issued_at == 3600
     payload = alice["api"].get(delivery["payload_url"])
     assert payload.status_code == 200 and payload.headers["Accept-Ranges"] == "bytes"

@@ -26,8 +26,12 @@ from collections.abc import Callable
 from pathlib import Path, PurePath
 
 from ..errors import UnsafeAsset
+from .isolated import check_in_child, python_available
 from .report import DEFAULT_MAX_BYTES, FormatReport, refuse
 from .threemf import read_3mf_mesh
+
+ISOLATED_FORMATS = frozenset({"fbx"})
+"""Formats whose reader library is not memory-safe enough to run in-process."""
 
 FORMATS = ("usd", "usdz", "fbx", "obj", "stl", "glb", "3mf")
 
@@ -119,6 +123,8 @@ def check_file(path: Path, fmt: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> F
             f"size={st.st_size} limit={max_bytes}",
         )
     try:
+        if fmt in ISOLATED_FORMATS and python_available():
+            return check_in_child(path, fmt, max_bytes)
         return _checker(fmt)(path, max_bytes=max_bytes)
     except UnsafeAsset:
         raise
