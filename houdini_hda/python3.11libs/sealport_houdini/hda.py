@@ -16,7 +16,6 @@ import hou
 from sealport.errors import HostImportError
 from sealport.host import provenance
 
-from . import provenance as prov
 
 USD_FORMATS = {"usd", "usda", "usdc", "usdz"}
 CONVERT = {"glb", "3mf"}
