@@ -16,7 +16,6 @@ import hou
 from sealport.errors import HostImportError
 from sealport.host import provenance
 
-
 USD_FORMATS = {"usd", "usda", "usdc", "usdz"}
 CONVERT = {"glb", "3mf"}
 
