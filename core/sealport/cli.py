@@ -250,6 +250,15 @@ def cmd_admin_add_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    from .ui.app import main as ui_main
+
+    argv = ["--config", args.config] if args.config else []
+    if args.out:
+        argv += ["--out", args.out]
+    return int(ui_main(argv))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -273,6 +282,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--profile", help="demo profile folder (default: a new temporary folder)")
     s.add_argument("--keep", action="store_true", help="keep the demo profile afterwards")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("ui", help="the Qt sign-in and asset browser panels, standalone")
+    s.add_argument("--out", help="output folder for imports")
+    s.set_defaults(func=cmd_ui)
 
     s = sub.add_parser("serve", help="run the reference server (studio side)")
     s.add_argument("--data", default="sealport-server", help="server data folder")
