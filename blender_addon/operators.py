@@ -13,7 +13,7 @@ from typing import Any
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
-from sealport.errors import Cancelled, SealportError
+from sealport.errors import Cancelled, LoginRequired, SealportError
 
 from . import jobs
 from .import_hooks import import_verified
@@ -46,10 +46,15 @@ def notify_error(exc: BaseException, what: str) -> None:
 
 
 def get_client(context: bpy.types.Context) -> Any:
-    if STATE.client is None:
+    """The core client for the current preferences (rebuilt when they change)."""
+    p = prefs(context)
+    key = (p.config_file, p.server_url, p.ca_file, p.root_fingerprint, p.cache_dir)
+    if STATE.client is None or STATE.client_key != key:
         from sealport.client import SealportClient
 
-        STATE.client = SealportClient(client_config(prefs(context)))
+        STATE.client = SealportClient(client_config(p))
+        STATE.client_key = key
+        STATE.me = {}
     return STATE.client
 
 
@@ -95,6 +100,11 @@ class SEALPORT_OT_sign_in(_Busy, bpy.types.Operator):
             return {"CANCELLED"}
 
         def work(progress: Any, post: Any) -> Any:
+            if client.is_signed_in():  # a session kept in the keyring: no code needed
+                try:
+                    return client.whoami(), client.assets()
+                except LoginRequired:
+                    pass
             client.login(lambda auth: post("code", auth), progress)
             return client.whoami(), client.assets()
 

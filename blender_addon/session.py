@@ -22,6 +22,8 @@ import bpy.utils.previews
 class Session:
     client: Any = None
     """sealport.client.SealportClient, built from the preferences on first use."""
+    client_key: tuple[str, ...] = ()
+    """The preference values the client was built from."""
     me: dict[str, Any] = field(default_factory=dict)
     auth: Any = None
     """The pending DeviceAuthorization (user code, URI, deadline) while signing in."""

@@ -98,6 +98,13 @@ def install(spec: dict[str, Any]) -> None:
         "core_file": sealport.__file__,
         "addon_file": mod().__file__,
     }
+    panel = mod("panel")
+    menu = ui_check.CheckedLayout()
+    panel.menu_import(ui_check._PanelSelf(menu), bpy.context)
+    OUT["file_import_menu"] = {
+        "registered": panel.menu_import in bpy.types.TOPBAR_MT_file_import._dyn_ui_initialize(),
+        "entries": [(op, text) for (op, _), text in zip(menu.ops, menu.texts, strict=True)],
+    }
     prefs = bpy.context.preferences.addons[PKG].preferences
     prefs.config_file = spec["config"]
     layout = ui_check.CheckedLayout()

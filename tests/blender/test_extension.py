@@ -82,6 +82,9 @@ def test_zip_installs_into_clean_blender_with_bundled_core(session: dict[str, An
     assert "/extensions/.local/lib/python3.11/site-packages/sealport/" in inst["core_file"]
     assert "/extensions/user_default/sealport/" in inst["addon_file"]
     assert "Or, without a config file:" in session["out"]["prefs_texts"]
+    menu = session["out"]["file_import_menu"]
+    assert menu["registered"] is True
+    assert menu["entries"] == [["sealport.secure_import", "Secure Import (Sealport)"]]
 
 
 def test_sign_in_shows_code_qr_countdown_and_succeeds(
