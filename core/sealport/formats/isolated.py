@@ -11,6 +11,7 @@ Python (Blender, Maya), it falls back to the in-process reader.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,9 @@ def check_in_child(path: Path, fmt: str, max_bytes: int) -> FormatReport:
             capture_output=True,
             text=True,
             timeout=TIMEOUT,
+            # Inside a DCC the core comes from the host's extension folders, not from
+            # site-packages: hand the child the parent's import path.
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
         )
         if proc.returncode >= 0:  # negative: killed by a signal (reader crash)
             break
