@@ -34,6 +34,10 @@ fi
 if [ $want_test = 1 ]; then
   .venv/bin/python -m pip install -q -e ".[server,test]"
   (cd tests/idp && npm ci --silent --no-audit --no-fund)
+  # A clean Blender (bpy from PyPI) with nothing else in it: the extension tests
+  # install the built zip there, so it must bring its own core and dependencies.
+  [ -x build/blender-venv/bin/python ] || "$PY" -m venv build/blender-venv
+  build/blender-venv/bin/python -m pip install -q -r tests/blender/requirements.txt
 else
   .venv/bin/python -m pip install -q -e ".[server]"
 fi
