@@ -31,12 +31,13 @@ def test_import_hook_per_format(houdini, verified, fmt, capsys) -> None:
     hou, rec = houdini
     result = verified[fmt]
     from sealport_houdini.host import HoudiniHost
+    from sealport_houdini.importers import node_name
 
     (path,) = HoudiniHost().import_verified_file(result)
     node = hou.nodes[path]
     if fmt in ("obj", "stl", "glb", "3mf"):
         assert [c.args for c in rec.named("ObjNode.createNode")] == [
-            ("geo", "sealport_" + result.manifest.name.replace(" ", "_")),
+            ("geo", node_name(result.manifest.name)),
             ("file", "verified_file"),
         ]
         reader = node.children_[0]
