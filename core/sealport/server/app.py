@@ -414,16 +414,20 @@ def start_background(
     settings: ServerSettings | None = None,
     tls_max_version: ssl.TLSVersion | None = None,
     cert_override: tuple[Path, Path] | None = None,
+    public_url: str | None = None,
 ) -> BackgroundServer:
     """Run the server on a thread; ``port=0`` picks a free port (see ``.url``).
 
     ``tls_max_version`` and ``cert_override`` (cert, key signed by some other
     CA) exist for client tests that must see a weak or foreign server.
+    ``public_url`` is the URL clients see when the server sits behind a proxy
+    (issuer, payload URLs and client.toml use it; ``.url`` stays the real one).
     """
     settings = settings or ServerSettings()
     box: dict[str, Any] = {}
 
     def app_for(url: str) -> FastAPI:
+        url = public_url.rstrip("/") if public_url else url
         prepared = prepare(data_dir, url, extra_names=_extra_names(host))
         box["prepared"] = prepared
         app = create_app(
