@@ -49,6 +49,25 @@ class ServerSettings:
     external_ca_file: str | None = None
     jwt_algorithms: tuple[str, ...] = ("EdDSA",)
     watermark: WatermarkHook | None = None
+    # --- authorization, detection and SIEM (issue 6; docs/SERVER_SECURITY.md) ---------
+    pipeline_token_ttl: int = 300
+    """Lifetime of client-credentials tokens of pipeline clients (capped at 300 s)."""
+    rate_account_per_minute: float = 240.0
+    """Token bucket per account (token ``sub``): sustained API requests per minute."""
+    rate_account_burst: int = 120
+    rate_device_per_minute: float = 120.0
+    """Token bucket per workstation key: deliveries, manifests and payload requests."""
+    rate_device_burst: int = 60
+    spike_deliveries: int = 100
+    """More deliveries than this from one account within ``spike_window`` seconds
+    revoke all its sessions and raise a security alert."""
+    spike_window: int = 600
+    siem_files: bool = True
+    """Write the chained SIEM export to DATA/siem/events.jsonl and events.syslog."""
+    siem_syslog_target: str | None = None
+    """``udp://host:port`` or ``tcp://host:port``: also send RFC 5424 lines there."""
+    expose_openapi: bool = True
+    """Serve the API description at /openapi.json (docs/openapi.json is the same)."""
 
     @property
     def issuer(self) -> str:
