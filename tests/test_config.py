@@ -80,3 +80,26 @@ def test_cli_reports_config_error_without_traceback(
     assert main(["--config", str(tmp_path / "x.toml"), "whoami"]) == 2
     err = capsys.readouterr().err
     assert "No Sealport config found" in err and "Traceback" not in err
+
+
+def test_read_only_studio_config_keeps_state_in_the_user_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A config deployed read-only (e.g. /etc/sealport) must not be where state goes."""
+    studio = tmp_path / "etc"
+    studio.mkdir()
+    p = write(studio, GOOD.format(fp=FP))
+    monkeypatch.delenv("SEALPORT_HOME", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr("sealport.config.os.access", lambda path, mode: False)
+    cfg = load_config(p)
+    assert cfg.home == tmp_path / "xdg" / "sealport"
+    assert cfg.audit_log == cfg.home / "audit.jsonl" and cfg.cache_dir == cfg.home / "cache"
+
+
+def test_data_dir_key_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SEALPORT_HOME", raising=False)
+    p = write(tmp_path, GOOD.format(fp=FP) + '[paths]\ndata_dir = "state"\n')
+    monkeypatch.setenv("SEALPORT_HOME", str(tmp_path / "env"))
+    assert load_config(p).home == tmp_path / "state"  # the file's explicit choice wins
+    assert load_config(write(tmp_path, GOOD.format(fp=FP))).home == tmp_path / "env"

@@ -42,6 +42,7 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "report_to_server": (bool, False),
     },
     "paths": {
+        "data_dir": (str, False),
         "cache_dir": (str, False),
     },
 }
@@ -84,13 +85,15 @@ class Config:
     timeout: float = 30.0
     revoked_delivery_keys: tuple[str, ...] = ()
     clock_skew_seconds: int = 120
+    data_dir: Path = field(default_factory=default_home)
     audit_log: Path = field(default_factory=lambda: default_home() / "audit.jsonl")
     report_audit: bool = True
     cache_dir: Path = field(default_factory=lambda: default_home() / "cache")
 
     @property
     def home(self) -> Path:
-        return self.source.parent
+        """This workstation's Sealport data folder (audit log, rollback state, locks)."""
+        return self.data_dir
 
 
 def default_config_path() -> Path:
@@ -142,6 +145,22 @@ def _check(raw: dict[str, Any], path: Path) -> None:
             raise ConfigError(f"Missing section [{section}] in {path}. Add it (see README).")
 
 
+def _data_dir(paths: dict[str, Any], base: Path) -> Path:
+    """Where per-user state goes; the config itself may sit in a read-only place.
+
+    ``paths.data_dir`` in the file wins (a demo profile pins itself), then
+    ``SEALPORT_HOME``; otherwise the config's own folder when this user can write
+    there (a personal profile), else the platform default (a studio config
+    deployed read-only, e.g. to /etc/sealport).
+    """
+    explicit = _path(paths.get("data_dir"), base)
+    if explicit is not None:
+        return explicit
+    if os.environ.get("SEALPORT_HOME"):
+        return default_home()
+    return base if os.access(base, os.W_OK) else default_home()
+
+
 def _path(value: Any, base: Path) -> Path | None:
     if value is None:
         return None
@@ -154,6 +173,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     base = path.parent
     idp, server, trust = raw["idp"], raw["server"], raw["trust"]
     audit, paths = raw.get("audit", {}), raw.get("paths", {})
+    data_dir = _data_dir(paths, base)
     url = server["url"].rstrip("/")
     if not url.startswith("https://"):
         raise ConfigError(f"'server.url' in {path} must start with https:// (got {url}).")
@@ -178,9 +198,10 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         root_fingerprints=fps,
         revoked_delivery_keys=tuple(trust.get("revoked_delivery_keys", ())),
         clock_skew_seconds=int(trust.get("clock_skew_seconds", 120)),
-        audit_log=_path(audit.get("log_file"), base) or base / "audit.jsonl",
+        data_dir=data_dir,
+        audit_log=_path(audit.get("log_file"), base) or data_dir / "audit.jsonl",
         report_audit=bool(audit.get("report_to_server", True)),
-        cache_dir=_path(paths.get("cache_dir"), base) or base / "cache",
+        cache_dir=_path(paths.get("cache_dir"), base) or data_dir / "cache",
     )
     for label, p in (("server.ca_file", cfg.ca_file), ("idp.ca_file", cfg.idp_ca_file)):
         if p is not None and not p.is_file():

@@ -103,7 +103,11 @@ def run_demo(profile_path: Path | None = None, *, keep: bool = False) -> int:
     try:
         print(f"Reference server: {server.url}  (TLS 1.3 only, studio CA {server.ca_file})")
         client_home = profile / "client"
-        shutil.copy(server_dir / "client.toml", client_home / "sealport.toml")
+        config_text = (server_dir / "client.toml").read_text(encoding="utf-8")
+        # Pin the demo's state to its own profile, whatever SEALPORT_HOME says.
+        (client_home / "sealport.toml").write_text(
+            config_text + '\n[paths]\ndata_dir = "."\n', encoding="utf-8"
+        )
         cfg = load_config(client_home / "sealport.toml")
         client = SealportClient(cfg, demo=True)
 
