@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
+import logging
 import socket
 import ssl
 import threading
@@ -272,8 +273,16 @@ class RunningServer:
         return int(self.url.rsplit(":", 1)[1])
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout)
+        # Idle keep-alive connections outlive the graceful period and uvicorn logs
+        # that as an ERROR; on a deliberate stop it is noise, not a failure.
+        log = logging.getLogger("uvicorn.error")
+        level = log.level
+        log.setLevel(logging.CRITICAL)
+        try:
+            self._server.should_exit = True
+            self._thread.join(timeout)
+        finally:
+            log.setLevel(level)
 
     def __enter__(self) -> RunningServer:
         return self
