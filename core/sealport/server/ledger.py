@@ -13,7 +13,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -200,6 +200,13 @@ class Ledger:
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.executescript(SCHEMA)
+        self.audit_listeners: list[Callable[[], None]] = []
+        """Called after every committed :meth:`add_audit` (the SIEM export hooks in here)."""
+
+    def ensure_schema(self, sql: str) -> None:
+        """Create the tables of a server module that keeps its own (idempotent DDL)."""
+        with self._lock:
+            self._conn.executescript(sql)
 
     def close(self) -> None:
         with self._lock:
@@ -374,6 +381,8 @@ class Ledger:
                     "client_ip, event) VALUES (?,?,?,?,?,?,?)",
                     (now, source, username, dev, sid, client_ip, json.dumps(ev, sort_keys=True)),
                 )
+        for listener in list(self.audit_listeners):
+            listener()
         return len(events)
 
     def audit_events(self, username: str | None = None) -> list[dict[str, Any]]:
