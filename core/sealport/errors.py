@@ -171,3 +171,17 @@ class HostImportError(SealportError):
     (missing importer plug-in, conversion failure, host API error)."""
 
     code = "host_import"
+
+
+# --- sign-in hardening (issue 6) ---------------------------------------------------
+class LoginStateMismatch(AuthError):
+    """A browser redirect (``state``) or ID token (``nonce``) that this sign-in did
+    not ask for: a forged or mixed-up authorization response."""
+
+    code = "login_state_mismatch"
+
+
+class DPoPError(AuthError):
+    """The DPoP proof-of-possession key or proof was refused or is unusable."""
+
+    code = "dpop"
