@@ -147,6 +147,13 @@ class TokenValidator:
             raise AuthFailure("invalid_token", _INVALID, f"claims: {exc}") from exc
         sid = claims.get("sid")
         if sid is not None and self.ledger.is_sid_revoked(str(sid)):
+            why = self.ledger.one("SELECT reason FROM revoked_sids WHERE sid=?", (str(sid),))
+            if why is not None and why["reason"] == "security_policy":
+                from .detection import POLICY_REVOKED_MESSAGE  # spike response (issue 6)
+
+                raise AuthFailure(
+                    "session_revoked", POLICY_REVOKED_MESSAGE, "Revoked by security policy"
+                )
             raise AuthFailure("session_revoked", _REVOKED, "The session was revoked")
         roles = claims.get("roles") or ()
         amr = claims.get("amr") or ()
