@@ -640,6 +640,16 @@ def router(idp: DevIdP, validator: TokenValidator) -> APIRouter:
     async def token(request: Request) -> Response:
         form = await request.form()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        if fields.get("grant_type") == "client_credentials":  # pipeline clients (issue 6)
+            from .pipeline_clients import GrantError, client_credentials_grant
+
+            try:
+                body = client_credentials_grant(
+                    idp, fields, request.headers.get("authorization"), _client_ip(request)
+                )
+            except GrantError as exc:
+                return OAuthError(exc.error, exc.description, exc.status).response()
+            return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
         try:
             body = idp.token(fields)
         except OAuthError as exc:
