@@ -27,8 +27,21 @@ from .. import age
 from ..errors import SealportError
 from ..paths import ensure_private_dir
 from . import idp as idp_mod
+from .api_models import (
+    AUTHED,
+    AlertsOut,
+    AssetsOut,
+    AuditOut,
+    DeliveriesOut,
+    DeliveryOut,
+    DeviceOut,
+    MeOut,
+    errors,
+)
 from .auth import AuthFailure, Principal, RemoteJWKS, StaticKeySource, TokenValidator
+from .detection import POLICY_REVOKED_MESSAGE
 from .ledger import DeviceRecord, Ledger
+from .policy import Gate, Refusal
 from .sealing import (
     SigningKeys,
     ensure_keys,
@@ -38,6 +51,7 @@ from .sealing import (
     write_client_config,
 )
 from .settings import API_AUDIENCE, ServerSettings
+from .siem import SiemExporter
 from .store import open_ledger
 from .tls import (
     RunningServer,
@@ -82,7 +96,9 @@ class AuditIn(BaseModel):
 def _principal(request: Request) -> Principal:
     """FastAPI dependency: the caller proven by the Bearer token (or a 401)."""
     validator: TokenValidator = request.app.state.validator
-    return validator.from_header(request.headers.get("authorization"))
+    p = validator.from_header(request.headers.get("authorization"))
+    gate: Gate = request.app.state.gate  # revocation, pipeline allow-list, rate (policy.py)
+    return gate.admit(p, _ip(request))
 
 
 # Module level on purpose: FastAPI resolves these (string) annotations from module globals.
@@ -148,7 +164,11 @@ def create_app(
     ledger = ledger or open_ledger(data_dir)
     keys = keys or ensure_keys(data_dir)
     app = FastAPI(
-        title="Sealport reference server", docs_url=None, redoc_url=None, openapi_url=None
+        title="Sealport reference server",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.expose_openapi else None,
     )
     app.state.ledger = ledger
     app.state.settings = settings
@@ -172,6 +192,20 @@ def create_app(
     )
     app.state.validator = validator
     app.state.idp = idp
+    gate = app.state.gate = Gate(ledger, settings)
+    siem = app.state.siem = SiemExporter(
+        ledger, data_dir, files=settings.siem_files, target=settings.siem_syslog_target
+    )
+    ledger.audit_listeners.append(siem.catch_up)
+    siem.catch_up()
+
+    @app.exception_handler(Refusal)
+    def _refusal(request: Request, exc: Refusal) -> JSONResponse:
+        return JSONResponse(
+            {"error": exc.error, "message": exc.message},
+            status_code=exc.status,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(AuthFailure)
     def _auth_failure(request: Request, exc: AuthFailure) -> JSONResponse:
@@ -195,12 +229,14 @@ def create_app(
     if idp is not None:
         app.include_router(idp_mod.router(idp, validator))
 
-    @app.get("/api/v1/me")
+    @app.get("/api/v1/me", response_model=MeOut, responses=errors(*AUTHED))
     def me(p: Caller) -> dict[str, Any]:
+        gate.allow(p, "me")
         return {"sub": p.sub, "name": p.name, "roles": list(p.roles)}
 
-    @app.post("/api/v1/devices")
+    @app.post("/api/v1/devices", response_model=DeviceOut, responses=errors(*AUTHED, 409))
     def register_device(body: DeviceIn, p: Caller) -> dict[str, Any]:
+        gate.allow(p, "register_device")
         try:
             age.parse_recipient(body.public_key)
         except SealportError as exc:
@@ -233,28 +269,33 @@ def create_app(
         )
         return {"device_id": rec.device_id}
 
-    @app.get("/api/v1/assets")
+    @app.get("/api/v1/assets", response_model=AssetsOut, responses=errors(*AUTHED))
     def list_assets(p: Caller) -> dict[str, Any]:
+        gate.allow(p, "list_assets")
         return {"assets": [a.public() for a in ledger.list_latest_assets()]}
 
-    @app.post("/api/v1/assets/{asset_id}/deliveries")
+    @app.post(
+        "/api/v1/assets/{asset_id}/deliveries",
+        response_model=DeliveryOut,
+        responses=errors(*AUTHED, 404),
+    )
     def create_delivery(
         asset_id: str, body: DeliveryIn, p: Caller, request: Request
     ) -> dict[str, Any]:
-        if not set(p.roles) & set(idp_mod.ROLES):
-            raise APIError(403, "forbidden", "Your account has no role that may download assets.")
-        if settings.require_mfa_for_delivery and "otp" not in p.amr:
-            raise APIError(
-                403, "mfa_required", "Sign in with multi-factor authentication to download."
-            )
+        gate.allow(p, "create_delivery")  # roles + MFA policy (policy.py)
         device = ledger.get_device(body.device_id)
         if device is None or device.username != p.sub:
             raise APIError(
                 403, "forbidden", "That workstation is not registered to you; sign in again here."
             )
+        gate.device(device.device_id)
         asset = ledger.get_asset(asset_id, body.version)
         if asset is None:
             raise APIError(404, "not_found", "No such asset (or version).")
+        if gate.spikes.check_delivery(p.sub, _ip(request)):
+            raise AuthFailure(
+                "session_revoked", POLICY_REVOKED_MESSAGE, "delivery spike: sessions revoked"
+            )
         rec = seal_delivery(
             data_dir,
             ledger,
@@ -295,15 +336,72 @@ def create_app(
             raise APIError(404, "not_found", "No such delivery.")
         return rec
 
-    @app.get("/api/v1/deliveries/{delivery_id}/manifest")
+    @app.get(
+        "/api/v1/deliveries",
+        response_model=DeliveriesOut,
+        responses=errors(*AUTHED),
+    )
+    def list_deliveries(p: Caller, project: str | None = None) -> dict[str, Any]:
+        """The caller's own deliveries; with ``project`` (lead, pipeline, admin) everyone's."""
+        if project is None:
+            gate.allow(p, "list_own_deliveries")
+            rows = ledger.query(
+                "SELECT * FROM deliveries WHERE username=? ORDER BY issued_at DESC LIMIT 500",
+                (p.sub,),
+            )
+        else:
+            gate.allow(p, "list_project_deliveries")
+            rows = ledger.query(
+                "SELECT d.* FROM deliveries d JOIN assets a ON a.asset_id=d.asset_id "
+                "AND a.version=d.version WHERE a.project=? ORDER BY d.issued_at DESC LIMIT 500",
+                (project[:200],),
+            )
+        return {"deliveries": [dict(r) for r in rows]}
+
+    @app.get("/api/v1/admin/alerts", response_model=AlertsOut, responses=errors(*AUTHED))
+    def list_alerts(p: Caller) -> dict[str, Any]:
+        """Security alerts (spike responses), newest first; admins only."""
+        gate.allow(p, "read_alerts")
+        return {"alerts": gate.spikes.alerts()}
+
+    _octets: dict[str, Any] = {
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+    }
+    _envelope: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
+
+    @app.get(
+        "/api/v1/deliveries/{delivery_id}/manifest",
+        response_class=Response,
+        responses=errors(
+            *AUTHED,
+            404,
+            ok={200: {"content": _envelope, "description": "Signed envelope (PROTOCOL.md)"}},
+        ),
+    )
     def get_manifest(delivery_id: str, p: Caller) -> Response:
+        gate.allow(p, "read_own_delivery")
         rec = _own_delivery(delivery_id, p)
+        gate.device(rec.device_id)
         data = manifest_path(data_dir, rec.delivery_id).read_bytes()
         return Response(data, media_type="application/json", headers={"Cache-Control": "no-store"})
 
-    @app.get("/api/v1/deliveries/{delivery_id}/payload")
+    @app.get(
+        "/api/v1/deliveries/{delivery_id}/payload",
+        response_class=Response,
+        responses=errors(
+            *AUTHED,
+            404,
+            416,
+            ok={
+                200: {"content": _octets, "description": "age ciphertext"},
+                206: {"content": _octets, "description": "the requested byte range"},
+            },
+        ),
+    )
     def get_payload(delivery_id: str, p: Caller, request: Request) -> Response:
+        gate.allow(p, "read_own_delivery")
         rec = _own_delivery(delivery_id, p)
+        gate.device(rec.device_id)
         path = payload_path(data_dir, rec.delivery_id)
         size = path.stat().st_size
         etag = f'"{rec.payload_sha256}"'
@@ -339,8 +437,9 @@ def create_app(
             headers=headers,
         )
 
-    @app.post("/api/v1/audit")
+    @app.post("/api/v1/audit", response_model=AuditOut, responses=errors(*AUTHED, 413))
     def post_audit(body: AuditIn, p: Caller, request: Request) -> dict[str, Any]:
+        gate.allow(p, "post_audit")
         if len(body.events) > settings.max_audit_events:
             raise APIError(
                 413, "too_large", f"At most {settings.max_audit_events} events per request."

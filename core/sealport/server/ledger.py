@@ -200,7 +200,7 @@ class Ledger:
         self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.execute("PRAGMA busy_timeout=10000")
         self._conn.executescript(SCHEMA)
-        self.audit_listeners: list[Callable[[], None]] = []
+        self.audit_listeners: list[Callable[[], object]] = []
         """Called after every committed :meth:`add_audit` (the SIEM export hooks in here)."""
 
     def ensure_schema(self, sql: str) -> None:
