@@ -98,7 +98,7 @@ _RETRY_AFTER = {
 
 
 def errors(
-    *codes: int, ok: dict[int, dict[str, Any]] | None = None
+    *codes: int, ok: dict[int | str, dict[str, Any]] | None = None
 ) -> dict[int | str, dict[str, Any]]:
     """``responses=`` for FastAPI: ``ok`` plus the listed error statuses with :class:`ErrorOut`."""
     out: dict[int | str, dict[str, Any]] = {**(ok or {})}
