@@ -8,6 +8,7 @@ and bounds every JSON body it reads (endless-data defence for metadata).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import requests
@@ -110,17 +111,29 @@ class ApiClient:
     def url(self, path: str) -> str:
         return path if path.startswith("https://") else f"{self.base_url}{path}"
 
-    def auth_headers(self) -> dict[str, str]:
+    def auth_headers(self, method: str = "GET", url: str | None = None) -> dict[str, str]:
+        """Headers for one request: Bearer, or DPoP token + a fresh proof for ``method url``.
+
+        A DPoP proof is single-use and names its URL, so call this once per request.
+        """
+        request_headers = getattr(self.tokens, "request_headers", None)
+        if request_headers is not None and url is not None:
+            return dict(request_headers(method, url))
         return {"Authorization": f"Bearer {self.tokens.access_token()}"}
+
+    def header_factory(self, method: str, url: str) -> Callable[[], dict[str, str]]:
+        """Fresh auth headers per call (downloads that resume send several requests)."""
+        return lambda: self.auth_headers(method, url)
 
     def request(self, method: str, path: str, *, limit: int = MAX_JSON_BYTES, **kw: Any) -> Any:
         url = self.url(path)
-        for attempt in (1, 2):
+        nonce_retry, refresh_retry = True, True
+        for _ in range(3):
             try:
                 resp = self.session.request(
                     method,
                     url,
-                    headers=self.auth_headers(),
+                    headers=self.auth_headers(method, url),
                     timeout=self.timeout,
                     stream=True,
                     **kw,
@@ -128,7 +141,11 @@ class ApiClient:
             except requests.RequestException as exc:
                 raise describe_request_error(exc, url) from exc
             with resp:
-                if resp.status_code == 401 and attempt == 1:
+                if resp.status_code == 401 and nonce_retry and self._took_dpop_nonce(url, resp):
+                    nonce_retry = False  # RFC 9449 §9: once, with the server's nonce
+                    continue
+                if resp.status_code == 401 and refresh_retry:
+                    refresh_retry = False
                     code, _ = _server_message(resp)
                     if code != "session_revoked":
                         self.tokens.force_refresh()
@@ -136,6 +153,13 @@ class ApiClient:
                 raise_for_response(resp)
                 return read_json(resp, limit)
         raise AssertionError("unreachable")
+
+    def _took_dpop_nonce(self, url: str, resp: requests.Response) -> bool:
+        key = getattr(self.tokens, "dpop_key", lambda: None)()
+        challenge = resp.headers.get("WWW-Authenticate", "")
+        if key is None or "use_dpop_nonce" not in challenge:
+            return False
+        return bool(key.remember_nonce(url, resp.headers))
 
     def get(self, path: str, **kw: Any) -> Any:
         return self.request("GET", path, **kw)

@@ -19,13 +19,16 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
 from .errors import AuthError, LoginDenied, LoginExpired, TLSError, TransportError
-from .oidc import DEVICE_GRANT, ProviderMetadata, is_loopback, post_form
+from .oidc import DEVICE_GRANT, ProviderMetadata, is_loopback, post_form, post_form_full
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from .dpop import DPoPKey
 
 DEFAULT_INTERVAL = 5
 SLOW_DOWN_STEP = 5
@@ -164,8 +167,11 @@ def start(
     )
 
 
-def parse_token_response(body: dict[str, Any], url: str) -> TokenResponse:
-    """Check and wrap a successful token endpoint reply (device or refresh grant)."""
+def parse_token_response(body: dict[str, Any], url: str, *, dpop: bool = False) -> TokenResponse:
+    """Check and wrap a successful token endpoint reply (device or refresh grant).
+
+    ``dpop``: the request carried a DPoP proof, so ``token_type`` may be ``DPoP``.
+    """
     access = body.get("access_token")
     token_type = str(body.get("token_type", ""))
     if not isinstance(access, str) or not access:
@@ -173,7 +179,7 @@ def parse_token_response(body: dict[str, Any], url: str) -> TokenResponse:
             "Your studio's sign-in service sent an incomplete token reply; tell your TD.",
             detail=f"{url}: token response without access_token",
         )
-    if token_type.lower() != "bearer":
+    if token_type.lower() not in (("bearer", "dpop") if dpop else ("bearer",)):
         raise AuthError(
             "Your studio's sign-in service issued a token type Sealport does not support; "
             "tell your TD.",
@@ -184,7 +190,7 @@ def parse_token_response(body: dict[str, Any], url: str) -> TokenResponse:
     scope = body.get("scope")
     return TokenResponse(
         access_token=access,
-        token_type="Bearer",
+        token_type="DPoP" if token_type.lower() == "dpop" else "Bearer",
         expires_in=_positive_int(body.get("expires_in"), 300),
         refresh_token=refresh if isinstance(refresh, str) and refresh else None,
         id_token=id_token if isinstance(id_token, str) and id_token else None,
@@ -218,6 +224,7 @@ def poll(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
     timeout: float = 30.0,
+    dpop: DPoPKey | None = None,
 ) -> TokenResponse:
     """Poll the token endpoint until the artist approves, denies, or the code expires.
 
@@ -237,7 +244,7 @@ def poll(
                 detail="poll() called again for a finished device authorization",
             )
         try:
-            return _poll_loop(session, meta, client_id, auth, progress, sleep, clock, timeout)
+            return _poll_loop(session, meta, client_id, auth, progress, sleep, clock, timeout, dpop)
         finally:
             # Whatever happened (tokens, denial, expiry, cancel), never poll this code again:
             # a second redemption would make the IdP revoke what it issued.
@@ -255,6 +262,7 @@ def _poll_loop(
     sleep: Callable[[float], None],
     clock: Callable[[], float],
     timeout: float,
+    dpop: DPoPKey | None = None,
 ) -> TokenResponse:
     url = meta.token_endpoint
     form = {"grant_type": DEVICE_GRANT, "device_code": auth.device_code, "client_id": client_id}
@@ -274,7 +282,11 @@ def _poll_loop(
         if progress is not None:
             progress.update("waiting for sign-in approval", int(clock() - started), total)
         try:
-            status, body = post_form(session, url, form, timeout=timeout)
+            # A fresh DPoP proof per poll (each proof's jti is single-use).
+            headers = {"DPoP": dpop.proof("POST", url)} if dpop is not None else None
+            status, body, reply_headers = post_form_full(
+                session, url, form, timeout=timeout, headers=headers
+            )
         except TLSError:
             raise
         except TransportError:
@@ -284,7 +296,7 @@ def _poll_loop(
         error = body.get("error")
         if not error:
             if status == 200:
-                return parse_token_response(body, url)
+                return parse_token_response(body, url, dpop=dpop is not None)
             if status == 429 or status >= 500:
                 interval += SLOW_DOWN_STEP if status == 429 else 0
                 failures = 0 if status == 429 else 1
@@ -294,6 +306,14 @@ def _poll_loop(
                 detail=f"POST {url} -> {status} without error code",
             )
         if error == "authorization_pending":
+            if dpop is not None:
+                dpop.remember_nonce(url, reply_headers)
+            continue
+        if (
+            error == "use_dpop_nonce"
+            and dpop is not None
+            and dpop.remember_nonce(url, reply_headers)
+        ):
             continue
         if error == "temporarily_unavailable":
             failures = 1

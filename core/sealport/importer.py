@@ -72,7 +72,7 @@ def download_ciphertext(
         dest,
         expected_size=m.payload.size,
         expected_sha256=m.payload.sha256,
-        headers=client.api.auth_headers(),
+        headers=client.api.header_factory("GET", client.api.url(delivery["payload_url"])),
         timeout=client.config.timeout,
         progress=progress,
     )

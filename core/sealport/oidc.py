@@ -33,6 +33,9 @@ class ProviderMetadata:
     jwks_uri: str | None
     userinfo_endpoint: str | None
     end_session_endpoint: str | None = None
+    authorization_endpoint: str | None = None
+    code_challenge_methods: tuple[str, ...] = ()
+    dpop_algs: tuple[str, ...] = ()
 
 
 def is_loopback(url: str) -> bool:
@@ -91,17 +94,31 @@ def post_form(
     data: dict[str, str],
     *,
     timeout: float = DEFAULT_TIMEOUT,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """POST a form, return (status, JSON object or {}). Network failures raise ``TransportError``.
 
     Never retried here: a token request may have been processed even if its
     answer was lost, and device codes / refresh tokens must not be redeemed twice.
     """
+    status, body, _ = post_form_full(session, url, data, timeout=timeout, headers=headers)
+    return status, body
+
+
+def post_form_full(
+    session: requests.Session,
+    url: str,
+    data: dict[str, str],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """:func:`post_form` plus the reply headers (DPoP needs ``DPoP-Nonce``)."""
     try:
         resp = session.post(
             url,
             data=data,
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json", **(headers or {})},
             timeout=timeout,
             stream=True,
             allow_redirects=False,
@@ -110,7 +127,7 @@ def post_form(
         raise network_error(exc, url) from None
     with resp:
         body = read_json_reply(resp)
-    return resp.status_code, body if isinstance(body, dict) else {}
+    return resp.status_code, body if isinstance(body, dict) else {}, dict(resp.headers)
 
 
 def get_json(
@@ -131,6 +148,11 @@ def get_json(
 def _str_field(doc: dict[str, Any], name: str) -> str | None:
     value = doc.get(name)
     return value if isinstance(value, str) and value else None
+
+
+def _str_list(doc: dict[str, Any], name: str) -> tuple[str, ...]:
+    value = doc.get(name)
+    return tuple(v for v in value if isinstance(v, str)) if isinstance(value, list) else ()
 
 
 def discover(
@@ -163,11 +185,15 @@ def discover(
     token = _str_field(doc, "token_endpoint")
     device = _str_field(doc, "device_authorization_endpoint")
     grants = doc.get("grant_types_supported")
-    if device is None or (isinstance(grants, list) and DEVICE_GRANT not in grants):
+    authorize = _str_field(doc, "authorization_endpoint")
+    code_grant = not isinstance(grants, list) or "authorization_code" in grants
+    if isinstance(grants, list) and DEVICE_GRANT not in grants:
+        device = None
+    if device is None and (authorize is None or not code_grant):
         raise AuthError(
             "Your studio's sign-in service does not allow device sign-in; ask your TD.",
-            detail=f"{issuer}: no device_authorization_endpoint or {DEVICE_GRANT} not in "
-            f"grant_types_supported",
+            detail=f"{issuer}: no device_authorization_endpoint (or {DEVICE_GRANT} not in "
+            f"grant_types_supported) and no authorization_endpoint for authorization_code",
         )
     if token is None:
         raise AuthError(
@@ -177,21 +203,25 @@ def discover(
     meta = ProviderMetadata(
         issuer=issuer,
         token_endpoint=token,
-        device_authorization_endpoint=device,
+        device_authorization_endpoint=device or "",
         revocation_endpoint=_str_field(doc, "revocation_endpoint"),
         jwks_uri=_str_field(doc, "jwks_uri"),
         userinfo_endpoint=_str_field(doc, "userinfo_endpoint"),
         end_session_endpoint=_str_field(doc, "end_session_endpoint"),
+        authorization_endpoint=authorize if code_grant else None,
+        code_challenge_methods=_str_list(doc, "code_challenge_methods_supported"),
+        dpop_algs=_str_list(doc, "dpop_signing_alg_values_supported"),
     )
     for name in (
         "token_endpoint",
         "device_authorization_endpoint",
+        "authorization_endpoint",
         "revocation_endpoint",
         "jwks_uri",
         "userinfo_endpoint",
         "end_session_endpoint",
     ):
         value = getattr(meta, name)
-        if value is not None:
+        if value:
             _require_https(value, name)
     return meta

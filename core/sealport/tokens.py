@@ -1,4 +1,4 @@
-"""The signed-in session: device-flow login, silent refresh with rotation, logout.
+"""The signed-in session: browser (PKCE) or device-flow login, silent refresh, logout.
 
 Where things live: the refresh token (RT) only in the secret store; the access
 token only in this process's memory. Why the file lock: Blender, Maya, Houdini
@@ -6,6 +6,11 @@ and farm tools on one workstation share one RT, and the IdP rotates it on every
 refresh; if two processes present the same RT, reuse detection revokes the whole
 grant. So "read RT from store -> refresh -> write rotated RT" runs under one
 cross-process ``FileLock``, and the store is re-read after the lock is taken.
+
+With DPoP on (``idp.dpop``), the EC P-256 proof key is made at sign-in and
+kept in the same secret-store record as the refresh token: the IdP binds the
+refresh token (and each access token, ``cnf.jkt``) to it, so either secret is
+useless without the other, and both go together on logout.
 
 Tokens never appear in logs or in exception text.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -27,8 +33,9 @@ import requests
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
-from . import device_flow
+from . import device_flow, pkce_flow
 from .device_flow import DeviceAuthorization, TokenResponse, error_text, parse_token_response
+from .dpop import DPoPKey, post_token
 from .errors import AuthError, LoginRequired, LogoutIncomplete, SealportError, TransportError
 from .oidc import ProviderMetadata, get_json, post_form
 from .progress import Progress
@@ -39,6 +46,21 @@ log = logging.getLogger(__name__)
 SESSION_ITEM = "oidc-session"
 DEFAULT_SCOPES = ("openid", "offline_access", "profile", "email")
 SIGNED_OUT = "Your Sealport sign-in has ended. Sign in again."
+FLOWS = ("auto", "pkce", "device")
+
+
+def choose_flow(flow: str, meta: ProviderMetadata) -> str:
+    """``auto``: the browser flow when a local browser is likely and the IdP offers it."""
+    if flow not in FLOWS:
+        raise AuthError(
+            "Sealport's sign-in setting is invalid; tell your TD.",
+            detail=f"idp.flow={flow!r}, expected one of {FLOWS}",
+        )
+    if flow != "auto":
+        return flow
+    if meta.authorization_endpoint and pkce_flow.browser_likely_available():
+        return "pkce"
+    return "device" if meta.device_authorization_endpoint else "pkce"
 
 
 @dataclass(frozen=True)
@@ -60,6 +82,8 @@ class _Record:
     sub: str
     name: str | None
     email: str | None
+    dpop_jwk: dict[str, Any] | None = None
+    """Private DPoP key the refresh token is bound to (None: bearer sign-in)."""
 
     def __repr__(self) -> str:  # never print the refresh token
         return f"_Record(issuer={self.issuer!r}, client_id={self.client_id!r}, sub={self.sub!r})"
@@ -74,8 +98,12 @@ class _Record:
                 "sub": self.sub,
                 "name": self.name,
                 "email": self.email,
+                **({"dpop_jwk": self.dpop_jwk} if self.dpop_jwk else {}),
             }
         )
+
+    def dpop_key(self) -> DPoPKey | None:
+        return DPoPKey.from_jwk(self.dpop_jwk) if self.dpop_jwk else None
 
 
 class _InvalidGrant(Exception):
@@ -94,6 +122,15 @@ def _scrubbed(*secrets: str | None) -> Iterator[None]:
                 exc.detail = exc.detail.replace(secret, "[redacted]")
                 exc.args = (exc.message,)
         raise
+
+
+def _auth_headers(token: str, key: DPoPKey | None, method: str, url: str) -> dict[str, str]:
+    if key is None:
+        return {"Authorization": f"Bearer {token}"}
+    return {
+        "Authorization": f"DPoP {token}",
+        "DPoP": key.proof(method, url, access_token=token),
+    }
 
 
 def _b64url_json(part: str) -> Any:
@@ -117,6 +154,10 @@ class TokenSession:
         sleep: Callable[[float], None] = time.sleep,
         lock_timeout: float = 60.0,
         timeout: float = 30.0,
+        flow: str = "device",
+        dpop: bool = False,
+        open_browser: Callable[[str], bool] | None = None,
+        browser_wait: float = pkce_flow.DEFAULT_WAIT,
     ) -> None:
         self.session = session
         self.meta = meta
@@ -135,6 +176,12 @@ class TokenSession:
         self._access: str | None = None
         self._access_expires = 0.0  # on self.clock
         self._identity: Identity | None = None
+        self.flow = flow
+        self.dpop = dpop
+        self.open_browser = open_browser
+        self.browser_wait = browser_wait
+        self._token_type = "Bearer"
+        self._dpop_key: DPoPKey | None = None
 
     def __repr__(self) -> str:
         return f"TokenSession(issuer={self.meta.issuer!r}, client_id={self.client_id!r})"
@@ -153,6 +200,7 @@ class TokenSession:
                 sub=str(doc["sub"]),
                 name=doc.get("name"),
                 email=doc.get("email"),
+                dpop_jwk=doc.get("dpop_jwk") if isinstance(doc.get("dpop_jwk"), dict) else None,
             )
         except (ValueError, KeyError, TypeError):
             log.warning("stored sign-in is unreadable; treating as signed out")
@@ -167,6 +215,7 @@ class TokenSession:
         self._access = None
         self._access_expires = 0.0
         self._identity = None
+        self._dpop_key = None
         self.store.delete(SESSION_ITEM)
 
     @contextmanager
@@ -188,29 +237,60 @@ class TokenSession:
         self,
         on_code: Callable[[DeviceAuthorization], None],
         progress: Progress | None = None,
+        *,
+        on_browser: Callable[[pkce_flow.BrowserSignIn], None] | None = None,
+        flow: str | None = None,
     ) -> Identity:
-        """Run the device flow; ``on_code`` shows the user code and address to the artist."""
-        auth = device_flow.start(
-            self.session, self.meta, self.client_id, self.scopes, clock=self.clock
-        )
-        on_code(auth)
-        tokens = device_flow.poll(
-            self.session,
-            self.meta,
-            self.client_id,
-            auth,
-            progress=progress,
-            sleep=self.sleep,
-            clock=self.clock,
-        )
+        """Sign in. Browser flow: ``on_browser`` is told the sign-in page opened (or the
+        address to open by hand). Device flow: ``on_code`` shows the code and address."""
+        chosen = choose_flow(flow or self.flow, self.meta)
+        key = DPoPKey.generate() if self.dpop else None
+        if chosen == "pkce":
+            opener = self.open_browser or pkce_flow.webbrowser.open
+            tokens = pkce_flow.login(
+                self.session,
+                self.meta,
+                self.client_id,
+                self.scopes,
+                open_browser=opener,
+                on_browser=on_browser,
+                progress=progress,
+                wait=self.browser_wait,
+                dpop=key,
+                workstation=socket.gethostname(),
+                timeout=self.timeout,
+                clock=self.clock,
+            )
+        else:
+            if not self.meta.device_authorization_endpoint:
+                raise AuthError(
+                    "Your studio's sign-in service does not allow device sign-in; "
+                    "sign in from a workstation with a browser, or ask your TD.",
+                    detail=f"{self.meta.issuer}: no device_authorization_endpoint",
+                )
+            auth = device_flow.start(
+                self.session, self.meta, self.client_id, self.scopes, clock=self.clock
+            )
+            on_code(auth)
+            tokens = device_flow.poll(
+                self.session,
+                self.meta,
+                self.client_id,
+                auth,
+                progress=progress,
+                sleep=self.sleep,
+                clock=self.clock,
+                dpop=key,
+            )
         with _scrubbed(tokens.access_token, tokens.refresh_token, tokens.id_token):
             if tokens.refresh_token is None:
                 raise AuthError(
                     "Your studio's sign-in service did not allow Sealport to stay signed in; "
                     "ask your TD to allow the offline_access scope for Sealport.",
-                    detail="device grant response has no refresh_token",
+                    detail=f"{chosen} grant response has no refresh_token",
                 )
-            claims = self._claims(tokens)
+            bound = key if tokens.token_type == "DPoP" else None
+            claims = self._claims(tokens, bound)
             record = _Record(
                 issuer=self.meta.issuer,
                 client_id=self.client_id,
@@ -218,15 +298,16 @@ class TokenSession:
                 sub=claims["sub"],
                 name=claims.get("name"),
                 email=claims.get("email"),
+                dpop_jwk=bound.private_jwk() if bound is not None else None,
             )
             with self._lock, self._cross_process_lock():
                 self.store.set(SESSION_ITEM, record.dumps())
                 self._remember(tokens, record)
         assert self._identity is not None
-        log.info("signed in as %s", record.sub)
+        log.info("signed in as %s (%s flow, %s token)", record.sub, chosen, tokens.token_type)
         return self._identity
 
-    def _claims(self, tokens: TokenResponse) -> dict[str, Any]:
+    def _claims(self, tokens: TokenResponse, pop: DPoPKey | None = None) -> dict[str, Any]:
         """Who signed in: the ID token (received directly over TLS) plus userinfo."""
         claims: dict[str, Any] = {}
         if tokens.id_token:
@@ -252,7 +333,7 @@ class TokenSession:
             status, info = get_json(
                 self.session,
                 self.meta.userinfo_endpoint,
-                headers={"Authorization": f"Bearer {tokens.access_token}"},
+                headers=_auth_headers(tokens.access_token, pop, "GET", self.meta.userinfo_endpoint),
                 timeout=self.timeout,
             )
             if status == 200 and isinstance(info, dict):
@@ -276,6 +357,11 @@ class TokenSession:
 
     def _remember(self, tokens: TokenResponse, record: _Record) -> None:
         self._access = tokens.access_token
+        self._token_type = tokens.token_type
+        if record.dpop_jwk is None:
+            self._dpop_key = None
+        elif self._dpop_key is None or self._dpop_key.private_jwk() != record.dpop_jwk:
+            self._dpop_key = record.dpop_key()
         self._access_expires = self.clock() + tokens.expires_in
         self._identity = Identity(
             sub=record.sub,
@@ -296,6 +382,18 @@ class TokenSession:
                 return self._access
             return self._refresh()
 
+    def request_headers(self, method: str, url: str) -> dict[str, str]:
+        """``Authorization`` (+ a fresh ``DPoP`` proof for a DPoP-bound token) for one request."""
+        with self._lock:
+            token = self.access_token()
+            key = self._dpop_key if self._token_type == "DPoP" else None
+        return _auth_headers(token, key, method, url)
+
+    def dpop_key(self) -> DPoPKey | None:
+        """The proof key of the current DPoP-bound sign-in (None for bearer tokens)."""
+        with self._lock:
+            return self._dpop_key if self._token_type == "DPoP" else None
+
     def force_refresh(self) -> str:
         """Refresh now (e.g. after the API answered 401) and return the new access token."""
         with self._lock:
@@ -310,7 +408,7 @@ class TokenSession:
                 self._identity = None
                 raise LoginRequired(SIGNED_OUT, detail="no stored sign-in for this issuer")
             try:
-                tokens = self._redeem(record.refresh_token)
+                tokens = self._redeem(record)
             except _InvalidGrant:
                 again = self._load()
                 if again is None or again.refresh_token == record.refresh_token:
@@ -320,7 +418,7 @@ class TokenSession:
                     ) from None
                 record = again  # rotated concurrently (outside our lock): one retry
                 try:
-                    tokens = self._redeem(record.refresh_token)
+                    tokens = self._redeem(record)
                 except _InvalidGrant:
                     self._wipe()
                     raise LoginRequired(
@@ -337,6 +435,7 @@ class TokenSession:
                         sub=record.sub,
                         name=record.name,
                         email=record.email,
+                        dpop_jwk=record.dpop_jwk,
                     )
                     # Keep the new tokens in memory even if the store write fails below.
                     self._remember(tokens, record)
@@ -346,10 +445,12 @@ class TokenSession:
             log.info("access token renewed (refresh token rotated: %s)", rotated)
             return tokens.access_token
 
-    def _redeem(self, refresh_token: str) -> TokenResponse:
+    def _redeem(self, record: _Record) -> TokenResponse:
         url = self.meta.token_endpoint
+        refresh_token = record.refresh_token
         with _scrubbed(refresh_token):
-            status, body = post_form(
+            key = record.dpop_key()  # a DPoP-bound RT needs a proof by its own key
+            status, body = post_token(
                 self.session,
                 url,
                 {
@@ -357,21 +458,22 @@ class TokenSession:
                     "refresh_token": refresh_token,
                     "client_id": self.client_id,
                 },
+                key,
                 timeout=self.timeout,
             )
             error = body.get("error")
             if status == 200 and not error:
-                return parse_token_response(body, url)
+                return parse_token_response(dict(body), url, dpop=key is not None)
             if error == "invalid_grant":
                 raise _InvalidGrant()
             if status >= 500 or status == 429 or error == "temporarily_unavailable":
                 raise TransportError(
                     "Your studio's sign-in service is busy or unavailable; try again shortly.",
-                    detail=f"POST {url} (refresh) -> {status} {error_text(body)}",
+                    detail=f"POST {url} (refresh) -> {status} {error_text(dict(body))}",
                 )
             raise AuthError(
                 "Sealport could not renew your sign-in; tell your TD if this keeps happening.",
-                detail=f"POST {url} (refresh) -> {status} {error_text(body)}",
+                detail=f"POST {url} (refresh) -> {status} {error_text(dict(body))}",
             )
 
     # --- state -------------------------------------------------------------------------

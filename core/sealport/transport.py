@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import os
 import ssl
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +157,7 @@ def download_payload(
     *,
     expected_size: int,
     expected_sha256: str,
-    headers: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
     timeout: float = 30.0,
     progress: Progress | None = None,
     max_resumes: int = MAX_RESUMES,
@@ -176,7 +176,8 @@ def download_payload(
         hasher, have = hashlib.sha256(), 0
     resumes = 0
     while have < expected_size:
-        req_headers = dict(headers or {})
+        # A callable gives fresh headers per request (a DPoP proof is single-use).
+        req_headers = dict((headers() if callable(headers) else headers) or {})
         if have:
             req_headers["Range"] = f"bytes={have}-"
         try:
