@@ -1,5 +1,6 @@
 // Sealport test IdP: a real, OIDC-certified authorization server (panva/oidc-provider)
-// configured for the RFC 8628 device flow, refresh-token rotation, RFC 7009 revocation
+// configured for the RFC 8628 device flow, authorization code + PKCE with a loopback
+// redirect (RFC 8252), DPoP (RFC 9449), refresh-token rotation, RFC 7009 revocation
 // and introspection. TEST ONLY: in-memory storage, dev signing keys, dev login pages
 // that accept any login name with any password.
 //
@@ -32,9 +33,12 @@ const configuration = {
     client_name: 'Sealport (test)',
     token_endpoint_auth_method: 'none',
     application_type: 'native',
-    grant_types: [DEVICE_GRANT, 'refresh_token'],
-    response_types: [],
-    redirect_uris: [],
+    // authorization_code + PKCE with a loopback redirect (RFC 8252 §7.3): oidc-provider
+    // accepts any port on a registered loopback redirect for native clients and
+    // requires PKCE (S256) for them.
+    grant_types: [DEVICE_GRANT, 'refresh_token', 'authorization_code'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/callback'],
   }],
   features: {
     deviceFlow: { enabled: true },
