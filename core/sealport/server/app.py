@@ -172,6 +172,9 @@ def create_app(
     )
     app.state.ledger = ledger
     app.state.settings = settings
+    from .openapi import install as install_openapi  # lazy: `python -m ...openapi`
+
+    install_openapi(app)  # 400 for validation, IdP routes described (openapi.py)
     watermark_hook = resolve_hook(settings, data_dir)  # studio mark unless disabled
 
     idp: idp_mod.DevIdP | None = None
