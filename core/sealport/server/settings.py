@@ -48,6 +48,14 @@ class ServerSettings:
     external_jwks_uri: str | None = None
     external_ca_file: str | None = None
     jwt_algorithms: tuple[str, ...] = ("EdDSA",)
+    dpop_required: bool = False
+    """RFC 9449: refuse bearer tokens and token requests without a DPoP proof. Off by
+    default: tokens issued against a proof are DPoP-bound (and then always need one),
+    plain bearer tokens stay accepted."""
+    dpop_nonce: bool = False
+    """Demand server-issued DPoP nonces (``use_dpop_nonce``) on token and API requests."""
+    dpop_window: int = 60
+    """Accepted age of a DPoP proof's ``iat`` (seconds, either direction)."""
     watermark: WatermarkHook | None = None
     # --- authorization, detection and SIEM (issue 6; docs/SERVER_SECURITY.md) ---------
     pipeline_token_ttl: int = 300
