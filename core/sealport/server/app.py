@@ -40,6 +40,7 @@ from .api_models import (
 )
 from .auth import AuthFailure, Principal, RemoteJWKS, StaticKeySource, TokenValidator
 from .detection import POLICY_REVOKED_MESSAGE
+from .dpop import DPoPVerifier
 from .ledger import DeviceRecord, Ledger
 from .policy import Gate, Refusal
 from .sealing import (
@@ -96,7 +97,7 @@ class AuditIn(BaseModel):
 def _principal(request: Request) -> Principal:
     """FastAPI dependency: the caller proven by the Bearer token (or a 401)."""
     validator: TokenValidator = request.app.state.validator
-    p = validator.from_header(request.headers.get("authorization"))
+    p = validator.from_request(request)  # Bearer, or DPoP token + proof (RFC 9449)
     gate: Gate = request.app.state.gate  # revocation, pipeline allow-list, rate (policy.py)
     return gate.admit(p, _ip(request))
 
@@ -192,6 +193,8 @@ def create_app(
         ledger=ledger,
         leeway=settings.jwt_leeway,
         algorithms=settings.jwt_algorithms,
+        dpop=DPoPVerifier(window=settings.dpop_window, require_nonce=settings.dpop_nonce),
+        dpop_required=settings.dpop_required,
     )
     app.state.validator = validator
     app.state.idp = idp
@@ -215,7 +218,7 @@ def create_app(
         return JSONResponse(
             {"error": exc.error, "message": exc.message},
             status_code=exc.status,
-            headers={"WWW-Authenticate": exc.www_authenticate()},
+            headers={"WWW-Authenticate": exc.www_authenticate(), **exc.headers},
         )
 
     @app.exception_handler(APIError)
