@@ -273,3 +273,59 @@ def test_file_too_small_and_fbx_refused(tmp_path: Path):
         embed_file(tmp_path / "a.fbx", tmp_path / "b.fbx", PAYLOAD, KEY)
     with pytest.raises(WatermarkFormatError):
         load_meshes(tmp_path / "a.xyz")
+
+
+# --- informed tier (server has the original) --------------------------------------------
+def _crop(v: np.ndarray, f: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    axis = np.random.default_rng(seed).normal(size=3)
+    s = v @ (axis / np.linalg.norm(axis))
+    keep = s <= np.quantile(s, 1 - frac)
+    return v, f[keep[f].all(axis=1)]
+
+
+def test_informed_survives_crop_and_rigid_motion_where_blind_fails():
+    from sealport.watermark.informed import correspond, informed_verify
+
+    v, f = _load("bunny.ply")
+    w = embed(v, f, PAYLOAD, KEY)
+    cv, cf = _crop(w, f, 0.10, seed=1)
+    q, _ = np.linalg.qr(np.random.default_rng(2).normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))  # proper rotation
+    cv = 2.5 * cv @ q.T + np.array([3.0, -1.0, 7.0])
+    assert extract(cv, cf, KEY).status != "found"  # the blind reader loses it...
+    c = correspond(cv, cf, v, f)
+    r = informed_verify(c, KEY, PAYLOAD)
+    assert r.status == "verified" and r.p_value < 1e-20, r  # ...the informed one does not
+    assert 0.85 < r.coverage < 0.95
+    # Another delivery's key/payload and the unmarked original are not identified.
+    other = derive_delivery_key(SECRET, "delivery-2")
+    assert informed_verify(c, other, b"\x55" * 8).status == "not_found"
+    plain = correspond(v, f, v, f)
+    assert informed_verify(plain, KEY, PAYLOAD).status == "not_found"
+
+
+def test_informed_survives_simplification():
+    import fast_simplification
+    from sealport.watermark.informed import correspond, informed_verify
+
+    v, f = _load("bunny.ply")
+    w = embed(v, f, PAYLOAD, KEY)
+    pts, tris = fast_simplification.simplify(
+        w.astype(np.float32), f.astype(np.int32), target_reduction=0.2
+    )
+    sv, sf = np.asarray(pts, np.float64), np.asarray(tris, np.int64)
+    assert verify(sv, sf, KEY, PAYLOAD).status != "verified"
+    r = informed_verify(correspond(sv, sf, v, f), KEY, PAYLOAD)
+    assert r.status == "verified", r
+
+
+def test_informed_false_positives_on_unrelated_meshes():
+    """Random keys against unmarked meshes: the analytic bound is 1e-9 per check."""
+    from sealport.watermark.informed import correspond, informed_verify
+
+    rng = np.random.default_rng(11)
+    for i in range(4):
+        v, f = blob(4, seed=200 + i)
+        c = correspond(v + rng.normal(size=v.shape) * 1e-4, f, v, f)
+        for _ in range(10):
+            assert informed_verify(c, rng.bytes(32), rng.bytes(8)).status == "not_found"

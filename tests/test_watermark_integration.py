@@ -330,6 +330,26 @@ def test_trace_names_user_and_delivery(
     assert not report.match.altered and 0 < report.false_positive_bound < 1e-6
 
 
+def test_trace_cropped_leak_by_registration_to_the_original(
+    client: SealportClient, server: ServerHandle, tmp_path: Path
+) -> None:
+    """A leak cropped by 15 % defeats the blind reader; the informed tier names it."""
+    result = client.secure_import(asset_id(server, "wm-glb"), tmp_path / "out")
+    client.secure_import(asset_id(server, "wm-glb"), tmp_path / "later")  # a decoy delivery
+    mesh = trimesh.load(result.path, force="mesh", process=False)
+    s = np.asarray(mesh.vertices) @ np.array([0.6, 0.0, 0.8])
+    keep = (s <= np.quantile(s, 0.85))[mesh.faces].all(axis=1)
+    cropped = trimesh.Trimesh(mesh.vertices, mesh.faces[keep], process=False)
+    cropped.apply_translation([1.0, 2.0, 3.0])
+    leaked = tmp_path / "cropped.stl"
+    cropped.export(leaked)
+    report = trace_file(leaked, server.data_dir)
+    assert report.status == "found" and report.match is not None, report.text()
+    assert report.match.delivery_id == result.manifest.delivery_id
+    assert report.match.method.startswith("informed")
+    assert 0 < report.false_positive_bound < 1e-6
+
+
 def test_trace_through_blender_fbx(
     client: SealportClient, server: ServerHandle, tmp_path: Path
 ) -> None:
@@ -352,7 +372,8 @@ def test_trace_unmarked_file_says_no_mark_with_bound(
     assert rc == 1, out
     assert "no mark found" in out and "false-positive bound 3.1e-09 per check" in out
     report = trace_file(sources["glb"], server.data_dir)
-    assert report.deliveries_checked >= 1 and report.checks == report.deliveries_checked
+    # One blind check per delivery plus one informed check per delivery and mesh pair.
+    assert report.deliveries_checked >= 1 and report.checks == 2 * report.deliveries_checked
     assert report.false_positive_bound == pytest.approx(report.checks * per_check_bound())
 
 

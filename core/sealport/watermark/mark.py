@@ -180,6 +180,7 @@ def embed(
         )
     base = w.points.copy()  # original welded positions
     pts = base.copy()
+    goal: np.ndarray | None = None
     for _ in range(_MAX_PASSES):
         f = _frame(Welded(pts, w.inverse, w.tris, w.used), lay.edges)
         if f is None:
@@ -197,9 +198,14 @@ def embed(
         width = np.diff(f.edge_values)
         alpha_b = alpha * np.minimum(1.0, width.mean() / width)
         margin = (_bin_means(f, n_code) - 0.5) * sign
-        if np.all(margin[usable] >= 0.95 * alpha_b[usable]):
+        if goal is None:
+            # Every bin moves towards its bit by at least alpha_b / 2, also a bin whose
+            # natural mean is already past 1/2 + alpha_b: the informed trace reads the
+            # direction of the move, so no bin may stand still or move backwards.
+            goal = np.maximum(alpha_b, margin + 0.5 * alpha_b)
+        if np.all(margin[usable] >= goal[usable] - 0.05 * alpha_b[usable]):
             break
-        target = 0.5 + sign * alpha_b
+        target = 0.5 + sign * goal
         k = _solve_k(f.x, f.bins, f.counts, target)
         k = np.where(usable, k, 1.0)
         xn = np.exp(k[f.bins] * np.log(np.maximum(f.x, 1e-300)))
