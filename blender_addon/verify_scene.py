@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bpy
+from sealport.scene_check import AuditIndex
 
 from .import_hooks import GEOMETRY_KEY, geometry_sha256
 
@@ -33,27 +34,14 @@ class SceneReport:
         return head + "; ".join(self.problems[:5]) + ("; …" if len(self.problems) > 5 else "")
 
 
-def _audit_index(records: list[dict[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
-    """delivery_id -> manifest sha256, delivery_id -> file sha256."""
-    manifests: dict[str, str] = {}
-    files: dict[str, str] = {}
-    for r in records:
-        data = r.get("data", {})
-        if r.get("event") == "manifest.verified":
-            manifests[str(data.get("delivery_id"))] = str(data.get("manifest_sha256"))
-        elif r.get("event") == "import.verified":
-            files[str(data.get("delivery_id"))] = str(data.get("sha256"))
-    return manifests, files
-
-
 def verify_scene(audit: Any) -> SceneReport:
     """``audit`` is the core's AuditLog (``verify()``, ``records()``)."""
     report = SceneReport()
-    chain = audit.verify()
-    if not chain.ok:
-        report.problems.append(f"the audit log is broken ({chain.problem}, line {chain.line})")
+    index = AuditIndex.from_log(audit)
+    if index.problem:
+        report.problems.append(index.problem)
         return report
-    manifests, files = _audit_index(audit.records())
+    manifests, files = index.manifests, index.files
     for obj in bpy.data.objects:
         sealed_colls = [c for c in obj.users_collection if "sealport_asset_id" in c]
         if "sealport_delivery_id" not in obj:

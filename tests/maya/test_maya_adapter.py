@@ -122,7 +122,7 @@ def test_no_secret_reaches_maya(maya, verified, maya_client) -> None:
 
 def test_verify_scene(maya, verified) -> None:
     cmds, scene = maya
-    from sealport.ui.scene_check import summarize
+    from sealport.scene_check import summarize
     from sealport_maya import provenance
     from sealport_maya.host import MayaHost
 

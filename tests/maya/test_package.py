@@ -57,7 +57,7 @@ def core_imports_from(payload: Path) -> None:
     """Import the core with only the package's folders (+ the host's numpy) on sys.path."""
     code = (
         "import sys; sys.path[:0] = sys.argv[1:4]\n"
-        "import sealport.client, sealport.convert, sealport.host, sealport.ui.scene_check\n"
+        "import sealport.client, sealport.convert, sealport.host, sealport.scene_check\n"
         "import cryptography, requests, keyring, segno, trimesh\n"
         "for m in (sealport.client, cryptography, requests, keyring, segno):\n"
         "    print(m.__file__)\n"

@@ -9,7 +9,7 @@ from :func:`sealport.host.provenance`: ids, hashes, times; never a secret.
 from __future__ import annotations
 
 import hou
-from sealport.ui.scene_check import NodeCheck, check_node
+from sealport.scene_check import AuditIndex, NodeCheck, check_node
 
 MARKER = "sealport_file_sha256"
 
@@ -44,5 +44,6 @@ def sealport_nodes() -> list[hou.Node]:
     return found
 
 
-def verify_scene() -> list[NodeCheck]:
-    return [check_node(n.path(), read(n)) for n in sealport_nodes()]
+def verify_scene(index: AuditIndex | None = None) -> list[NodeCheck]:
+    """Check every Sealport node; with ``index``, against the local audit log too."""
+    return [check_node(n.path(), read(n), index) for n in sealport_nodes()]

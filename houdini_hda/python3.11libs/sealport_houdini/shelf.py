@@ -31,10 +31,14 @@ def toggle_sign_in() -> None:
 
 
 def verify_scene() -> None:
-    from sealport.ui.scene_check import summarize
+    from sealport.scene_check import local_audit_index, summarize
 
     from .provenance import verify_scene as run
 
-    checks = run()
-    severity = hou.severityType.Message if all(c.ok for c in checks) else hou.severityType.Warning
-    hou.ui.displayMessage(summarize(checks), severity=severity, title="Sealport: Verify Scene")
+    index = local_audit_index()
+    checks = run(index)
+    ok = not index.problem and all(c.ok for c in checks)
+    severity = hou.severityType.Message if ok else hou.severityType.Warning
+    hou.ui.displayMessage(
+        summarize(checks, index), severity=severity, title="Sealport: Verify Scene"
+    )

@@ -39,11 +39,14 @@ def toggle_sign_in(*_args: Any) -> None:
 
 
 def verify_scene(*_args: Any) -> None:
-    from sealport.ui.scene_check import summarize
+    from sealport.scene_check import local_audit_index, summarize
 
     from .provenance import verify_scene as run
 
-    cmds.confirmDialog(title="Sealport: Verify Scene", message=summarize(run()), button=["OK"])
+    index = local_audit_index()
+    cmds.confirmDialog(
+        title="Sealport: Verify Scene", message=summarize(run(index), index), button=["OK"]
+    )
 
 
 def install() -> str:

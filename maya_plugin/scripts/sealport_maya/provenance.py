@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 import maya.cmds as cmds
-from sealport.ui.scene_check import NodeCheck, check_node
+from sealport.scene_check import AuditIndex, NodeCheck, check_node
 
 MARKER = "sealport_file_sha256"
 
@@ -53,5 +53,6 @@ def sealport_nodes() -> list[str]:
     ]
 
 
-def verify_scene() -> list[NodeCheck]:
-    return [check_node(n, read(n)) for n in sealport_nodes()]
+def verify_scene(index: AuditIndex | None = None) -> list[NodeCheck]:
+    """Check every Sealport node; with ``index``, against the local audit log too."""
+    return [check_node(n, read(n), index) for n in sealport_nodes()]
