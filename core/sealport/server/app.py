@@ -22,6 +22,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import age
 from ..errors import SealportError
@@ -224,6 +225,16 @@ def create_app(
     @app.exception_handler(APIError)
     def _api_error(request: Request, exc: APIError) -> JSONResponse:
         return JSONResponse({"error": exc.error, "message": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Body parse errors, unknown paths, wrong methods: same {error, message} shape.
+        codes = {400: "invalid_request", 404: "not_found", 405: "method_not_allowed"}
+        return JSONResponse(
+            {"error": codes.get(exc.status_code, "error"), "message": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
 
     @app.exception_handler(RequestValidationError)
     def _bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
