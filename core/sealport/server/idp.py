@@ -196,6 +196,9 @@ class DevIdP:
         self.limiter = FailureLimiter(settings.verify_max_failures, settings.verify_window)
         self._tickets: dict[str, _Ticket] = {}
         self._tickets_lock = threading.Lock()
+        from .authcode import AuthCodeFlow  # authorization code + PKCE, DPoP bindings
+
+        self.authcode = AuthCodeFlow(self)
 
     # keys ------------------------------------------------------------------------
     def public_keyset(self) -> KeySet:
@@ -217,8 +220,12 @@ class DevIdP:
             "revocation_endpoint": f"{i}/oauth/revoke",
             "jwks_uri": f"{i}/oauth/jwks",
             "userinfo_endpoint": f"{i}/oauth/userinfo",
-            "grant_types_supported": [DEVICE_GRANT, "refresh_token"],
-            "response_types_supported": ["none"],
+            "authorization_endpoint": f"{i}/oauth/authorize",
+            "grant_types_supported": [DEVICE_GRANT, "refresh_token", "authorization_code"],
+            "response_types_supported": ["code"],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": True,
+            "dpop_signing_alg_values_supported": ["ES256", "EdDSA"],
             "scopes_supported": ["openid", "offline_access", "profile"],
             "token_endpoint_auth_methods_supported": ["none"],
             "revocation_endpoint_auth_methods_supported": ["none"],
@@ -272,17 +279,25 @@ class DevIdP:
         }
 
     # token endpoint ------------------------------------------------------------------
-    def token(self, form: dict[str, str]) -> dict[str, Any]:
+    def token(self, form: dict[str, str], jkt: str | None = None) -> dict[str, Any]:
+        """``jkt``: thumbprint of the request's verified DPoP proof key (RFC 9449 §5)."""
         if form.get("client_id", CLIENT_ID) != CLIENT_ID:
             raise OAuthError("invalid_client", "Unknown client_id.", 401)
         grant = form.get("grant_type", "")
         if grant == DEVICE_GRANT:
-            return self._device_grant(form.get("device_code", ""))
+            return self._device_grant(form.get("device_code", ""), jkt)
         if grant == "refresh_token":
-            return self._refresh_grant(form.get("refresh_token", ""))
+            return self._refresh_grant(form.get("refresh_token", ""), jkt)
+        if grant == "authorization_code":
+            from .authcode import GrantFailure
+
+            try:
+                return self.authcode.grant(form, jkt)
+            except GrantFailure as exc:
+                raise OAuthError(exc.error, exc.description) from None
         raise OAuthError("unsupported_grant_type", f"grant_type {grant!r} is not supported.")
 
-    def _device_grant(self, device_code: str) -> dict[str, Any]:
+    def _device_grant(self, device_code: str, jkt: str | None = None) -> dict[str, Any]:
         if not device_code:
             raise OAuthError("invalid_request", "device_code is required.")
         h = sha256_hex(device_code)
@@ -357,9 +372,9 @@ class DevIdP:
             sid=sid,
             client_ip=row["approver_ip"],
         )
-        return self._issue(user, sid, row["scope"], amr, with_id_token=True)
+        return self._issue(user, sid, row["scope"], amr, with_id_token=True, jkt=jkt)
 
-    def _refresh_grant(self, refresh_token: str) -> dict[str, Any]:
+    def _refresh_grant(self, refresh_token: str, jkt: str | None = None) -> dict[str, Any]:
         if not refresh_token:
             raise OAuthError("invalid_request", "refresh_token is required.")
         h = sha256_hex(refresh_token)
@@ -377,6 +392,8 @@ class DevIdP:
                 outcome = "reuse"
             elif row["status"] != "active" or row["expires_at"] <= now:
                 outcome = "expired"
+            elif (bound := self.authcode.binding(c, row["sid"])) is not None and bound != jkt:
+                outcome = "dpop_key_mismatch"  # a DPoP-bound RT needs its own key's proof
             else:
                 c.execute("UPDATE refresh_tokens SET status='rotated' WHERE token_hash=?", (h,))
             session = (
@@ -400,16 +417,33 @@ class DevIdP:
             self.ledger.revoke_sid(session["sid"], "user_disabled")
             raise OAuthError("invalid_grant", "The account is disabled.")
         return self._issue(
-            user, session["sid"], session["scope"], json.loads(session["amr"]), with_id_token=False
+            user,
+            session["sid"],
+            session["scope"],
+            json.loads(session["amr"]),
+            with_id_token=False,
+            jkt=bound,
         )
 
     def _issue(
-        self, user: UserRecord, sid: str, scope: str, amr: list[str], *, with_id_token: bool
+        self,
+        user: UserRecord,
+        sid: str,
+        scope: str,
+        amr: list[str],
+        *,
+        with_id_token: bool,
+        jkt: str | None = None,
+        nonce: str | None = None,
     ) -> dict[str, Any]:
         s = self.settings
         now = int(time.time())
+        if jkt is not None:
+            self.authcode.bind(sid, jkt)  # the session's refresh tokens need this key
+        cnf = {"cnf": {"jkt": jkt}} if jkt is not None else {}
         access = self.sign(
             {
+                **cnf,
                 "iss": self.issuer,
                 "sub": user.sub,
                 "aud": API_AUDIENCE,
@@ -434,7 +468,7 @@ class DevIdP:
             )
         out: dict[str, Any] = {
             "access_token": access,
-            "token_type": "Bearer",
+            "token_type": "DPoP" if jkt is not None else "Bearer",
             "expires_in": s.access_token_ttl,
             "refresh_token": refresh,
             "scope": scope,
@@ -453,6 +487,7 @@ class DevIdP:
                     "name": user.name,
                     "preferred_username": user.username,
                     "roles": list(user.roles),
+                    **({"nonce": nonce} if nonce else {}),
                 }
             )
         return out
@@ -650,8 +685,24 @@ def router(idp: DevIdP, validator: TokenValidator) -> APIRouter:
             except GrantError as exc:
                 return OAuthError(exc.error, exc.description, exc.status).response()
             return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+        from .dpop import ProofError
+
+        proofs = request.headers.getlist("dpop")
+        jkt: str | None = None
+        if proofs or idp.settings.dpop_required:
+            try:
+                if len(proofs) != 1:
+                    raise ProofError("exactly one DPoP header is required")
+                jkt = validator.dpop.verify(proofs[0], "POST", str(request.url))
+            except ProofError as exc:
+                nonce = {"DPoP-Nonce": validator.dpop.current_nonce()}
+                return JSONResponse(
+                    {"error": exc.error, "error_description": exc.description},
+                    status_code=400,
+                    headers={"Cache-Control": "no-store", **nonce},
+                )
         try:
-            body = idp.token(fields)
+            body = idp.token(fields, jkt)
         except OAuthError as exc:
             return exc.response()
         return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
@@ -664,10 +715,18 @@ def router(idp: DevIdP, validator: TokenValidator) -> APIRouter:
 
     @r.get("/oauth/userinfo")
     def userinfo(request: Request) -> JSONResponse:
-        p = validator.from_header(request.headers.get("authorization"))
+        p = validator.from_request(request)
         return JSONResponse(
             {"sub": p.sub, "name": p.name, "preferred_username": p.sub, "roles": list(p.roles)}
         )
+
+    @r.get("/oauth/authorize")
+    def authorize_get(request: Request) -> Response:
+        return idp.authcode.authorize_get(request)
+
+    @r.post("/oauth/authorize")
+    async def authorize_post(request: Request) -> Response:
+        return await idp.authcode.authorize_post(request)
 
     @r.get("/device")
     def device_get(request: Request) -> HTMLResponse:
