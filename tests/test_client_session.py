@@ -27,6 +27,8 @@ def test_server_cert_not_from_studio_ca(sealport_server_factory: Any, tmp_path: 
     client = make_client(server, tmp_path / "ws")
     with pytest.raises(TLSError, match="not from your studio's certificate authority"):
         client.login(lambda auth: None)
+    last = client.audit.records()[-1]
+    assert last["event"] == "login.failed" and last["data"]["code"] == "tls"
 
 
 def test_server_offering_only_tls12(sealport_server_factory: Any, tmp_path: Path) -> None:
@@ -34,6 +36,7 @@ def test_server_offering_only_tls12(sealport_server_factory: Any, tmp_path: Path
     client = make_client(server, tmp_path / "ws")
     with pytest.raises(TLSError, match="TLS 1.3"):
         client.login(lambda auth: None)
+    assert client.audit.records()[-1]["event"] == "login.failed"
 
 
 def test_plain_http_refused(sealport_server: Any, tmp_path: Path) -> None:
@@ -100,3 +103,8 @@ def test_keyring_backend_unavailable_fails_closed(sealport_server: Any, tmp_path
     assert proc.returncode == 1, proc.stderr
     assert "keyring" in proc.stderr.lower() and "Traceback" not in proc.stderr
     assert not list(tmp_path.rglob("*.cfg")), "a plaintext keyring file was written"
+    from sealport.audit import AuditLog
+    from sealport.config import load_config
+
+    log = AuditLog(load_config(Path(sealport_server.client_config_path)).audit_log)
+    assert any(r["event"] == "secrets.unavailable" for r in log.records())

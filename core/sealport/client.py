@@ -47,8 +47,12 @@ class SealportClient:
             client_key=config.client_key,
         )
         self.idp_session = self._idp_session()
-        self.store = store if store is not None else open_secret_store(self.home, demo=demo)
         self.audit = AuditLog(config.audit_log)
+        try:
+            self.store = store if store is not None else open_secret_store(self.home, demo=demo)
+        except SealportError as exc:  # e.g. no real keyring: fail closed, on the record
+            self.audit.append("secrets.unavailable", code=exc.code, error=exc.message)
+            raise
         self.rollback = RollbackState(self.home / "rollback.json")
         self._tokens: Any = None
         self._api: ApiClient | None = None
@@ -90,7 +94,11 @@ class SealportClient:
         return self._api
 
     def login(self, on_code: Callable[[Any], None], progress: Progress | None = None) -> Any:
-        identity = self.tokens.login(on_code, progress=progress)
+        try:
+            identity = self.tokens.login(on_code, progress=progress)
+        except SealportError as exc:
+            self.audit.append("login.failed", code=exc.code, error=exc.message)
+            raise
         self._user = None
         device = self.device_key()
         self.audit_event("login", user=self.user(), device_id=device.device_id)
