@@ -23,6 +23,8 @@ _SCHEMA: dict[str, dict[str, tuple[type | tuple[type, ...], bool]]] = {
         "client_id": (str, True),
         "scopes": (list, False),
         "ca_file": (str, False),
+        "flow": (str, False),
+        "dpop": (bool, False),
     },
     "server": {
         "url": (str, True),
@@ -52,6 +54,8 @@ EXAMPLE = """\
 issuer = "https://sso.studio.example/realms/art"   # OIDC issuer (discovery URL base)
 client_id = "sealport"                              # public client with device flow
 scopes = ["openid", "offline_access", "profile"]
+flow = "auto"                # "auto" | "pkce" (browser) | "device" (code on another device)
+dpop = true                  # sender-constrained tokens (RFC 9449); key kept in the keyring
 
 [server]
 url = "https://assets.studio.example:8443"
@@ -77,6 +81,10 @@ class Config:
     server_url: str
     root_fingerprints: tuple[str, ...]
     scopes: tuple[str, ...] = ("openid", "offline_access", "profile")
+    flow: str = "auto"
+    """Sign-in flow: "auto" (browser on a desktop, device code over SSH/headless), "pkce", "device"."""
+    dpop: bool = False
+    """Ask for DPoP-bound tokens (RFC 9449); the proof key lives in the secret store."""
     idp_ca_file: Path | None = None
     ca_file: Path | None = None
     pin_sha256: str | None = None
@@ -161,6 +169,14 @@ def _data_dir(paths: dict[str, Any], base: Path) -> Path:
     return base if os.access(base, os.W_OK) else default_home()
 
 
+def _flow(value: str, path: Path) -> str:
+    if value not in ("auto", "pkce", "device"):
+        raise ConfigError(
+            f'\'idp.flow\' in {path} must be "auto", "pkce" or "device" (got {value!r}).'
+        )
+    return value
+
+
 def _path(value: Any, base: Path) -> Path | None:
     if value is None:
         return None
@@ -188,6 +204,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         issuer=idp["issuer"].rstrip("/"),
         client_id=idp["client_id"],
         scopes=tuple(idp.get("scopes", ("openid", "offline_access", "profile"))),
+        flow=_flow(idp.get("flow", "auto"), path),
+        dpop=bool(idp.get("dpop", False)),
         idp_ca_file=_path(idp.get("ca_file"), base),
         server_url=url,
         ca_file=_path(server.get("ca_file"), base),

@@ -244,6 +244,10 @@ class TokenSession:
         """Sign in. Browser flow: ``on_browser`` is told the sign-in page opened (or the
         address to open by hand). Device flow: ``on_code`` shows the code and address."""
         chosen = choose_flow(flow or self.flow, self.meta)
+        if chosen == "pkce" and (flow or self.flow) == "auto" and on_browser is None:
+            # "auto" from a caller with no browser-waiting UI (older DCC panels): keep the
+            # device flow they know how to show rather than a silent browser window.
+            chosen = "device" if self.meta.device_authorization_endpoint else "pkce"
         key = DPoPKey.generate() if self.dpop else None
         if chosen == "pkce":
             opener = self.open_browser or pkce_flow.webbrowser.open
