@@ -82,6 +82,8 @@ class SealportClient:
                 self.store,
                 self.home / "refresh.lock",
                 scopes=self.config.scopes,
+                flow=self.config.flow,
+                dpop=self.config.dpop,
             )
         return self._tokens
 
@@ -93,9 +95,20 @@ class SealportClient:
             )
         return self._api
 
-    def login(self, on_code: Callable[[Any], None], progress: Progress | None = None) -> Any:
+    def login(
+        self,
+        on_code: Callable[[Any], None],
+        progress: Progress | None = None,
+        *,
+        on_browser: Callable[[Any], None] | None = None,
+        flow: str | None = None,
+    ) -> Any:
+        """Sign in: browser + PKCE (``on_browser`` shows "browser opened, waiting") or
+        device flow (``on_code`` shows the code); ``flow`` overrides ``idp.flow``."""
         try:
-            identity = self.tokens.login(on_code, progress=progress)
+            identity = self.tokens.login(
+                on_code, progress=progress, on_browser=on_browser, flow=flow
+            )
         except SealportError as exc:
             self.audit.append("login.failed", code=exc.code, error=exc.message)
             raise
