@@ -102,6 +102,18 @@ def print_device_code(auth: Any, *, open_browser: bool) -> None:
         webbrowser.open(auth.verification_uri_complete or auth.verification_uri)
 
 
+def print_browser_wait(sign_in: Any) -> None:
+    """Browser flow (PKCE): say where to look; the address only works on this machine."""
+    if sign_in.browser_opened:
+        print("\nYour browser opened your studio's sign-in page. Finish signing in there;")
+        print("Sealport is waiting (Ctrl-C cancels).")
+    else:
+        print("\nOpen this address in a browser on THIS workstation to sign in:\n")
+        print(f"    {sign_in.authorize_url}\n")
+    print("The page shows this workstation's name and IP: check them before you allow.")
+    print("No browser here (SSH, render node)? Use `sealport login --device`.", flush=True)
+
+
 def print_result(result: Any) -> None:
     m = result.manifest
     print(f"✔ {m.name} v{m.version} ({m.format}) → {result.path}")
@@ -124,9 +136,15 @@ def print_result(result: Any) -> None:
 def cmd_login(args: argparse.Namespace) -> int:
     client = _client(args)
     progress = Progress()
+    flow = "device" if args.device else ("pkce" if args.browser else None)
+    if args.no_browser:  # browser flow: print the address to open by hand on this machine
+        client.tokens.open_browser = lambda url: False
     with cancellable(progress):
         ident = client.login(
-            lambda a: print_device_code(a, open_browser=not args.no_browser), progress
+            lambda a: print_device_code(a, open_browser=not args.no_browser),
+            progress,
+            on_browser=print_browser_wait,
+            flow=flow,
         )
     print(f"Signed in as {getattr(ident, 'name', '') or client.user()} ({client.user()}).")
     return 0
@@ -295,8 +313,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name", action="append", help="extra DNS name for the server certificate")
     s.set_defaults(func=cmd_serve)
 
-    s = sub.add_parser("login", help="sign in with the studio SSO (device flow)")
+    s = sub.add_parser(
+        "login", help="sign in with the studio SSO (browser + PKCE, or device code; idp.flow)"
+    )
     s.add_argument("--no-browser", action="store_true", help="do not open a browser")
+    how = s.add_mutually_exclusive_group()
+    how.add_argument(
+        "--device", action="store_true", help="device flow: enter a code on any device"
+    )
+    how.add_argument(
+        "--browser", action="store_true", help="browser flow (PKCE) on this workstation"
+    )
     s.set_defaults(func=cmd_login)
     sub.add_parser("whoami", help="show the signed-in user").set_defaults(func=cmd_whoami)
     sub.add_parser("logout", help="revoke and wipe the session").set_defaults(func=cmd_logout)
