@@ -23,12 +23,13 @@ import requests
 DEMO_MARKER = ".sealport-demo-profile"
 
 
-class _FormParser(HTMLParser):
-    """Collects the forms of a page: action, method and named inputs."""
+class PageForms(HTMLParser):
+    """The forms of a page (action, named inputs, named buttons) and its result marker."""
 
     def __init__(self) -> None:
         super().__init__()
         self.forms: list[dict[str, Any]] = []
+        self.result: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -38,14 +39,22 @@ class _FormParser(HTMLParser):
             self.forms[-1]["fields"][a["name"]] = a.get("value", "")
         elif self.forms and tag == "button" and a.get("name"):
             self.forms[-1]["buttons"].append((a["name"], a.get("value", "")))
+        if "data-result" in a:
+            self.result = a["data-result"]
 
 
-def _form(html: str) -> dict[str, Any]:
-    parser = _FormParser()
-    parser.feed(html)
-    if not parser.forms:
-        raise RuntimeError("verification page has no form")
-    return parser.forms[0]
+def parse_page(text: str) -> PageForms:
+    p = PageForms()
+    p.feed(text)
+    return p
+
+
+class ApprovalFailed(AssertionError):
+    """A step of the verification page refused the demo's (or a test's) input."""
+
+    def __init__(self, step: str, resp: requests.Response) -> None:
+        super().__init__(f"verification page, {step}: HTTP {resp.status_code}\n{resp.text[:500]}")
+        self.response = resp
 
 
 def approve_via_page(
@@ -57,24 +66,28 @@ def approve_via_page(
     *,
     decision: str = "approve",
 ) -> str:
-    """Fill in the IdP's verification page like a person: code + login, then Approve/Deny."""
+    """Fill in the IdP's verification page like a person: code + login, then Approve/Deny.
+
+    Returns the final page's result marker ("approved" / "denied"); raises
+    :class:`ApprovalFailed` if any step is refused.
+    """
     page = session.get(verification_uri, timeout=30)
-    page.raise_for_status()
-    form = _form(page.text)
-    fields = dict(form["fields"])
-    fields.update(user_code=user_code, username=username, password=password)
-    url = urljoin(page.url, form["action"])
-    confirm = session.post(url, data=fields, timeout=30)
-    confirm.raise_for_status()
-    form = _form(confirm.text)
-    fields = dict(form["fields"])
-    names = [b for b in form["buttons"] if b[1] == decision]
-    if not names:
-        raise RuntimeError(f"no {decision!r} button on the confirmation page")
-    fields[names[0][0]] = decision
+    if page.status_code != 200 or not parse_page(page.text).forms:
+        raise ApprovalFailed("open page", page)
+    form = parse_page(page.text).forms[0]
+    fields = dict(form["fields"], user_code=user_code, username=username, password=password)
+    confirm = session.post(urljoin(page.url, form["action"]), data=fields, timeout=30)
+    if confirm.status_code != 200 or not parse_page(confirm.text).forms:
+        raise ApprovalFailed("code and password", confirm)
+    form = parse_page(confirm.text).forms[0]
+    buttons = [n for n, v in form["buttons"] if v == decision]
+    if not buttons:
+        raise ApprovalFailed(f"no {decision} button", confirm)
+    fields = dict(form["fields"], **{buttons[0]: decision})
     done = session.post(urljoin(confirm.url, form["action"]), data=fields, timeout=30)
-    done.raise_for_status()
-    return done.text
+    if done.status_code != 200:
+        raise ApprovalFailed("decision", done)
+    return parse_page(done.text).result or ""
 
 
 def make_profile(path: Path | None) -> Path:
@@ -122,8 +135,9 @@ def run_demo(profile_path: Path | None = None, *, keep: bool = False) -> int:
 
             def approve() -> None:
                 try:
-                    approve_via_page(approver, auth.verification_uri, auth.user_code,
-                                     username, password)
+                    approve_via_page(
+                        approver, auth.verification_uri, auth.user_code, username, password
+                    )
                 except BaseException as exc:  # reported after login returns
                     approved.append(exc)
 
@@ -134,8 +148,10 @@ def run_demo(profile_path: Path | None = None, *, keep: bool = False) -> int:
             raise approved[0]
         me = client.whoami()
         key = client.device_key()
-        print(f"Signed in as {me.get('name')} <{me.get('sub')}>; workstation key "
-              f"{key.recipient[:24]}… registered as device {key.device_id}\n")
+        print(
+            f"Signed in as {me.get('name')} <{me.get('sub')}>; workstation key "
+            f"{key.recipient[:24]}… registered as device {key.device_id}\n"
+        )
 
         out = profile / "imports"
         assets = client.assets()
@@ -152,15 +168,19 @@ def run_demo(profile_path: Path | None = None, *, keep: bool = False) -> int:
                 close()
             print_result(result)
         verification = client.audit.verify()
-        print(f"\nAudit log {cfg.audit_log}: {verification.records} records, "
-              f"chain {'intact' if verification.ok else 'BROKEN: ' + verification.problem}")
+        print(
+            f"\nAudit log {cfg.audit_log}: {verification.records} records, "
+            f"chain {'intact' if verification.ok else 'BROKEN: ' + verification.problem}"
+        )
         client.logout()
         client.session.close()
         approver.close()
         print("Signed out (refresh token revoked, demo secrets wiped).")
         formats = sorted({a["format"] for a in assets})
-        print(f"\n{len(assets) - failures} of {len(assets)} assets imported securely "
-              f"({', '.join(formats)}).")
+        print(
+            f"\n{len(assets) - failures} of {len(assets)} assets imported securely "
+            f"({', '.join(formats)})."
+        )
         return 0 if failures == 0 and verification.ok and assets else 1
     finally:
         server.stop()
