@@ -7,6 +7,7 @@ written to the audit log before it propagates.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass, field
@@ -116,6 +117,17 @@ def check_watermark(path: Path, m: Manifest) -> str:
     return verify_delivery_mark(path, m)
 
 
+def make_output_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LocalIOError(
+            f"Sealport cannot create the import folder {out_dir}. Check the path and that "
+            "you can write there, or choose another folder.",
+            detail=f"{type(exc).__name__}: {exc}",
+        ) from exc
+
+
 def place(temp: Path, out_dir: Path, m: Manifest) -> Path:
     final = out_dir / m.file.path
     try:
@@ -138,12 +150,13 @@ def secure_import(
 ) -> ImportResult:
     """Download, verify and place one asset. Raises a SealportError on any failure."""
     progress = progress or Progress()
-    out_dir.mkdir(parents=True, exist_ok=True)
     audit = client.audit_event
     audit("import.start", asset_id=asset_id)
     temp: Path | None = None
+    cached: Path | None = None  # this delivery's ciphertext; never reused by a later import
     checks: list[str] = []
     try:
+        make_output_dir(out_dir)
         user = client.user()
         key = client.device_key()
         progress.update("request", 0, 0)
@@ -160,6 +173,7 @@ def secure_import(
             manifest_sha256=vm.sha256,
             key_id=vm.delivery_key_id,
         )
+        cached = client.config.cache_dir / "deliveries" / f"{m.delivery_id}.age"
         ciphertext = download_ciphertext(client, delivery, m, progress)
         checks += ["ciphertext size", "ciphertext sha256"]
         audit(
@@ -220,3 +234,8 @@ def secure_import(
     finally:
         if temp is not None:
             temp.unlink(missing_ok=True)
+        if cached is not None:
+            # A failed import leaves no orphan (partial) ciphertext: each import is a new
+            # delivery, so nothing would ever resume it.
+            with contextlib.suppress(OSError):
+                cached.unlink(missing_ok=True)

@@ -168,12 +168,20 @@ def download_payload(
     checks size and SHA-256 before returning. A partial ``dest`` from an earlier
     run is resumed; on a final size or hash failure it is deleted.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.exists() and dest.stat().st_size <= expected_size:
-        hasher, have = _hash_existing(dest, progress, expected_size)
-    else:
-        dest.unlink(missing_ok=True)
-        hasher, have = hashlib.sha256(), 0
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.exists() and dest.stat().st_size <= expected_size:
+            hasher, have = _hash_existing(dest, progress, expected_size)
+        else:
+            dest.unlink(missing_ok=True)  # EROFS even when missing on a read-only mount
+            hasher, have = hashlib.sha256(), 0
+    except OSError as exc:
+        # Not a directory, read-only filesystem, permission denied: typed, not a traceback.
+        raise LocalIOError(
+            f"Sealport cannot write to its download folder {dest.parent}. Check that it "
+            "exists, is writable and the disk is not full.",
+            detail=f"{type(exc).__name__}: {exc}",
+        ) from exc
     resumes = 0
     while have < expected_size:
         # A callable gives fresh headers per request (a DPoP proof is single-use).
@@ -273,6 +281,10 @@ def _write_stream(
                 have += len(block)
                 if progress:
                     progress.update("download", have, limit)
+    except requests.RequestException:
+        # A network fault mid-body (requests' errors subclass OSError): keep the partial
+        # file and let download_payload resume it with Range; it is not a local disk error.
+        raise
     except OSError as exc:
         dest.unlink(missing_ok=True)
         raise LocalIOError(
