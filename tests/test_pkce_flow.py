@@ -304,3 +304,24 @@ def test_pkce_denied_at_oidc_provider(oidc_provider, secret_service, tmp_path) -
         ts.login(lambda a: None, on_browser=lambda s: None)
     assert not browser.errors, browser.errors
     assert ts.store.get(SESSION_ITEM) is None
+
+
+def test_device_approval_page_names_the_workstation(sealport_server: Any) -> None:
+    """The device flow's approval page shows the workstation's name and IP too."""
+    from sealport.device_flow import start
+
+    http = sealport_server.session()
+    meta = discover(http, sealport_server.url)
+    auth = start(http, meta, "sealport", ["openid"], workstation="render-node-07")
+    b = sealport_server.session()
+    page = b.get(f"{sealport_server.url}/device", timeout=30)
+    form = parse_forms(page.text)[0][0]
+    data = dict(
+        form.fields,
+        user_code=auth.user_code,
+        username=sealport_server.username,
+        password=sealport_server.password,
+    )
+    confirm = b.post(urljoin(page.url, form.action), data=data, timeout=30)
+    text = page_text(confirm)
+    assert "render-node-07" in text and "127.0.0.1" in text, text[:400]

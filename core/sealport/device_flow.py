@@ -112,15 +112,17 @@ def start(
     *,
     clock: Callable[[], float] = time.monotonic,
     timeout: float = 30.0,
+    workstation: str | None = None,
 ) -> DeviceAuthorization:
     """Ask the IdP for a device code + user code (RFC 8628 §3.1-3.2).
 
     Call only when the artist asked to sign in: the codes start expiring at once.
     """
     url = meta.device_authorization_endpoint
-    status, body = post_form(
-        session, url, {"client_id": client_id, "scope": " ".join(scopes)}, timeout=timeout
-    )
+    form = {"client_id": client_id, "scope": " ".join(scopes)}
+    if workstation:  # shown on the approval page (RFC 8628 §5.4 remote phishing)
+        form["sealport_workstation"] = workstation[:64]
+    status, body = post_form(session, url, form, timeout=timeout)
     if status != 200 or "error" in body:
         error = str(body.get("error", ""))
         if error in ("unauthorized_client", "invalid_client", "unsupported_grant_type"):

@@ -273,7 +273,12 @@ class TokenSession:
                     detail=f"{self.meta.issuer}: no device_authorization_endpoint",
                 )
             auth = device_flow.start(
-                self.session, self.meta, self.client_id, self.scopes, clock=self.clock
+                self.session,
+                self.meta,
+                self.client_id,
+                self.scopes,
+                clock=self.clock,
+                workstation=socket.gethostname(),
             )
             on_code(auth)
             tokens = device_flow.poll(

@@ -109,7 +109,20 @@ class AuthCodeFlow:
         self._lock = threading.Lock()
         self._requests: dict[str, _Request] = {}
         self._codes: dict[str, _Code] = {}
+        self._workstations: dict[str, str] = {}
         idp.ledger.ensure_schema(BINDINGS_SQL)
+
+    # --- workstation names for the device flow's approval page -------------------------
+    def note_workstation(self, device_code: str, name: str) -> None:
+        """Remember the (self-reported) workstation name of a device authorization."""
+        with self._lock:
+            if len(self._workstations) > 10_000:
+                self._workstations.clear()
+            self._workstations[sha256_hex(device_code)] = name[:64] or "(not reported)"
+
+    def workstation(self, device_code_hash: str) -> str:
+        with self._lock:
+            return self._workstations.get(device_code_hash, "(not reported)")
 
     # --- DPoP session bindings --------------------------------------------------------
     def binding(self, c: Any, sid: str) -> str | None:

@@ -609,6 +609,7 @@ class DevIdP:
             username=html.escape(user.username),
             user_code=format_user_code(code),
             requester_ip=html.escape(row["requester_ip"]),
+            workstation=html.escape(self.authcode.workstation(row["device_code_hash"])),
             age=f"{age} s" if age < 120 else f"{age // 60} min",
             csrf=html.escape(csrf),
             ticket=ticket,
@@ -669,6 +670,9 @@ def router(idp: DevIdP, validator: TokenValidator) -> APIRouter:
             )
         except OAuthError as exc:
             return exc.response()
+        idp.authcode.note_workstation(
+            body["device_code"], str(form.get("sealport_workstation", ""))
+        )
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
     @r.post("/oauth/token")
