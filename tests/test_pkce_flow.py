@@ -17,7 +17,13 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
 import pytest
 import requests
-from sealport.errors import Cancelled, LoginDenied, LoginExpired, LoginStateMismatch
+from sealport.errors import (
+    Cancelled,
+    LoginDenied,
+    LoginExpired,
+    LoginStateMismatch,
+    SessionRevoked,
+)
 from sealport.oidc import discover
 from sealport.pkce_flow import BrowserSignIn, LoopbackListener, browser_likely_available
 from sealport.progress import Progress
@@ -325,3 +331,29 @@ def test_device_approval_page_names_the_workstation(sealport_server: Any) -> Non
     confirm = b.post(urljoin(page.url, form.action), data=data, timeout=30)
     text = page_text(confirm)
     assert "render-node-07" in text and "127.0.0.1" in text, text[:400]
+
+
+def test_replayed_authorization_code_revokes_the_session(
+    sealport_server: Any, tmp_path: Path
+) -> None:
+    seen: list[str] = []
+    browser = DevIdpBrowser(sealport_server, tamper=lambda loc: seen.append(loc) or loc)
+    client = pkce_client(sealport_server, tmp_path / "ws", browser)
+    client.login(lambda a: None, on_browser=lambda s: None)
+    assert client.whoami()["sub"]
+    q = parse_qs(urlsplit(seen[0]).query)
+    assert q["iss"] == [sealport_server.url]  # RFC 9207
+    replay = sealport_server.session().post(
+        f"{sealport_server.url}/oauth/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": q["code"][0],
+            "redirect_uri": seen[0].split("?")[0],
+            "client_id": "sealport",
+            "code_verifier": "x" * 43,
+        },
+        timeout=30,
+    )
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    with pytest.raises(SessionRevoked):
+        client.whoami()
