@@ -245,3 +245,21 @@ def test_oidc_provider_dpop_bound_tokens(oidc_provider, secret_service, tmp_path
     assert ts.force_refresh()
     ts.logout()
     assert ts.store.get(SESSION_ITEM) is None
+
+
+def test_refused_refresh_without_the_key_is_in_the_ledger(
+    dpop_client: Any, sealport_server: Any
+) -> None:
+    def refusals() -> int:
+        sql = "SELECT COUNT(*) AS n FROM audit_events WHERE event LIKE '%dpop_refresh_refused%'"
+        return int(sealport_server.ledger.one(sql)["n"])
+
+    before = refusals()
+    rt = json.loads(dpop_client.store.get(SESSION_ITEM))["refresh_token"]
+    r = sealport_server.session().post(
+        f"{sealport_server.url}/oauth/token",
+        data={"grant_type": "refresh_token", "refresh_token": rt, "client_id": "sealport"},
+        timeout=30,
+    )
+    assert r.json()["error"] == "invalid_grant"
+    assert refusals() == before + 1

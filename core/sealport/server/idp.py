@@ -408,6 +408,13 @@ class DevIdP:
                 username=session["username"] if session else None,
                 sid=row["sid"],
             )
+        if outcome == "dpop_key_mismatch":  # a copied refresh token, tried without its key
+            self.ledger.add_audit(
+                [{"event": "dpop_refresh_refused", "proof": jkt is not None}],
+                source="server",
+                username=session["username"] if session else None,
+                sid=row["sid"],
+            )
         if outcome != "ok" or session is None:
             raise OAuthError(
                 "invalid_grant", f"The refresh token is not valid ({outcome}); sign in again."
