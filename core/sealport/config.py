@@ -180,8 +180,17 @@ def _flow(value: str, path: Path) -> str:
 def _path(value: Any, base: Path) -> Path | None:
     if value is None:
         return None
-    p = Path(str(value)).expanduser()
-    return p if p.is_absolute() else (base / p).resolve()
+    try:
+        p = Path(str(value)).expanduser()
+        return p if p.is_absolute() else (base / p).resolve()
+    except (ValueError, RuntimeError, OSError) as exc:
+        # A NUL byte (ValueError) or an unknown ~user (RuntimeError) in a path: found by
+        # tests/fuzz/fuzz_config.py; the artist must see which value to fix, not a traceback.
+        raise ConfigError(
+            f"The path {str(value)[:200]!r} in the Sealport config in {base} is not a usable "
+            "path. Ask your pipeline TD to fix sealport.toml.",
+            detail=f"{type(exc).__name__}: {exc}",
+        ) from exc
 
 
 def parse_config(raw: dict[str, Any], path: Path) -> Config:

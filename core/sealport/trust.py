@@ -172,7 +172,9 @@ def verify_delivery_cert(
         )
         if body.get("type") != CERT_TYPE:
             raise ValueError(f"type {body.get('type')!r}")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+        # OverflowError: a JSON number like 1e999 is float inf and int(inf) overflows
+        # (found by tests/fuzz/fuzz_cert.py); RecursionError: absurdly nested JSON.
         raise MalformedManifest(_BAD, detail=f"delivery certificate: {exc}") from exc
     if dc.key_id in policy.revoked_key_ids:
         raise UntrustedKey(

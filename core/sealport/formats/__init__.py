@@ -30,8 +30,12 @@ from .isolated import check_in_child, python_available
 from .report import DEFAULT_MAX_BYTES, FormatReport, refuse
 from .threemf import read_3mf_mesh
 
-ISOLATED_FORMATS = frozenset({"fbx"})
-"""Formats whose reader library is not memory-safe enough to run in-process."""
+ISOLATED_FORMATS = frozenset({"fbx", "usd", "usdz"})
+"""Formats whose reader library is not memory-safe enough to run in-process.
+
+USD joined FBX after tests/fuzz/fuzz_usd.py found a corrupt usdc layer that
+makes usd-core abort the whole process ("FATAL ERROR: Dereferenced an invalid
+SdfPrimSpec"; regression input tests/fuzz/corpus/usd/regress-pxr-abort)."""
 
 FORMATS = ("usd", "usdz", "fbx", "obj", "stl", "glb", "3mf")
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import zipfile
+import zlib
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -222,8 +223,18 @@ def _open_model(path: Path, max_bytes: int, collect: bool) -> _Model:
             "or external-entity attack)",
             f"{type(exc).__name__}: {exc}",
         ) from exc
-    except (SyntaxError, zipfile.BadZipFile, ValueError, EOFError, OSError) as exc:
-        # xml.etree.ElementTree.ParseError is a SyntaxError; a bad CRC is BadZipFile
+    except (
+        SyntaxError,
+        zipfile.BadZipFile,
+        zlib.error,
+        LookupError,
+        ValueError,
+        EOFError,
+        OSError,
+    ) as exc:
+        # xml.etree.ElementTree.ParseError is a SyntaxError; a bad CRC is BadZipFile.
+        # Found by tests/fuzz/fuzz_3mf.py: a corrupt deflate stream raises zlib.error,
+        # an XML declaration naming an unknown encoding raises LookupError.
         raise refuse(path, FMT, "its XML or zip data is corrupt", repr(exc)[:1000]) from exc
 
 

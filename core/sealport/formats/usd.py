@@ -63,13 +63,26 @@ def _staged(path: Path, suffix: str) -> Iterator[Path]:
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
+def _error_text(exc: BaseException) -> str:
+    """The text of a pxr error for the TD detail, even when it is not valid UTF-8.
+
+    ``Tf.ErrorException.__str__`` decodes the C++ messages, which quote bytes of
+    the (hostile) file: it raises UnicodeDecodeError on non-UTF-8 input (found by
+    tests/fuzz/fuzz_usd.py), which must not replace the refusal.
+    """
+    try:
+        return str(exc).strip()[:2000]
+    except UnicodeError:
+        return f"{type(exc).__name__} (message is not valid UTF-8)"
+
+
 def _open_layer(identifier: str, path: Path, fmt: str) -> Any:
     from pxr import Sdf, Tf
 
     try:
         layer = Sdf.Layer.FindOrOpen(identifier)
     except Tf.ErrorException as exc:
-        raise refuse(path, fmt, "it is not a valid USD file", str(exc).strip()[:2000]) from exc
+        raise refuse(path, fmt, "it is not a valid USD file", _error_text(exc)) from exc
     if layer is None:
         raise refuse(path, fmt, "it is not a valid USD file", f"cannot open {identifier}")
     return layer
@@ -96,21 +109,26 @@ def _count_stage(identifier: str, path: Path, fmt: str) -> tuple[dict[str, int |
     try:
         stage = Usd.Stage.Open(identifier, Usd.Stage.LoadAll)
     except Tf.ErrorException as exc:
-        raise refuse(path, fmt, "the USD stage could not be composed", str(exc)[:2000]) from exc
+        raise refuse(path, fmt, "the USD stage could not be composed", _error_text(exc)) from exc
     if stage is None:
         raise refuse(path, fmt, "the USD stage could not be composed", identifier)
     prims = meshes = points = faces = 0
     early = Usd.TimeCode.EarliestTime()
     predicate = Usd.TraverseInstanceProxies(Usd.PrimAllPrimsPredicate)
-    for prim in stage.Traverse(predicate):
-        prims += 1
-        if prim.IsA(UsdGeom.Mesh):
-            meshes += 1
-            mesh = UsdGeom.Mesh(prim)
-            pts = mesh.GetPointsAttr().Get(early)
-            counts = mesh.GetFaceVertexCountsAttr().Get(early)
-            points += len(pts) if pts is not None else 0
-            faces += len(counts) if counts is not None else 0
+    try:
+        for prim in stage.Traverse(predicate):
+            prims += 1
+            if prim.IsA(UsdGeom.Mesh):
+                meshes += 1
+                mesh = UsdGeom.Mesh(prim)
+                pts = mesh.GetPointsAttr().Get(early)
+                counts = mesh.GetFaceVertexCountsAttr().Get(early)
+                points += len(pts) if pts is not None else 0
+                faces += len(counts) if counts is not None else 0
+    except (Tf.ErrorException, TypeError) as exc:
+        # A corrupt usdc value surfaces only when read: Tf.ErrorException, or a TypeError
+        # for a value type without a Python converter (found by tests/fuzz/fuzz_usd.py).
+        raise refuse(path, fmt, "its USD data is corrupt", _error_text(exc)) from exc
     warnings: list[str] = []
     if hasattr(stage, "GetCompositionErrors"):
         warnings = [str(e.GetErrorMessage()) for e in stage.GetCompositionErrors()][:20]
@@ -191,6 +209,13 @@ def _check_stored_layout(path: Path, fmt: str, infos: list[Any]) -> list[str]:
     spans: list[tuple[int, int, str]] = []
     with open(path, "rb") as f:
         for info in infos:
+            if not 0 <= info.header_offset <= size - 30:  # found by tests/fuzz/fuzz_usd.py
+                raise refuse(
+                    path,
+                    fmt,
+                    "its zip directory is corrupt",
+                    f"member {info.filename!r} local header offset {info.header_offset}",
+                )
             if info.compress_type != 0 or info.compress_size != info.file_size:
                 raise refuse(
                     path,
