@@ -1,0 +1,115 @@
+"""Secure imports through a fault-injecting TCP proxy (issue 6, "Faults").
+
+For each fault mode a handful of imports of a 2 MB asset go through the proxy
+with the fault injected at a random offset on most connections. Each import
+must either complete with every check passing (the client resumes with Range)
+or fail with a typed SealportError; an accepted file must be byte-identical
+to the original; nothing may be left in the output folder or temp; the audit
+chain must verify. The proxy's own counters prove the faults really fired.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import (
+    Tally,
+    client_behind,
+    count_resumes,
+    import_once,
+    leftovers,
+    make_stl,
+    sha256,
+    start_server_behind,
+)
+from .proxy import Fault, FaultProxy, random_plan
+
+TRIANGLES = 40_000  # 2,000,084 bytes
+IMPORTS_PER_MODE = 4
+TIMEOUT = 1.5  # client's server.timeout: a stall longer than this must be survived
+
+
+@pytest.fixture(scope="module")
+def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    base = tmp_path_factory.mktemp("faults")
+    proxy = FaultProxy(seed=6).start()
+    server = start_server_behind(base / "server", proxy)
+    asset = base / "mesh.stl"
+    make_stl(asset, TRIANGLES)
+    rec = server.add_asset(asset, name="fault-mesh", project="faults", fmt="stl")
+    client = client_behind(server, base / "ws", timeout=TIMEOUT)
+    rig = {
+        "proxy": proxy,
+        "server": server,
+        "client": client,
+        "asset_id": rec.asset_id,
+        "sha256": sha256(asset),
+        "size": asset.stat().st_size,
+        "resumes": count_resumes(client),
+    }
+    try:
+        yield rig
+    finally:
+        server.stop()
+        proxy.stop()
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the process temp dir at an empty folder, to prove nothing lands there."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    return tmp
+
+
+@pytest.mark.parametrize("mode", ["drop", "truncate", "bitflip", "stall", "reset"])
+def test_imports_survive_or_fail_typed(
+    rig: dict[str, Any], mode: str, tmp_path: Path, private_tmp: Path
+) -> None:
+    proxy: FaultProxy = rig["proxy"]
+    client = rig["client"]
+    proxy.drop_all()  # fresh connections, each planned under this mode
+    fired_before = proxy.fired[mode]
+    proxy.plan = random_plan(
+        (mode,),
+        span=int(rig["size"] * 1.2),
+        probability=0.8,
+        stall_seconds=TIMEOUT * 2,
+        seed=zlib.crc32(mode.encode()),
+    )
+    out = tmp_path / "out"
+    tally = Tally()
+    try:
+        for _ in range(IMPORTS_PER_MODE):
+            proxy.drop_all()  # each import starts on a freshly planned connection
+            import_once(client, rig["asset_id"], out, rig["sha256"], tally, rig["resumes"])
+    finally:
+        proxy.plan = lambda _i: Fault("pass")
+        proxy.drop_all()
+    assert tally.untyped == [], tally.untyped
+    assert tally.corrupted == 0
+    assert tally.total == IMPORTS_PER_MODE
+    assert proxy.fired[mode] > fired_before, f"no {mode} fault fired"
+    assert leftovers(out, private_tmp) == []
+    assert list((client.config.cache_dir / "deliveries").glob("*")) == []
+    assert client.audit.verify().ok
+    events = [r["event"] for r in client.audit.records()]
+    assert events.count("import.verified") + events.count("import.failed") >= tally.total
+
+
+def test_pass_through_completes_without_resume(rig: dict[str, Any], tmp_path: Path) -> None:
+    """Control: with no fault the proxy is transparent and no resume is needed."""
+    rig["proxy"].plan = lambda _i: Fault("pass")
+    tally = Tally()
+    import_once(
+        rig["client"], rig["asset_id"], tmp_path / "out", rig["sha256"], tally, rig["resumes"]
+    )
+    assert tally.completed == 1 and tally.resumed == {0: 1}, tally
