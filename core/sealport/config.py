@@ -121,6 +121,10 @@ def load_config(path: Path | None = None) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"The Sealport config {path} is not valid TOML: {exc}") from exc
+    except RecursionError as exc:  # tomllib recurses per nested array/table
+        raise ConfigError(
+            f"The Sealport config {path} nests arrays or tables too deeply to read."
+        ) from exc
     return parse_config(raw, path)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -120,6 +121,14 @@ def parse_manifest(data: bytes) -> Manifest:
     fmt = _req(body, "format", str)
     if fmt not in FORMATS:
         raise MalformedManifest(_BAD, detail=f"unsupported format {fmt!r}")
+    for key in ("name", "project"):
+        # Shown to the artist: no control/bidi/zero-width characters (an RTL override can
+        # make "crate\u202egnp.exe" read as "crateexe.png"), no lone surrogates, bounded.
+        text = _req(body, key, str)
+        if len(text) > 200 or any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in text):
+            raise MalformedManifest(
+                _BAD, detail=f"manifest {key} {text[:80]!r} has control characters or is too long"
+            )
     wm = body.get("watermark")
     if wm is not None and not isinstance(wm, dict):
         raise MalformedManifest(_BAD, detail="watermark must be an object or null")

@@ -44,15 +44,11 @@ def one(data: bytes) -> None:
         except (binascii.Error, ValueError):
             body = None
         if body is not None:
-            envelope["signature"] = trust.b64e(
-                KEYS.delivery.sign(manifest.MANIFEST_PREFIX + body)
-            )
+            envelope["signature"] = trust.b64e(KEYS.delivery.sign(manifest.MANIFEST_PREFIX + body))
             envelope["delivery_cert"] = KEYS.cert
             envelope["key_id"] = KEYS.key_id
             envelope["root_public_key"] = trust.b64e(trust.raw_public(KEYS.root.public_key()))
-    manifest.verify_envelope(
-        envelope, policy=KEYS.policy, now=NOW, user=USER, recipient=RECIPIENT
-    )
+    manifest.verify_envelope(envelope, policy=KEYS.policy, now=NOW, user=USER, recipient=RECIPIENT)
 
 
 if __name__ == "__main__":

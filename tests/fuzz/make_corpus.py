@@ -18,7 +18,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from keys import NOW, RECIPIENT, USER, fixed_keys  # noqa: E402
-
 from sealport import age, manifest, trust  # noqa: E402
 from sealport.server.store import demo_assets_dir  # noqa: E402
 
@@ -86,9 +85,12 @@ def manifest_seeds() -> None:
     _write("manifest", "parse", b"\x00" + data)
     _write("manifest", "envelope", b"\x01" + raw_env)
     _write("manifest", "envelope-resign", b"\x02" + raw_env)
-    _write("manifest", "envelope-plain-manifest", b"\x02" + json.dumps(
-        {**env, "manifest": trust.b64e(b'{"type":"sealport-manifest/v1"}')}
-    ).encode())
+    _write(
+        "manifest",
+        "envelope-plain-manifest",
+        b"\x02"
+        + json.dumps({**env, "manifest": trust.b64e(b'{"type":"sealport-manifest/v1"}')}).encode(),
+    )
 
 
 def cert_seeds() -> None:
@@ -114,7 +116,7 @@ def format_seeds() -> None:
         b'#usda 1.0\n(\n    upAxis = "Y"\n)\n\ndef Mesh "tri"\n{\n'
         b"    int[] faceVertexCounts = [3]\n    int[] faceVertexIndices = [0, 1, 2]\n"
         b"    point3f[] points = [(0, 0, 0), (1, 0, 0), (0, 1, 0)]\n"
-        b'    asset tex = @tex.png@\n}\n',
+        b"    asset tex = @tex.png@\n}\n",
     )
     _write(
         "obj",

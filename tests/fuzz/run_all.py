@@ -81,9 +81,7 @@ def run_target(
     scratch = work / target / "scratch"
     env = {**os.environ, "SEALPORT_FUZZ_SCRATCH": str(scratch)}
     start = time.monotonic()
-    proc = subprocess.run(
-        cmd, capture_output=True, text=True, errors="replace", cwd=HERE, env=env
-    )
+    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", cwd=HERE, env=env)
     elapsed = time.monotonic() - start
     log = proc.stdout + proc.stderr
     runs = cov = ft = units = 0

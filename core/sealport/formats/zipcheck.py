@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import stat
 import struct
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +63,18 @@ def _central_directory_shape(path: Path, fmt: str) -> tuple[int, int]:
     return count, cd_size
 
 
+MAX_MEMBER_NAME = 1024
+
+
 def _member_name_problem(name: str) -> str | None:
     if not name.strip("/"):
         return "an empty member name"
+    if len(name) > MAX_MEMBER_NAME:
+        return "an overlong member name"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in name):
+        # NUL, newlines, bidi overrides (U+202E), zero-width characters: a name that
+        # reads differently from what it is, in a dialog or a log.
+        return "a member name with control or invisible characters"
     if "\\" in name:
         return "a member name with a backslash"
     why = reference_problem(name)
@@ -96,7 +106,8 @@ def check_zip(path: Path, fmt: str, limits: ZipLimits) -> list[zipfile.ZipInfo]:
     total = 0
     members: list[zipfile.ZipInfo] = []
     for info in infos:
-        name = info.filename
+        # zipfile cuts names at a NUL; orig_filename is what other unzippers may see.
+        name = info.orig_filename
         why = _member_name_problem(name)
         if why:
             raise refuse(path, fmt, f"it contains {why} ({name!r})", f"member={name!r}")
