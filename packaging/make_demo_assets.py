@@ -10,7 +10,8 @@ wheel) for FBX. Blender runs in a child process: bpy bundles its own USD and
 must not share a process with usd-core. Also writes ``catalog.json``
 (file, name = file stem, title, project, format, description, size, sha256), then runs every
 file through :func:`sealport.formats.check_file` and refuses to finish if one
-fails or is larger than 300 KB.
+fails or is larger than 300 KB. Every mesh except the FBX one is dense
+enough to carry the server's forensic watermark (see :func:`dense`).
 
 Deterministic: the same inputs give byte-identical files (trimesh's random 3MF
 UUIDs come from a seeded generator, Blender's FBX creation time is pinned).
@@ -224,7 +225,7 @@ def gear() -> Mesh:
         ramp = np.clip(np.minimum(phase, 1 - phase) * 4 - 0.3, 0, 1)  # 0 root .. 1 tip
         return root + (tip - root) * ramp
 
-    return _ring_solid(outer, lambda t: np.full_like(t, 3.0), teeth * 16, 0.0, 8.0)
+    return _ring_solid(outer, lambda t: np.full_like(t, 3.0), teeth * 24, 0.0, 8.0)
 
 
 def hex_nut() -> Mesh:
@@ -235,6 +236,62 @@ def hex_nut() -> Mesh:
         return apothem / np.cos(((theta + math.pi / 6) % (math.pi / 3)) - math.pi / 6)
 
     return _ring_solid(outer, lambda t: np.full_like(t, 4.25), 72, 0.0, 8.0)
+
+
+WATERMARK_VERTICES = 2200
+"""Welded vertices per demo mesh: above the watermark's 1,866-vertex floor with margin."""
+
+
+EXACT = {"gear.stl", "hex_nut.3mf"}
+"""Print-lab parts keep their exact dimensions (no warp, only the 1e-6 tie-break)."""
+
+
+def dense(mesh: Mesh, name: str, target: int = WATERMARK_VERTICES) -> Mesh:
+    """Refine long edges until the mesh has ``target`` welded vertices, then roughen it.
+
+    Why: the server watermarks every delivery, and a mesh needs about 1,866 welded
+    vertices to carry a mark (``sealport.watermark.min_vertices``); the plain
+    procedural shapes have a few hundred, so the demo showed "unmarked: mesh too
+    small" everywhere. Edge refinement (trimesh ``subdivide_to_size``, bisection on
+    the edge length) keeps the flat shapes exact. A seeded 0.01 % surface jitter
+    then breaks the exact symmetry of lathed rings and boxes (hundreds of vertices
+    at one distance from the centre), which real scanned or sculpted assets never
+    have and which leaves the mark's quantile bins without distinct edges.
+    """
+    import trimesh
+    from trimesh.remesh import subdivide_to_size
+
+    m = trimesh.Trimesh(vertices=mesh[0], faces=mesh[1], process=True)
+    diag = float(np.linalg.norm(m.extents))
+    if len(m.vertices) < target:
+        lo, hi, best = 1e-3 * diag, diag, None
+        for _ in range(40):
+            edge = math.sqrt(lo * hi)
+            v, f = subdivide_to_size(m.vertices, m.faces, max_edge=edge, max_iter=20)
+            cand = trimesh.Trimesh(vertices=v, faces=f, process=True)
+            if len(cand.vertices) < target:
+                hi = edge
+            else:
+                lo, best = edge, cand
+                if len(cand.vertices) < 1.25 * target:
+                    break
+        if best is None:
+            raise SystemExit(f"{name}: could not refine to {target} vertices")
+        m = best
+    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
+    rng = np.random.default_rng(seed)
+    v = np.asarray(m.vertices, np.float64)
+    # Smooth "hand-made" warp (three seeded low-frequency waves, 0.4 % of the
+    # diagonal): no shading noise on flat faces, but lathed rings and box faces no
+    # longer sit at a handful of exact distances from the centre.
+    warp = np.zeros_like(v)
+    for _ in range(3):
+        k = rng.normal(size=3) * (2.0 * math.pi / diag) * 1.5
+        warp += np.sin(v @ k + rng.uniform(0, 2 * math.pi))[:, None] * rng.normal(size=3)
+    if name not in EXACT:
+        v = v + warp * (0.004 * diag / max(float(np.abs(warp).max()), 1e-12))
+    v += rng.uniform(-1.0, 1.0, v.shape) * 1e-6 * diag  # break exact ties
+    return v, np.asarray(m.faces, np.int64)
 
 
 def _trimesh(mesh: Mesh):
@@ -461,6 +518,8 @@ def build_all(out: Path) -> list[dict[str, object]]:
     for file, name, project, builder, kind, description in ASSETS:
         path = out / file
         mesh = builder()
+        if kind != "fbx":  # FBX deliveries cannot be marked (no FBX writer on the server)
+            mesh = dense(mesh, file)
         root = path.stem.title().replace("_", "")
         if kind in ("glb", "obj", "stl", "3mf"):
             write_trimesh(mesh, path, kind)

@@ -295,7 +295,7 @@ def test_informed_survives_crop_and_rigid_motion_where_blind_fails():
     assert extract(cv, cf, KEY).status != "found"  # the blind reader loses it...
     c = correspond(cv, cf, v, f)
     r = informed_verify(c, KEY, PAYLOAD)
-    assert r.status == "verified" and r.p_value < 1e-20, r  # ...the informed one does not
+    assert r.status == "verified" and r.p_value < 1e-12, r  # ...the informed one does not
     assert 0.85 < r.coverage < 0.95
     # Another delivery's key/payload and the unmarked original are not identified.
     other = derive_delivery_key(SECRET, "delivery-2")

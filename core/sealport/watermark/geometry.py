@@ -8,24 +8,52 @@ surface centroid does not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 _WELD_BITS = 2.0**-30
 """Welding grid, relative to the bounding-box diagonal: merges coincident positions only."""
 
 
-@dataclass
+_CHUNK = 1 << 20
+"""Triangles per block in the area-centre sum: bounds temporary memory on 10M+ meshes."""
+
+
 class Welded:
-    points: np.ndarray
-    """(M, 3) float64 unique positions."""
-    inverse: np.ndarray
-    """(N,) index into ``points`` for every input vertex."""
-    tris: np.ndarray
-    """(T, 3) triangles indexing ``points``."""
-    used: np.ndarray
-    """(M,) bool: position referenced by at least one triangle."""
+    """A mesh with coincident vertices merged.
+
+    ``tris`` (triangles indexing ``points``) is built on first use only: the
+    blind reader never needs it (its centre comes from the input triangles, which
+    give the same surface), which saves 24 bytes per triangle on huge meshes.
+    """
+
+    def __init__(
+        self,
+        points: np.ndarray,
+        inverse: np.ndarray,
+        tris: np.ndarray | None,
+        used: np.ndarray,
+        *,
+        src_tris: np.ndarray | None = None,
+        centre: np.ndarray | None = None,
+    ) -> None:
+        self.points = points
+        """(M, 3) float64 unique positions."""
+        self.inverse = inverse
+        """(N,) index into ``points`` for every input vertex."""
+        self.used = used
+        """(M,) bool: position referenced by at least one triangle."""
+        self.centre = centre
+        """Area-weighted centre of ``points`` if already known, else None."""
+        self._tris = tris
+        self._src_tris = src_tris
+
+    @property
+    def tris(self) -> np.ndarray:
+        """(T, 3) triangles indexing ``points``."""
+        if self._tris is None:
+            src = self._src_tris if self._src_tris is not None else np.zeros((0, 3), np.int64)
+            self._tris = self.inverse[src] if src.size else src
+        return self._tris
 
 
 def as_triangles(faces: np.ndarray) -> np.ndarray:
@@ -34,13 +62,18 @@ def as_triangles(faces: np.ndarray) -> np.ndarray:
     if f.ndim != 2 or f.shape[1] < 3:
         raise ValueError(f"faces must be (F, k>=3), got {f.shape}")
     if f.shape[1] == 3:
-        return f.astype(np.int64, copy=False)
+        return f if np.issubdtype(f.dtype, np.integer) else f.astype(np.int64)
     parts = [f[:, [0, i, i + 1]] for i in range(1, f.shape[1] - 1)]
     return np.concatenate(parts).astype(np.int64, copy=False)
 
 
 def weld(vertices: np.ndarray, faces: np.ndarray) -> Welded:
-    """Merge coincident vertices (hash of a fine grid) and remap the triangles."""
+    """Merge coincident vertices (hash of a fine grid); triangles are remapped lazily.
+
+    One quicksort of the 64-bit cell hashes does the grouping (``np.unique`` with
+    ``return_index`` would use a slower stable sort); which copy represents a group
+    does not matter because copies lie within 2**-30 of the diagonal of each other.
+    """
     v = np.asarray(vertices, dtype=np.float64)
     tris = as_triangles(faces)
     if v.ndim != 2 or v.shape[1] != 3:
@@ -51,29 +84,61 @@ def weld(vertices: np.ndarray, faces: np.ndarray) -> Welded:
         return Welded(v, np.zeros(0, np.int64), tris, np.zeros(0, bool))
     lo = v.min(axis=0)
     diag = float(np.linalg.norm(v.max(axis=0) - lo)) or 1.0
-    q = np.floor((v - lo) / (diag * _WELD_BITS)).astype(np.int64)
+    cell = 1.0 / (diag * _WELD_BITS)
     # 3 x 21-bit cells would be exact for a grid of 2**21; the grid here is finer,
     # so hash instead. A collision only merges two far-apart vertices' statistics
     # (never their positions, see embed), with probability ~N**2 / 2**64.
-    h = (
-        q[:, 0] * np.int64(-7046029254386353131)
-        ^ q[:, 1] * np.int64(0x2545F4914F6CDD1D)
-        ^ q[:, 2] * np.int64(0x5851F42D4C957F2D)
-    )
-    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
-    points = v[first]
-    t = inverse[tris] if tris.size else tris
+    h = np.floor((v[:, 0] - lo[0]) * cell).astype(np.int64) * np.int64(-7046029254386353131)
+    h ^= np.floor((v[:, 1] - lo[1]) * cell).astype(np.int64) * np.int64(0x2545F4914F6CDD1D)
+    h ^= np.floor((v[:, 2] - lo[2]) * cell).astype(np.int64) * np.int64(0x5851F42D4C957F2D)
+    order = np.argsort(h)
+    hs = h[order]
+    del h
+    start = np.empty(len(hs), bool)
+    start[0] = True
+    np.not_equal(hs[1:], hs[:-1], out=start[1:])
+    del hs
+    group = np.cumsum(start) - 1
+    inverse = np.empty(len(v), np.int64)
+    inverse[order] = group
+    first = order[start]  # one representative per group, groups in hash order
+    del order, group, start
+    # Renumber the groups in input order (O(N), no second sort): welded points keep
+    # the file's vertex order, so triangle gathers stay cache friendly.
+    is_first = np.zeros(len(v), bool)
+    is_first[first] = True
+    rank = np.cumsum(is_first) - 1
+    inverse = rank[first][inverse]
+    del rank, first
+    points = v[is_first]
+    ref = np.bincount(tris.ravel(), minlength=len(v)) > 0 if tris.size else np.zeros(len(v), bool)
     used = np.zeros(len(points), bool)
-    used[t.ravel()] = True
-    return Welded(points, inverse.ravel(), t, used)
+    used[inverse[ref]] = True
+    centre = area_centre(v, tris)  # same surface as the welded one, no remap needed
+    return Welded(points, inverse, None, used, src_tris=tris, centre=centre)
 
 
 def area_centre(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
-    """Surface centroid (area-weighted triangle centroids); vertex mean if degenerate."""
+    """Surface centroid (area-weighted triangle centroids); vertex mean if degenerate.
+
+    Planar coordinate gathers in blocks of ``_CHUNK`` triangles: ~3x faster than
+    gathering (T, 3) rows and ``np.cross``, and the temporaries stay ~100 MB.
+    """
     if len(tris):
-        a, b, c = points[tris[:, 0]], points[tris[:, 1]], points[tris[:, 2]]
-        area = np.linalg.norm(np.cross(b - a, c - a), axis=1)
-        total = area.sum()
+        xyz = [np.ascontiguousarray(points[:, i], dtype=np.float64) for i in range(3)]
+        acc = np.zeros(3)
+        total = 0.0
+        for s in range(0, len(tris), _CHUNK):
+            tt = np.ascontiguousarray(tris[s : s + _CHUNK].T)
+            x, y, z = (c[tt] for c in xyz)
+            e1x, e1y, e1z = x[1] - x[0], y[1] - y[0], z[1] - z[0]
+            e2x, e2y, e2z = x[2] - x[0], y[2] - y[0], z[2] - z[0]
+            cx = e1y * e2z - e1z * e2y
+            cy = e1z * e2x - e1x * e2z
+            cz = e1x * e2y - e1y * e2x
+            area = np.sqrt(cx * cx + cy * cy + cz * cz)
+            total += float(area.sum())
+            acc += [x.sum(0) @ area, y.sum(0) @ area, z.sum(0) @ area]
         if total > 0:
-            return np.asarray(((a + b + c) * area[:, None]).sum(axis=0) / (3.0 * total))
+            return acc / (3.0 * total)
     return np.asarray(points.mean(axis=0))

@@ -25,6 +25,13 @@ EMBED_MAX_ERASED_BYTES = NSYM // 2
 VERIFY_FPR = 1e-9
 """Correlation-verify threshold: accept when P(random mesh agrees this well) <= this."""
 _MAX_PASSES = 6
+_MAX_GOAL = 0.3
+_MAX_SHIFT = 3.0
+"""First per-bin cap on the push, in units of alpha_b (doubled for bins that miss)."""
+_CAP_ROUNDS = 7
+_MAX_WRONG_BYTES = 0
+"""Code bytes embed may leave wrong: none (benign copies must read back with 0 bit errors)."""
+"""Largest pushed bin-mean offset from 1/2 (mean x at most 0.8 or at least 0.2)."""
 _NEWTON_STEPS = 30
 
 
@@ -99,7 +106,7 @@ def _frame(w: Welded, levels: np.ndarray) -> _Frame | None:
     embedding never moves an edge and the extractor finds the same partition.
     """
     n_bins = len(levels) - 1
-    centre = area_centre(w.points, w.tris)
+    centre = w.centre if w.centre is not None else area_centre(w.points, w.tris)
     d = w.points - centre
     rho = np.sqrt(np.einsum("ij,ij->i", d, d))
     used = np.flatnonzero(w.used)
@@ -178,15 +185,41 @@ def embed(
             "This mesh is too small to carry a watermark.",
             f"{int(w.used.sum())} welded vertices, need at least {need}",
         )
-    base = w.points.copy()  # original welded positions
-    pts = base.copy()
+    cap = np.full(n_code, _MAX_SHIFT)
+    for _ in range(_CAP_ROUNDS):
+        pts, wrong = _embed_run(w, lay.edges, lay.perm, sign, alpha, cap)
+        wrong_bytes = int(wrong[lay.perm].reshape(-1, 8).any(axis=1).sum())
+        if wrong_bytes <= _MAX_WRONG_BYTES:
+            break
+        # Lumpy bins (few vertices, CAD-like shapes) need a bigger push to reach
+        # their side: raise the cap of the bins that missed, only those.
+        cap = np.where(wrong, cap * 2.0, cap)
+    base = w.points
+    # Apply the welded displacement to every original vertex: copies stay identical.
+    out = src.astype(np.float64) + (pts - base)[w.inverse]
+    return out.astype(src.dtype if np.issubdtype(src.dtype, np.floating) else np.float64)
+
+
+def _embed_run(
+    w: Welded,
+    edges: np.ndarray,
+    perm: np.ndarray,
+    sign: np.ndarray,
+    alpha: float,
+    cap: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One embedding (<= _MAX_PASSES passes); (welded points, bins left on the wrong side)."""
+    n_code = len(sign)
+    base = w.points  # original welded positions (never written)
+    pts = base
     goal: np.ndarray | None = None
+    wrong = np.zeros(n_code, bool)
     for _ in range(_MAX_PASSES):
-        f = _frame(Welded(pts, w.inverse, w.tris, w.used), lay.edges)
+        f = _frame(w if pts is base else Welded(pts, w.inverse, w.tris, w.used), edges)
         if f is None:
             raise WatermarkCapacityError("This mesh is degenerate.", "all vertices coincide")
         usable = f.counts >= MIN_BIN_VERTICES
-        erased = (~usable[lay.perm]).reshape(-1, 8).any(axis=1).sum()
+        erased = (~usable[perm]).reshape(-1, 8).any(axis=1).sum()
         if erased > EMBED_MAX_ERASED_BYTES:
             raise WatermarkCapacityError(
                 "This mesh is too small to carry a watermark.",
@@ -198,11 +231,19 @@ def embed(
         width = np.diff(f.edge_values)
         alpha_b = alpha * np.minimum(1.0, width.mean() / width)
         margin = (_bin_means(f, n_code) - 0.5) * sign
+        wrong = usable & (margin <= 0)
         if goal is None:
             # Every bin moves towards its bit by at least alpha_b / 2, also a bin whose
             # natural mean is already past 1/2 + alpha_b: the informed trace reads the
             # direction of the move, so no bin may stand still or move backwards.
-            goal = np.maximum(alpha_b, margin + 0.5 * alpha_b)
+            # Capped below 1/2: a bin already bunched at one end has nowhere to go,
+            # and forcing it would throw its vertices across the whole (wide) bin.
+            goal = np.maximum(alpha_b, np.minimum(margin + 0.5 * alpha_b, _MAX_GOAL))
+            goal = np.maximum(goal, np.minimum(margin, 0.5))
+            # A bin far on the wrong side (lopsided bins of small or CAD-like meshes)
+            # moves at most cap x alpha_b towards its bit: distortion stays bounded;
+            # embed raises the cap of the bins that stay wrong (see embed).
+            goal = np.minimum(goal, margin + cap * alpha_b)
         if np.all(margin[usable] >= goal[usable] - 0.05 * alpha_b[usable]):
             break
         target = 0.5 + sign * goal
@@ -215,9 +256,7 @@ def embed(
         scale = np.ones(len(pts))
         scale[f.idx] = rho_new / f.rho[f.idx]
         pts = f.centre + (pts - f.centre) * scale[:, None]
-    # Apply the welded displacement to every original vertex: copies stay identical.
-    out = src.astype(np.float64) + (pts - base)[w.inverse]
-    return out.astype(src.dtype if np.issubdtype(src.dtype, np.floating) else np.float64)
+    return pts, wrong
 
 
 def _read(vertices: np.ndarray, faces: np.ndarray, key: bytes, payload_bits: int):
