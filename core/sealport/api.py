@@ -140,18 +140,23 @@ class ApiClient:
                 )
             except requests.RequestException as exc:
                 raise describe_request_error(exc, url) from exc
-            with resp:
-                if resp.status_code == 401 and nonce_retry and self._took_dpop_nonce(url, resp):
-                    nonce_retry = False  # RFC 9449 §9: once, with the server's nonce
-                    continue
-                if resp.status_code == 401 and refresh_retry:
-                    refresh_retry = False
-                    code, _ = _server_message(resp)
-                    if code != "session_revoked":
-                        self.tokens.force_refresh()
+            try:
+                with resp:
+                    if resp.status_code == 401 and nonce_retry and self._took_dpop_nonce(url, resp):
+                        nonce_retry = False  # RFC 9449 §9: once, with the server's nonce
                         continue
-                raise_for_response(resp)
-                return read_json(resp, limit)
+                    if resp.status_code == 401 and refresh_retry:
+                        refresh_retry = False
+                        code, _ = _server_message(resp)
+                        if code != "session_revoked":
+                            self.tokens.force_refresh()
+                            continue
+                    raise_for_response(resp)
+                    return read_json(resp, limit)
+            except requests.RequestException as exc:
+                # The reply broke off after its headers (dropped connection, damaged TLS
+                # record): still a typed error, never a bare requests exception.
+                raise describe_request_error(exc, url) from exc
         raise AssertionError("unreachable")
 
     def _took_dpop_nonce(self, url: str, resp: requests.Response) -> bool:

@@ -125,8 +125,11 @@ def post_form_full(
         )
     except requests.RequestException as exc:
         raise network_error(exc, url) from None
-    with resp:
-        body = read_json_reply(resp)
+    try:
+        with resp:
+            body = read_json_reply(resp)
+    except requests.RequestException as exc:  # the reply broke off after its headers
+        raise network_error(exc, url) from None
     return resp.status_code, body if isinstance(body, dict) else {}, dict(resp.headers)
 
 
@@ -141,8 +144,11 @@ def get_json(
         resp = session.get(url, headers=headers or {}, timeout=timeout, stream=True)
     except requests.RequestException as exc:
         raise network_error(exc, url) from None
-    with resp:
-        return resp.status_code, read_json_reply(resp)
+    try:
+        with resp:
+            return resp.status_code, read_json_reply(resp)
+    except requests.RequestException as exc:  # the reply broke off after its headers
+        raise network_error(exc, url) from None
 
 
 def _str_field(doc: dict[str, Any], name: str) -> str | None:

@@ -107,6 +107,19 @@ class _RefuseHTTP(HTTPAdapter):
         )
 
 
+# OpenSSL's words for a TLS record that failed its integrity check or a stream cut
+# mid-record: damage after the handshake, not a certificate or version problem.
+_DAMAGED_IN_TRANSIT = (
+    "bad_record_mac",
+    "bad record mac",
+    "decryption_failed",
+    "decryption failed",
+    "eof occurred in violation of protocol",
+    "unexpected_eof",
+    "unexpected eof",
+)
+
+
 def describe_request_error(exc: requests.RequestException, url: str) -> TransportError:
     """Turn a requests failure into an artist-facing error."""
     if isinstance(exc, requests.exceptions.SSLError):
@@ -115,6 +128,12 @@ def describe_request_error(exc: requests.RequestException, url: str) -> Transpor
             msg = (
                 "The server's certificate does not match the pinned one, so Sealport refused "
                 "to connect. This can mean interception; tell your pipeline TD."
+            )
+        elif any(mark in text.lower() for mark in _DAMAGED_IN_TRANSIT):
+            msg = (
+                "The secure connection to the studio server was damaged or cut off in "
+                "transit, so Sealport stopped; nothing was imported. Try again; if it keeps "
+                "happening tell your pipeline TD (faulty network, or interception)."
             )
         elif "version" in text.lower() or "protocol" in text.lower():
             msg = (

@@ -141,6 +141,7 @@ class Tally:
     completed: int = 0
     resumed: Counter[int] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
+    messages: Counter[str] = field(default_factory=Counter)
     corrupted: int = 0
     untyped: list[str] = field(default_factory=list)
     leftovers: list[str] = field(default_factory=list)
@@ -181,6 +182,7 @@ def import_once(
         result = client.secure_import(asset_id, out)
     except SealportError as exc:
         tally.failed[exc.code] += 1
+        tally.messages[f"{exc.code}: {exc.message}"] += 1
         return
     except Exception as exc:  # noqa: BLE001 - counted as a defect, reported by the caller
         tally.untyped.append(f"{type(exc).__module__}.{type(exc).__name__}: {exc}")

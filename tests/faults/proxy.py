@@ -65,9 +65,15 @@ def random_plan(
     probability: float = 1.0,
     stall_seconds: float = 3.0,
     seed: int = 0,
-    min_at: int = 0,
+    early: float = 0.0,
+    early_span: int = 16_000,
 ) -> Plan:
-    """Per connection: with ``probability`` one of ``modes`` at an offset in [min_at, span)."""
+    """Per connection: with ``probability`` one of ``modes`` at an offset in [0, span).
+
+    With probability ``early`` the offset is drawn from [0, early_span) instead:
+    the TLS handshake and the small JSON replies (token, delivery, manifest)
+    live there, and a uniform draw over a payload-sized span would rarely hit them.
+    """
     rng = random.Random(seed)
     lock = threading.Lock()
 
@@ -75,7 +81,8 @@ def random_plan(
         with lock:
             if rng.random() >= probability:
                 return Fault("pass")
-            return Fault(rng.choice(modes), rng.randrange(min_at, span), stall_seconds)
+            limit = early_span if rng.random() < early else span
+            return Fault(rng.choice(modes), rng.randrange(0, limit), stall_seconds)
 
     return plan
 

@@ -105,6 +105,59 @@ def test_imports_survive_or_fail_typed(
     assert events.count("import.verified") + events.count("import.failed") >= tally.total
 
 
+def test_faults_in_handshake_and_api_replies_are_typed(
+    rig: dict[str, Any], tmp_path: Path, private_tmp: Path
+) -> None:
+    """Faults early in the stream hit the TLS handshake and the JSON replies.
+
+    Regression: a connection cut between a reply's headers and its body used to
+    escape the API client as a bare ``requests.ChunkedEncodingError``.
+    """
+    proxy: FaultProxy = rig["proxy"]
+    client = rig["client"]
+    proxy.plan = random_plan(
+        ("drop", "truncate", "bitflip", "reset"), span=12_000, probability=1.0, seed=61
+    )
+    out = tmp_path / "out"
+    tally = Tally()
+    try:
+        for _ in range(IMPORTS_PER_MODE * 2):
+            proxy.drop_all()
+            import_once(client, rig["asset_id"], out, rig["sha256"], tally, rig["resumes"])
+    finally:
+        proxy.plan = lambda _i: Fault("pass")
+        proxy.drop_all()
+    assert tally.untyped == [], tally.untyped
+    assert tally.corrupted == 0 and tally.total == IMPORTS_PER_MODE * 2
+    assert sum(tally.failed.values()) > 0, "no early fault made an import fail"
+    assert leftovers(out, private_tmp) == []
+    assert list((client.config.cache_dir / "deliveries").glob("*")) == []
+    assert client.audit.verify().ok
+    for rec in client.audit.records():  # damage in transit is not blamed on the certificate
+        data = rec["data"]
+        if rec["event"] == "import.failed" and _damaged(data.get("detail", "")):
+            assert "certificate" not in data["error"] and "TLS 1.3" not in data["error"], data
+
+
+def _damaged(detail: str) -> bool:
+    low = detail.lower()
+    return "bad record mac" in low or "eof occurred in violation" in low
+
+
+def test_damage_in_transit_is_not_called_a_certificate_problem() -> None:
+    """The OpenSSL texts seen through the proxy map to the 'damaged in transit' message."""
+    import requests
+    from sealport.transport import describe_request_error
+
+    for text in (
+        "[SSL: DECRYPTION_FAILED_OR_BAD_RECORD_MAC] decryption failed or bad record mac",
+        "EOF occurred in violation of protocol (_ssl.c:2427)",
+    ):
+        err = describe_request_error(requests.exceptions.SSLError(text), "https://x/")
+        assert err.code == "tls" and "damaged or cut off in transit" in err.message
+        assert "certificate" not in err.message and "TLS 1.3" not in err.message
+
+
 def test_pass_through_completes_without_resume(rig: dict[str, Any], tmp_path: Path) -> None:
     """Control: with no fault the proxy is transparent and no resume is needed."""
     rig["proxy"].plan = lambda _i: Fault("pass")
