@@ -268,6 +268,19 @@ def cmd_admin_add_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_verify_ledger(args: argparse.Namespace) -> int:
+    from .server.siem import verify
+
+    result = verify(Path(args.data))
+    if result.ok:
+        print(f"Server ledger export in {args.data}: OK ({result.records} chained records).")
+        return 0
+    print(f"Server ledger export in {args.data}: TAMPERED or incomplete:")
+    for problem in result.problems:
+        print(f"  - {problem}")
+    return 1
+
+
 def cmd_ui(args: argparse.Namespace) -> int:
     from .ui.app import main as ui_main
 
@@ -365,6 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name")
     s.add_argument("--mfa", action="store_true", help="the user signs in with MFA (amr otp)")
     s.set_defaults(func=cmd_admin_add_user)
+    s = admin.add_parser(
+        "verify-ledger", help="check the server's chained SIEM export against its ledger"
+    )
+    s.add_argument("--data", default="sealport-server", help="server data folder")
+    s.set_defaults(func=cmd_admin_verify_ledger)
     return p
 
 
