@@ -273,14 +273,15 @@ def verify(data_dir: Path, ledger: Ledger | None = None) -> LedgerVerification:
         problems += p1
         srecords, p2 = _walk(_lines(exp.syslog_path), "events.syslog", _parse_syslog)
         problems += p2
+        head_seq, head_hash, head_id = exp.head()
+        for label, recs in (("events.jsonl", records), ("events.syslog", srecords)):
+            last = (recs[-1]["seq"], recs[-1]["hash"]) if recs else (0, GENESIS)
+            if not problems and last != (head_seq, head_hash):
+                problems.append(
+                    f"{label} ends at record {last[0]} but the head says {head_seq} (truncated)"
+                )
         if not problems and records != srecords:
             problems.append("events.jsonl and events.syslog disagree")
-        head_seq, head_hash, head_id = exp.head()
-        last = (records[-1]["seq"], records[-1]["hash"]) if records else (0, GENESIS)
-        if not problems and last != (head_seq, head_hash):
-            problems.append(
-                f"the export ends at record {last[0]} but its head says {head_seq} (truncated)"
-            )
         rows = {
             int(r["id"]): dict(r)
             for r in ledger.query("SELECT * FROM audit_events WHERE id<=? ORDER BY id", (head_id,))
