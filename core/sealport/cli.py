@@ -268,6 +268,22 @@ def cmd_admin_add_user(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_add_pipeline_client(args: argparse.Namespace) -> int:
+    from .server.pipeline_clients import register_pipeline_client
+    from .server.store import open_ledger
+
+    ledger = open_ledger(Path(args.data))
+    try:
+        secret = register_pipeline_client(
+            ledger, args.client_id, args.allow, name=args.name or args.client_id
+        )
+    finally:
+        ledger.close()
+    print(f"Pipeline client {args.client_id} may call from {', '.join(args.allow)}.")
+    print(f"client secret (shown once, stored only as a hash): {secret}")
+    return 0
+
+
 def cmd_admin_verify_ledger(args: argparse.Namespace) -> int:
     from .server.siem import verify
 
@@ -378,6 +394,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--name")
     s.add_argument("--mfa", action="store_true", help="the user signs in with MFA (amr otp)")
     s.set_defaults(func=cmd_admin_add_user)
+    s = admin.add_parser(
+        "add-pipeline-client", help="register a service client (client credentials grant)"
+    )
+    s.add_argument("client_id")
+    s.add_argument("--data", default="sealport-server", help="server data folder")
+    s.add_argument(
+        "--allow", action="append", required=True, help="allowed network (CIDR), repeatable"
+    )
+    s.add_argument("--name")
+    s.set_defaults(func=cmd_admin_add_pipeline_client)
     s = admin.add_parser(
         "verify-ledger", help="check the server's chained SIEM export against its ledger"
     )

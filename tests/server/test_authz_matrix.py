@@ -352,3 +352,23 @@ def test_rotated_refresh_token_reuse_kills_the_family(world: Any) -> None:
         data={"grant_type": "refresh_token", "refresh_token": second.json()["refresh_token"]},
     )
     assert again.status_code == 400
+
+
+def test_cli_registers_a_pipeline_client(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    from sealport.cli import main as cli_main
+    from sealport.server.idp import verify_password
+    from sealport.server.pipeline_clients import get_client
+    from sealport.server.store import open_ledger
+
+    data = tmp_path / "srv"
+    argv = ["admin", "add-pipeline-client", "farm-cli", "--allow", "10.1.0.0/16"]
+    assert cli_main([*argv, "--allow", "127.0.0.1", "--data", str(data)]) == 0
+    secret = capsys.readouterr().out.strip().rsplit(" ", 1)[-1]
+    ledger = open_ledger(data)
+    try:
+        client = get_client(ledger, "farm-cli")
+    finally:
+        ledger.close()
+    assert client is not None and client.allowed_ips == ("10.1.0.0/16", "127.0.0.1/32")
+    assert verify_password(secret, client.secret_hash) and secret not in client.secret_hash
+    assert client.ip_allowed("127.0.0.1") and not client.ip_allowed("192.168.1.1")
