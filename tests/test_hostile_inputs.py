@@ -581,3 +581,9 @@ def test_hostile_fbx_is_refused_by_the_isolated_reader(tmp_path: Path) -> None:
     path.write_bytes(chair[:27] + bytes(range(256)) * 16)
     with pytest.raises(SealportError):
         check_file(path, "fbx")
+
+
+def test_fuzz_3mf_patched_data_flag_is_refused(tmp_path: Path) -> None:
+    path = _copy(CORPUS / "3mf" / "regress-patched-data-flag", tmp_path, "a.3mf")
+    with pytest.raises(UnsafeAsset, match="corrupt"):
+        check_3mf(path, max_bytes=BIG)

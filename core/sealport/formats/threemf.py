@@ -228,13 +228,15 @@ def _open_model(path: Path, max_bytes: int, collect: bool) -> _Model:
         zipfile.BadZipFile,
         zlib.error,
         LookupError,
+        NotImplementedError,
         ValueError,
         EOFError,
         OSError,
     ) as exc:
         # xml.etree.ElementTree.ParseError is a SyntaxError; a bad CRC is BadZipFile.
         # Found by tests/fuzz/fuzz_3mf.py: a corrupt deflate stream raises zlib.error,
-        # an XML declaration naming an unknown encoding raises LookupError.
+        # an XML declaration naming an unknown encoding raises LookupError, a local header
+        # flagging "compressed patched data" (bit 5) raises NotImplementedError.
         raise refuse(path, FMT, "its XML or zip data is corrupt", repr(exc)[:1000]) from exc
 
 
