@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT / "core"))
 from sealport.watermark import embed, extract, verify  # noqa: E402
 from sealport.watermark.codec import encode_bits  # noqa: E402
 from sealport.watermark.geometry import weld  # noqa: E402
+from sealport.watermark.informed import correspond, informed_verify  # noqa: E402
 from sealport.watermark.mark import _read  # noqa: E402
 
 from tests.watermark.meshgen import blob, bumpy_torus, unweld  # noqa: E402
@@ -170,7 +171,7 @@ ATTACKS: list[tuple[str, Attack]] = [
     *[(f"smooth {s}", a_smooth(s)) for s in (5, 10, 30, 50)],
     *[(f"quant {b} bit", a_quant(b)) for b in (11, 10, 9, 8, 7)],
     *[(f"simplify keep {int(k * 100)}%", a_simplify(k)) for k in (0.9, 0.7, 0.5, 0.3)],
-    *[(f"crop {int(c * 100)}%", a_crop(c)) for c in (0.05, 0.1)],
+    *[(f"crop {int(c * 100)}%", a_crop(c)) for c in (0.05, 0.1, 0.3)],
 ]
 
 
@@ -212,7 +213,7 @@ def run_attacks(meshes: dict[str, Mesh], trials: int) -> tuple[dict, dict]:
             marks.append((w, key, payload))
         dist[mname] = f"{hd * 100:.3f}% / {mr * 100:.4f}%"
         for aname, attack in ATTACKS:
-            found = verified = 0
+            found = verified = informed = 0
             ber = 0.0
             for w, key, payload in marks:
                 va, ta = attack(w, t, rng)
@@ -220,8 +221,12 @@ def run_attacks(meshes: dict[str, Mesh], trials: int) -> tuple[dict, dict]:
                 found += r.status == "found" and r.payload == payload
                 verified += verify(va, ta, key, payload).status == "verified"
                 ber += raw_ber(va, ta, key, payload)
+                informed += informed_verify(correspond(va, ta, v, t), key, payload).status == (
+                    "verified"
+                )
             table.setdefault(aname, {})[mname] = (
-                f"{found}/{trials} · {verified}/{trials} · {ber / trials:.3f}"
+                f"{found}/{trials} · {verified}/{trials} · {ber / trials:.3f} · "
+                f"**{informed}/{trials}**"
             )
         print(mname, "done", flush=True)
     return table, dist
@@ -241,24 +246,170 @@ def run_fpr(n: int) -> tuple[int, int, int, int]:
     return found, ver, small, n
 
 
-def run_speed() -> tuple[int, float, float]:
+def run_informed_fpr(n_meshes: int, keys_per_mesh: int) -> tuple[int, int]:
+    """Informed checks of unmarked meshes (lightly perturbed copies of themselves)
+    against random keys/payloads: (accepted, checks)."""
+    rng = np.random.default_rng(7)
+    acc = checks = 0
+    for i in range(n_meshes):
+        v, t = blob(4, seed=20_000 + i) if i % 2 else bumpy_torus(60, 45, seed=20_000 + i)
+        c = correspond(v + rng.normal(size=v.shape) * 1e-4 * diag(v), t, v, t)
+        for _ in range(keys_per_mesh):
+            checks += 1
+            acc += informed_verify(c, rng.bytes(32), rng.bytes(8)).status == "verified"
+    return acc, checks
+
+
+def run_speed() -> tuple[int, float, float, int]:
+    """Best of 3 (the machine is shared): (vertices, embed v/s, extract v/s, bit errors)."""
     v, t = bumpy_torus(1200, 1200, seed=1)
     key, payload = b"k" * 32, b"p" * 8
-    t0 = time.perf_counter()
-    w = embed(v, t, payload, key)
-    t1 = time.perf_counter()
-    r = extract(w, t, key)
-    t2 = time.perf_counter()
+    te = tx = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        w = embed(v, t, payload, key)
+        t1 = time.perf_counter()
+        r = extract(w, t, key)
+        t2 = time.perf_counter()
+        te, tx = min(te, t1 - t0), min(tx, t2 - t1)
     assert r.payload == payload
-    return len(v), len(v) / (t1 - t0), len(v) / (t2 - t1)
+    return len(v), len(v) / te, len(v) / tx, r.bit_errors_corrected
 
 
-def bpy_status() -> str:
+BIG_MAKE = """
+import sys
+sys.path[:0] = sys.argv[1:3]
+import numpy as np
+from sealport.watermark import embed
+from tests.watermark.meshgen import bumpy_torus
+v, t = bumpy_torus(3200, 3125, seed=3)  # 10,000,000 vertices, 20,000,000 triangles
+w = embed(v, t.astype(np.int32), b"p" * 8, b"k" * 32)
+np.save(sys.argv[3], w.astype(np.float32))
+np.save(sys.argv[4], t.astype(np.int32))
+"""
+
+BIG_READ = """
+import resource, sys, time
+sys.path[:0] = sys.argv[1:3]
+import numpy as np
+from sealport.watermark import extract
+v, t = np.load(sys.argv[3]), np.load(sys.argv[4])
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+t0 = time.perf_counter()
+r = extract(v, t, b"k" * 32)
+dt = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(len(v), len(t), dt, base, peak, r.status, int(r.payload == b"p" * 8))
+"""
+
+
+def run_big() -> str:
+    """Extract on a 10M-vertex float32 mesh (marked in another process): time, peak RSS."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vf, tf = str(Path(tmp) / "v.npy"), str(Path(tmp) / "t.npy")
+        paths = [str(ROOT), str(ROOT / "core"), vf, tf]
+        made = subprocess.run(
+            [sys.executable, "-c", BIG_MAKE, *paths], capture_output=True, text=True, check=False
+        )
+        if made.returncode != 0:
+            return f"10 M extract: embedding failed ({made.stderr.strip().splitlines()[-1:]})"
+        proc = subprocess.run(
+            [sys.executable, "-c", BIG_READ, *paths], capture_output=True, text=True, check=False
+        )
+    if proc.returncode != 0:
+        return f"10 M extract failed: {proc.stderr.strip().splitlines()[-1:]}"
+    nv, nt, dt, base, peak, status, ok = proc.stdout.split()
+    return (
+        f"Extract on {int(nv):,} float32 vertices / {int(nt):,} int32 triangles (one mesh): "
+        f"{float(dt):.1f} s ({int(nv) / float(dt) / 1e6:.2f} M vertices/s), {status}, payload "
+        f"{'exact' if ok == '1' else 'WRONG'}; peak RSS {int(peak) / 2**20:.2f} GiB, of which "
+        f"{int(base) / 2**20:.2f} GiB is Python + numpy + the input mesh before the call"
+    )
+
+
+BPY_CHILD = """
+import sys
+import bpy
+src, dst, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+bpy.ops.wm.read_factory_settings(use_empty=True)
+bpy.ops.wm.obj_import(filepath=src)
+obj = bpy.context.selected_objects[0]
+bpy.context.view_layer.objects.active = obj
+if mode == "remesh":
+    mod = obj.modifiers.new("remesh", "REMESH")
+    mod.mode = "VOXEL"
+    mod.voxel_size = float(sys.argv[4])
+    bpy.ops.object.modifier_apply(modifier=mod.name)
+ext = dst.rsplit(".", 1)[-1]
+if ext == "obj":
+    bpy.ops.wm.obj_export(filepath=dst, export_materials=False)
+elif ext == "fbx":
+    bpy.ops.export_scene.fbx(filepath=dst)
+elif ext == "glb":
+    bpy.ops.export_scene.gltf(filepath=dst, export_format="GLB")
+elif ext == "usdc":
+    bpy.ops.wm.usd_export(filepath=dst)
+elif ext == "stl":
+    bpy.ops.wm.stl_export(filepath=dst)
+"""
+
+
+def run_blender(meshes: dict[str, Mesh], trials: int) -> dict[str, str]:
+    """Export/re-import through real Blender (bpy, own process); remesh as the limit."""
+    import tempfile
+
+    import trimesh
+    from sealport.watermark import load_meshes
+
     try:
-        import bpy  # noqa: F401
-    except Exception as exc:  # ImportError or a broken bpy wheel
-        return f"not measured: bpy not importable ({type(exc).__name__})"
-    return "bpy importable but the Blender round trip is not implemented in this harness"
+        import importlib.util
+
+        if importlib.util.find_spec("bpy") is None:
+            return {"*": "not measured: bpy not installed"}
+    except ValueError:
+        return {"*": "not measured: bpy not importable"}
+    rng = np.random.default_rng(44)
+    rows: dict[str, dict[str, list[int]]] = {}
+    cases = [("obj", "export"), ("fbx", "export"), ("glb", "export"), ("usdc", "export")]
+    cases += [("stl", "export"), ("obj", "remesh")]
+    with tempfile.TemporaryDirectory() as tmp:
+        for mname, (v, t) in meshes.items():
+            for i in range(trials):
+                key, payload = rng.bytes(32), rng.bytes(8)
+                w = embed(v, t, payload, key)
+                src = Path(tmp) / f"{mname.replace(' ', '_')}_{i}.obj"
+                trimesh.Trimesh(w, t, process=False).export(src)
+                for ext, mode in cases:
+                    dst = Path(tmp) / f"out_{i}.{ext}"
+                    voxel = f"{diag(v) / 150:.6g}"
+                    proc = subprocess.run(
+                        [sys.executable, "-c", BPY_CHILD, str(src), str(dst), mode, voxel],
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
+                    label = "remesh (voxel, diag/150)" if mode == "remesh" else ext.upper()
+                    cell = rows.setdefault(label, {}).setdefault(mname, [0, 0, 0])
+                    cell[2] += 1
+                    if proc.returncode != 0 or not dst.exists():
+                        continue
+                    got = load_meshes(dst)
+                    if any(extract(gv, gt, key).payload == payload for gv, gt in got):
+                        cell[0] += 1
+                    if any(
+                        informed_verify(correspond(gv, gt, v, t), key, payload).status == "verified"
+                        for gv, gt in got
+                    ):
+                        cell[1] += 1
+            print("blender", mname, "done", flush=True)
+    out = {}
+    for label, per in rows.items():
+        out[label] = " | ".join(
+            f"{m}: blind {c[0]}/{c[2]} · informed {c[1]}/{c[2]}" for m, c in per.items()
+        )
+    return out
 
 
 def machine() -> str:
@@ -277,19 +428,22 @@ def machine() -> str:
     )
 
 
-def render(table, dist, meshes, trials, tri, fpr, speed, bpy) -> str:
+def render(table, dist, meshes, trials, tri, fpr, ifpr, speed, big, blender) -> str:
     names = list(meshes)
     sizes = ", ".join(f"{k} {len(weld(*m).points):,}" for k, m in meshes.items())
     lines = [
-        "**Status, honestly:** the benign targets hold (float32, reordering, triangulation, "
-        "rigid motion + uniform scaling, exporter vertex splits: 100 % detection, 0 bit "
-        "errors), and no false positive was seen. The robustness targets do **not** hold: "
-        "this blind tier is much weaker than Cho et al. under noise, smoothing, quantisation "
-        "and simplification, and fails under cropping, because it spends 160 bins on a 64-bit "
-        "payload + 32-bit tag + RS parity (robustness falls as bins^1.5) and its keyed "
-        "quantile bin edges move by about sqrt(N) ranks when vertices are added or removed. "
-        "Speed is below the 2 M vertices/s target. The informed (registration-based) trace "
-        "tier is not built.",
+        "**Status, honestly.** Blind tier (client check): the benign targets hold "
+        "(float32, reordering, triangulation, rigid motion + uniform scaling, exporter vertex "
+        "splits, Blender round trips: 100 % detection, 0 bit errors) and no false positive "
+        "was seen; under noise, smoothing, quantisation, simplification and cropping it is "
+        "still far weaker than Cho et al. (160 keyed quantile bins for 64 payload bits + "
+        "32-bit tag + RS parity; the redesign into fewer, wider bins on stable edges with a "
+        "known-payload detector is not done). Informed tier (`sealport trace --data`, server "
+        "has the original): registers the leak to the original and reads the mark on the "
+        "original's own bins; it identifies the delivery under cropping (5-30 %), "
+        "simplification to 70 %, quantisation to 8 bits and light noise/smoothing, where the "
+        "blind reader fails, but not under heavy noise (>= 0.3 %), >= 10 Laplacian steps or "
+        "simplification to <= 50 %. Remeshing removes the mark for both tiers.",
         "",
         f"Measured {dt.date.today().isoformat()} on {machine()}; "
         f"`python tests/bench/bench_watermark.py --write-docs`. Default strength alpha = 0.05, "
@@ -297,11 +451,12 @@ def render(table, dist, meshes, trials, tri, fpr, speed, bpy) -> str:
         "",
         f"Meshes (welded vertices): {sizes}.",
         "",
-        "Cell = blind decode exact / verify (decode or correlation) / mean raw code-bit error "
-        "rate (BER over the 160 code bits, before RS). Cho column: BER published for Cho et "
-        "al. in the MESHBEN benchmark (Venus, 64 bits, perceptual protocol; their noise is "
-        "relative to the mean vertex-centre distance, ours to the bbox diagonal, so ours is "
-        "the harsher).",
+        "Cell = blind decode exact / blind verify (decode or correlation) / mean raw code-bit "
+        "error rate of the blind reader (BER over the 160 code bits, before RS) / "
+        "**informed trace: delivery identified** (p <= 1e-9 against the right key and payload). "
+        "Cho column: BER published for Cho et al. in the MESHBEN benchmark (Venus, 64 bits, "
+        "perceptual protocol; their noise is relative to the mean vertex-centre distance, ours "
+        "to the bbox diagonal, so ours is the harsher).",
         "",
         "| attack | " + " | ".join(names) + " | Cho et al. BER |",
         "|---|" + "---|" * len(names) + "---|",
@@ -313,26 +468,51 @@ def render(table, dist, meshes, trials, tri, fpr, speed, bpy) -> str:
     lines += [
         f"| quads, embed on one diagonal, extract on the other (torus 15k) | "
         f"{tri[0]}/{tri[1]} exact, BER {tri[2]:.3f} |" + " |" * len(names),
-        f"| Blender export / re-import round trip | {bpy} |" + " |" * len(names),
-        f"| Blender remesh modifier | {bpy}; expected to destroy the mark (a remesh resamples "
-        "every vertex; FuncEvade-style attacks evade all histogram marks) |" + " |" * len(names),
+        "",
+        "Blender (real `bpy` "
+        + _bpy_version()
+        + ", own process): the marked mesh is written as OBJ, imported into Blender, exported "
+        "in each format and read back with `sealport.watermark.load_meshes` (cells: blind "
+        "decode exact / informed identified):",
+        "",
+    ]
+    for label, cell in blender.items():
+        lines.append(f"- {label}: {cell}")
+    lines += [
         "",
         "Distortion (upper bounds, same connectivity): max vertex displacement (bounds the "
         "Hausdorff distance) / RMS vertex displacement (MRMS), relative to the bbox diagonal: "
         + "; ".join(f"{k} {v}" for k, v in dist.items())
-        + ". MESHBEN reports MRMS 0.0080 % for Cho on Venus.",
+        + ". MESHBEN reports MRMS 0.0080 % for Cho on Venus. On the small, CAD-like demo "
+        "assets (lathed rings, boxes; ~2.2-2.5k vertices) embed has to raise the push of "
+        "lumpy bins and MRMS reaches 0.02-0.2 % (column, lamp, table the worst).",
         "",
-        f"False positives: {fpr[3]:,} unmarked procedural meshes (blobs 2.5k and tori 2.7k "
-        f"vertices), random keys and payloads: blind decode found {fpr[0]}, verify accepted "
-        f"{fpr[1]}, too_small {fpr[2]}. Analytical bound per check: blind decode <= 9 x 2^-32 "
-        "= 2.1e-9 (keyed 32-bit tag, at most 9 erasure-ladder decode attempts); verify adds "
-        "the correlation test at <= 1e-9, total <= 3.1e-9 (target 1e-6).",
+        f"False positives: blind, {fpr[3]:,} unmarked procedural meshes (blobs 2.5k and tori "
+        f"2.7k vertices), random keys and payloads: blind decode found {fpr[0]}, verify "
+        f"accepted {fpr[1]}, too_small {fpr[2]}. Analytical bound per check: blind decode <= "
+        "9 x 2^-32 = 2.1e-9 (keyed 32-bit tag, at most 9 erasure-ladder decode attempts); "
+        "verify adds the correlation test at <= 1e-9, total <= 3.1e-9 (target 1e-6). "
+        f"Informed: {ifpr[1]:,} checks (random keys/payloads against unmarked meshes, each "
+        f"registered to itself after 0.01 % noise) accepted {ifpr[0]}; analytic bound 1e-9 "
+        "per check (Hoeffding / binomial tail over the keyed, whitened bin signs, x2 for the "
+        "two tests), and `sealport trace` reports the union bound over all its checks.",
         "",
-        f"Speed (one core, bumpy torus {speed[0]:,} vertices, {2 * speed[0]:,} triangles): "
-        f"embed {speed[1] / 1e6:.2f} M vertices/s, extract {speed[2] / 1e6:.2f} M vertices/s "
-        "(target 2 M/s).",
+        f"Speed (one core, best of 3 on a shared 2-CPU machine; bumpy torus {speed[0]:,} "
+        f"vertices, {2 * speed[0]:,} triangles): embed {speed[1] / 1e6:.2f} M vertices/s, "
+        f"extract {speed[2] / 1e6:.2f} M vertices/s (target 2 M/s: not met; the floor is the "
+        "one 64-bit argsort for welding plus the triangle gathers of the area centre). "
+        f"{big}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _bpy_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("bpy")
+    except Exception:  # noqa: BLE001 - metadata may be missing
+        return "?"
 
 
 def write_docs(body: str) -> None:
@@ -364,8 +544,11 @@ def main() -> None:
     table, dist = run_attacks(meshes, trials)
     tri = triangulation_case(trials, np.random.default_rng(5))
     fpr = run_fpr(100 if args.quick else 1000)
+    ifpr = run_informed_fpr(20 if args.quick else 100, 10 if args.quick else 20)
     speed = run_speed()
-    body = render(table, dist, meshes, trials, tri, fpr, speed, bpy_status())
+    big = "10 M extract: skipped (--quick)" if args.quick else run_big()
+    blender = run_blender({k: meshes[k] for k in ("bunny", "fandisk")}, 1 if args.quick else 2)
+    body = render(table, dist, meshes, trials, tri, fpr, ifpr, speed, big, blender)
     print(body)
     if args.write_docs:
         write_docs(body)
