@@ -33,6 +33,7 @@ stronger quantisation far better than the blind reader (docs/BENCHMARKS.md,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 import time
@@ -219,7 +220,8 @@ def trace_file(
                     **base,
                 )
     tried = marked[: max(0, max_deliveries)]
-    found = _informed(path, meshes, tried, data_dir, secret)
+    informed_ok = importlib.util.find_spec("scipy") is not None
+    found = _informed(path, meshes, tried, data_dir, secret) if informed_ok else (None, 0)
     checks += found[1]
     if found[0] is not None:
         return TraceReport(
@@ -239,6 +241,11 @@ def trace_file(
         if left > 0
         else ""
     )
+    if not informed_ok:
+        note = (note + " " if note else "") + (
+            "The informed (registration) tier was skipped: scipy is not installed "
+            "(pip install 'sealport[trace]')."
+        )
     return TraceReport(
         "not_found",
         deliveries_checked=checked,
