@@ -157,6 +157,7 @@ def test_delivery_spike_revokes_sessions_alerts_and_client_shows_message(
     assert detail["sessions_revoked"] >= 2
     events = [e["event"] for e in srv.ledger.audit_events(user)]
     assert any(e.get("event") == "security_alert" for e in events)
+    srv.running.app.state.siem.catch_up()  # the export runs on a background thread
     siem = [
         json.loads(x) for x in (srv.data_dir / "siem" / "events.jsonl").read_text().splitlines()
     ]

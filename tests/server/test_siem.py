@@ -136,6 +136,7 @@ def test_syslog_to_a_real_collector(tmp_path: Path, kind: str) -> None:
     )
     try:
         _activity(srv)
+        srv.running.app.state.siem.catch_up()  # the export runs on a background thread
         file_lines = (srv.data_dir / "siem" / "events.syslog").read_text().splitlines()
         got = collector.wait_for(lambda ls: len(ls) >= len(file_lines))
     finally:
@@ -158,6 +159,7 @@ def test_jsonl_and_syslog_files_carry_the_same_chain(tmp_path: Path) -> None:
     srv = start_sealport_server(tmp_path / "data")
     try:
         _activity(srv)
+        srv.running.app.state.siem.catch_up()
         d = srv.data_dir / "siem"
         jsonl = [json.loads(x) for x in (d / "events.jsonl").read_text().splitlines()]
         syslog = [_parse(x)["record"] for x in (d / "events.syslog").read_text().splitlines()]

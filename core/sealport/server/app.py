@@ -203,8 +203,9 @@ def create_app(
     siem = app.state.siem = SiemExporter(
         ledger, data_dir, files=settings.siem_files, target=settings.siem_syslog_target
     )
-    ledger.audit_listeners.append(siem.catch_up)
     siem.catch_up()
+    siem.start()
+    ledger.audit_listeners.append(siem.notify)
 
     @app.exception_handler(Refusal)
     def _refusal(request: Request, exc: Refusal) -> JSONResponse:
@@ -519,6 +520,7 @@ class BackgroundServer(RunningServer):
 
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)
+        self.app.state.siem.close()  # drain the SIEM export before the ledger closes
         self.ledger.close()
 
 

@@ -8,7 +8,10 @@ output files *and* compares every record with the ledger row it came from.
 So editing, deleting, reordering or cutting off records, in the export or in
 the ledger database, is reported (``sealport admin verify-ledger``).
 
-Outputs, written in lock step after every committed ledger event:
+Outputs, written in lock step by a background thread woken after every
+committed ledger event (so a slow disk or collector never delays a download;
+:meth:`SiemExporter.catch_up` exports synchronously, e.g. before reading the
+files, and :meth:`SiemExporter.close` drains before the ledger closes):
 
 - ``DATA/siem/events.jsonl``: one canonical JSON record per line;
 - ``DATA/siem/events.syslog``: the same record as an RFC 5424 line (facility
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -42,6 +46,7 @@ SEV_INFO, SEV_CRITICAL = 6, 2
 SD_ID = "sealport@32473"
 APP_NAME = "sealport"
 ALERT_EVENT = "security_alert"
+log = logging.getLogger("sealport.siem")
 
 _SYSLOG = re.compile(
     r"^<(?P<pri>\d{1,3})>1 (?P<ts>\S+) (?P<host>\S+) (?P<app>\S+) (?P<proc>\S+) (?P<msgid>\S+) "
@@ -137,8 +142,35 @@ class SiemExporter:
         self.files = files
         self.sender = SyslogSender(target) if target else None
         self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.failures = 0
         if files:
             ensure_private_dir(self.dir)
+
+    def start(self) -> None:
+        """Export in the background from now on (see :meth:`notify`)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="siem-export", daemon=True)
+            self._thread.start()
+
+    def notify(self) -> None:
+        """Ledger listener: new events are waiting (cheap; the thread does the work)."""
+        if self._thread is None:
+            self.catch_up()
+        else:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.wait()
+            self._wake.clear()
+            try:
+                self.catch_up()
+            except Exception:  # keep exporting later events; the chain resumes from the head
+                self.failures += 1
+                log.exception("SIEM export failed; will retry on the next event")
 
     @property
     def jsonl_path(self) -> Path:
@@ -192,8 +224,17 @@ class SiemExporter:
             return len(rows)
 
     def close(self) -> None:
-        if self.sender is not None:
-            self.sender.close()
+        """Stop the thread after a final export (call before the ledger closes)."""
+        if self._thread is not None:
+            self._stopping = True
+            self._wake.set()
+            self._thread.join(10)
+            self._thread = None
+        try:
+            self.catch_up()
+        finally:
+            if self.sender is not None:
+                self.sender.close()
 
 
 def _append(path: Path, lines: list[str]) -> None:
