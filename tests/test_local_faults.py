@@ -89,6 +89,12 @@ def _client(rig: dict[str, Any], home: Path, extra_toml: str = "") -> Any:
     return client_behind(rig["server"], home, timeout=10, extra_toml=extra_toml)
 
 
+@pytest.fixture(scope="module")
+def shared(rig: dict[str, Any]) -> Any:
+    """One signed-in client for the disk tests (each test mounts over its folders)."""
+    return _client(rig, rig["base"] / "ws-shared")
+
+
 def assert_failed_clean(client: Any, out: Path, code: str) -> None:
     left = [p for p in out.rglob("*")] if out.exists() else []
     assert left == [], f"left behind in the output folder: {left}"
@@ -100,8 +106,8 @@ def assert_failed_clean(client: Any, out: Path, code: str) -> None:
 
 
 # --- disk full / unwritable ----------------------------------------------------------------
-def test_cache_disk_full(rig: dict[str, Any], tmp_path: Path) -> None:
-    client = _client(rig, tmp_path / "ws")
+def test_cache_disk_full(rig: dict[str, Any], shared: Any, tmp_path: Path) -> None:
+    client = shared
     out = tmp_path / "out"
     with small_fs(client.config.cache_dir), pytest.raises(LocalIOError) as err:
         client.secure_import(rig["asset_id"], out)
@@ -109,8 +115,8 @@ def test_cache_disk_full(rig: dict[str, Any], tmp_path: Path) -> None:
     assert_failed_clean(client, out, "local_io")
 
 
-def test_output_disk_full(rig: dict[str, Any], tmp_path: Path) -> None:
-    client = _client(rig, tmp_path / "ws")
+def test_output_disk_full(rig: dict[str, Any], shared: Any, tmp_path: Path) -> None:
+    client = shared
     out = tmp_path / "out"
     with small_fs(out), pytest.raises(LocalIOError) as err:
         client.secure_import(rig["asset_id"], out)
@@ -120,9 +126,9 @@ def test_output_disk_full(rig: dict[str, Any], tmp_path: Path) -> None:
     assert_failed_clean(client, out, "local_io")
 
 
-def test_cache_read_only(rig: dict[str, Any], tmp_path: Path) -> None:
-    client = _client(rig, tmp_path / "ws")
-    (client.config.cache_dir / "deliveries").mkdir(parents=True)
+def test_cache_read_only(rig: dict[str, Any], shared: Any, tmp_path: Path) -> None:
+    client = shared
+    (client.config.cache_dir / "deliveries").mkdir(parents=True, exist_ok=True)
     out = tmp_path / "out"
     with read_only(client.config.cache_dir), pytest.raises(LocalIOError) as err:
         client.secure_import(rig["asset_id"], out)
@@ -130,8 +136,8 @@ def test_cache_read_only(rig: dict[str, Any], tmp_path: Path) -> None:
     assert_failed_clean(client, out, "local_io")
 
 
-def test_output_read_only(rig: dict[str, Any], tmp_path: Path) -> None:
-    client = _client(rig, tmp_path / "ws")
+def test_output_read_only(rig: dict[str, Any], shared: Any, tmp_path: Path) -> None:
+    client = shared
     out = tmp_path / "out"
     with read_only(out), pytest.raises(LocalIOError) as err:
         client.secure_import(rig["asset_id"], out)
@@ -150,10 +156,12 @@ def test_cache_folder_under_a_regular_file(rig: dict[str, Any], tmp_path: Path) 
     assert_failed_clean(client, out, "local_io")
 
 
-def test_output_folder_under_a_regular_file(rig: dict[str, Any], tmp_path: Path) -> None:
+def test_output_folder_under_a_regular_file(
+    rig: dict[str, Any], shared: Any, tmp_path: Path
+) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where a folder should be\n")
-    client = _client(rig, tmp_path / "ws")
+    client = shared
     with pytest.raises(LocalIOError) as err:
         client.secure_import(rig["asset_id"], blocker / "out")
     assert str(blocker / "out") in err.value.message

@@ -31,8 +31,8 @@ from .harness import (
 from .proxy import Fault, FaultProxy, random_plan
 
 TRIANGLES = 40_000  # 2,000,084 bytes
-IMPORTS_PER_MODE = 4
-TIMEOUT = 1.5  # client's server.timeout: a stall longer than this must be survived
+IMPORTS_PER_MODE = 3
+TIMEOUT = 1.0  # client's server.timeout: a stall longer than this must be survived
 
 
 @pytest.fixture(scope="module")
