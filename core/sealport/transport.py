@@ -107,17 +107,18 @@ class _RefuseHTTP(HTTPAdapter):
         )
 
 
-# OpenSSL's words for a TLS record that failed its integrity check or a stream cut
-# mid-record: damage after the handshake, not a certificate or version problem.
-_DAMAGED_IN_TRANSIT = (
-    "bad_record_mac",
-    "bad record mac",
-    "decryption_failed",
-    "decryption failed",
-    "eof occurred in violation of protocol",
-    "unexpected_eof",
-    "unexpected eof",
-)
+# OpenSSL's words for a TLS record that failed its integrity check, and for a stream
+# cut mid-record. An EOF while *connecting* (urllib3: "Max retries exceeded") is what a
+# server that refuses TLS 1.3 looks like, so EOF counts as damage only on an open stream.
+_DAMAGED_IN_TRANSIT = ("bad_record_mac", "bad record mac", "decryption_failed")
+_CUT_IN_TRANSIT = ("eof occurred in violation of protocol", "unexpected_eof", "unexpected eof")
+
+
+def _damaged_in_transit(text: str) -> bool:
+    low = text.lower()
+    if any(mark in low for mark in _DAMAGED_IN_TRANSIT):
+        return True
+    return "max retries exceeded" not in low and any(mark in low for mark in _CUT_IN_TRANSIT)
 
 
 def describe_request_error(exc: requests.RequestException, url: str) -> TransportError:
@@ -129,7 +130,7 @@ def describe_request_error(exc: requests.RequestException, url: str) -> Transpor
                 "The server's certificate does not match the pinned one, so Sealport refused "
                 "to connect. This can mean interception; tell your pipeline TD."
             )
-        elif any(mark in text.lower() for mark in _DAMAGED_IN_TRANSIT):
+        elif _damaged_in_transit(text):
             msg = (
                 "The secure connection to the studio server was damaged or cut off in "
                 "transit, so Sealport stopped; nothing was imported. Try again; if it keeps "

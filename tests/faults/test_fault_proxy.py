@@ -156,6 +156,13 @@ def test_damage_in_transit_is_not_called_a_certificate_problem() -> None:
         err = describe_request_error(requests.exceptions.SSLError(text), "https://x/")
         assert err.code == "tls" and "damaged or cut off in transit" in err.message
         assert "certificate" not in err.message and "TLS 1.3" not in err.message
+    # The same EOF while connecting is a server that refuses TLS 1.3 (test_client_session).
+    during_connect = requests.exceptions.SSLError(
+        "HTTPSConnectionPool(host='127.0.0.1', port=1): Max retries exceeded with url: / "
+        "(Caused by SSLError(SSLEOFError(8, '[SSL: UNEXPECTED_EOF_WHILE_READING] EOF "
+        "occurred in violation of protocol (_ssl.c:1006)')))"
+    )
+    assert "TLS 1.3" in describe_request_error(during_connect, "https://x/").message
 
 
 def test_pass_through_completes_without_resume(rig: dict[str, Any], tmp_path: Path) -> None:
