@@ -55,8 +55,6 @@ CROP_FACTOR = 4.0
 """Original vertices farther than this x median correspondence distance are 'missing'."""
 MIN_INFORMED_BIN = 3
 """A bin needs this many corresponding vertices to vote."""
-NEIGHBOURS = 1
-"""Leaked vertices averaged per original point (point-to-plane offsets)."""
 _ICP_POINTS = 4000
 _ICP_STEPS = 40
 
@@ -227,6 +225,54 @@ def register(leak: Welded, original: Welded) -> tuple[np.ndarray, float]:
     return s * leak.points @ rot.T + t, rms
 
 
+_MAX_VALENCE = 12
+"""Triangles around the nearest leaked vertex tested as the closest face."""
+
+
+def _surface_offsets(
+    pts: np.ndarray, leak: Welded, nearest: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Signed offset of each point to the leaked surface, and that face's normal.
+
+    Among the triangles around the nearest leaked vertex, the one whose plane
+    projection of the point lies most inside it (barycentric test) is the closest
+    face; the offset is the point-to-plane distance to it. Why not the nearest
+    vertex's plane: after simplification that vertex sits a tangential step away
+    and its plane carries the curvature and the mark of another place.
+    """
+    p, t = leak.points, leak.tris
+    order = np.argsort(t.ravel(), kind="stable")
+    owner = t.ravel()[order]
+    start = np.searchsorted(owner, np.arange(len(p)))
+    count = np.searchsorted(owner, np.arange(len(p)), side="right") - start
+    slot = np.arange(_MAX_VALENCE)
+    cnt = count[nearest]
+    idx = start[nearest][:, None] + np.minimum(slot[None, :], np.maximum(cnt - 1, 0)[:, None])
+    faces = order[np.clip(idx, 0, len(order) - 1)] // 3  # (m, V)
+    a, b, c = p[t[faces, 0]], p[t[faces, 1]], p[t[faces, 2]]  # (m, V, 3)
+    e1, e2 = b - a, c - a
+    nrm = np.cross(e1, e2)
+    nn = np.linalg.norm(nrm, axis=2, keepdims=True)
+    nrm = nrm / np.where(nn > 0, nn, 1.0)
+    q = pts[:, None, :] - a
+    d00 = np.einsum("mvc,mvc->mv", e1, e1)
+    d01 = np.einsum("mvc,mvc->mv", e1, e2)
+    d11 = np.einsum("mvc,mvc->mv", e2, e2)
+    d20 = np.einsum("mvc,mvc->mv", q, e1)
+    d21 = np.einsum("mvc,mvc->mv", q, e2)
+    den = d00 * d11 - d01 * d01
+    den = np.where(np.abs(den) > 0, den, 1.0)
+    bv = (d11 * d20 - d01 * d21) / den
+    bw = (d00 * d21 - d01 * d20) / den
+    inside = np.minimum(np.minimum(bv, bw), 1.0 - bv - bw)  # >= 0 inside the triangle
+    inside = np.where((nn[..., 0] > 0) & (slot[None, :] < cnt[:, None]), inside, -np.inf)
+    best = np.argmax(inside, axis=1)
+    rows = np.arange(len(pts))
+    n = nrm[rows, best]
+    d = -np.einsum("ij,ij->i", q[rows, best], n)  # leaked surface minus point, along n
+    return d, n
+
+
 def correspond(
     leak_vertices: np.ndarray,
     leak_faces: np.ndarray,
@@ -244,21 +290,16 @@ def correspond(
         return Correspondence(orig, z, z.copy(), np.zeros(m, bool), 1.0, 0.0)
     aligned, rms = register(leak, orig)
     al = Welded(aligned, leak.inverse, leak.tris, leak.used)
-    normals = _vertex_normals(al)
     used_l = np.flatnonzero(leak.used)
     tree = cKDTree(aligned[used_l])
-    k = min(NEIGHBOURS, len(used_l))
-    dist, j = tree.query(orig.points, k=k)
-    dist, j = dist.reshape(m, k), used_l[j.reshape(m, k)]
+    dist, j = tree.query(orig.points)
+    j = used_l[j]
     centre = area_centre(orig.points, orig.tris)
     u = orig.points - centre
     u /= np.maximum(np.linalg.norm(u, axis=1), 1e-300)[:, None]
-    nj = normals[j]  # (m, k, 3)
-    # Mean point-to-plane offset over the k nearest leaked vertices: averages the
-    # attacker's per-vertex noise while the mark (smooth within a bin) stays.
-    d = np.einsum("mkc,mkc->m", aligned[j] - orig.points[:, None, :], nj) / k
-    n_mean = nj.mean(axis=1)
-    un = np.einsum("ij,ij->i", u, n_mean)
+    d, n = _surface_offsets(orig.points, al, j)
+    un = np.einsum("ij,ij->i", u, n)
+    dist = dist[:, None]
     d0 = dist[:, 0]
     med = float(np.median(d0[orig.used])) if orig.used.any() else 0.0
     lt = leak.tris
