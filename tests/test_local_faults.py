@@ -120,7 +120,6 @@ def test_output_disk_full(rig: dict[str, Any], shared: Any, tmp_path: Path) -> N
     out = tmp_path / "out"
     with small_fs(out), pytest.raises(LocalIOError) as err:
         client.secure_import(rig["asset_id"], out)
-        # (inside the mount: the check below must see the tmpfs, not the folder under it)
     assert "disk is full" in err.value.message.lower()
     assert str(out) in err.value.message
     assert_failed_clean(client, out, "local_io")
