@@ -587,3 +587,10 @@ def test_fuzz_3mf_patched_data_flag_is_refused(tmp_path: Path) -> None:
     path = _copy(CORPUS / "3mf" / "regress-patched-data-flag", tmp_path, "a.3mf")
     with pytest.raises(UnsafeAsset, match="corrupt"):
         check_3mf(path, max_bytes=BIG)
+
+
+@pytest.mark.qt_no_exception_capture  # pxr prints a converter TypeError via sys.excepthook
+def test_fuzz_usd_corrupt_value_while_listing_asset_paths_is_refused(tmp_path: Path) -> None:
+    path = _copy(CORPUS / "usd" / "regress-corrupt-value-asset-paths", tmp_path, "a.usd")
+    with pytest.raises(UnsafeAsset, match="corrupt"):
+        check_usd(path, max_bytes=BIG)

@@ -103,6 +103,16 @@ def layer_asset_paths(layer: Any) -> list[str]:
     return [p for p in dict.fromkeys(found) if p.strip()]
 
 
+def _checked_asset_paths(layer: Any, path: Path, fmt: str) -> list[str]:
+    """:func:`layer_asset_paths`, with a corrupt usdc value (read while visiting) refused."""
+    from pxr import Tf
+
+    try:
+        return layer_asset_paths(layer)
+    except (Tf.ErrorException, TypeError) as exc:  # found by tests/fuzz/fuzz_usd.py
+        raise refuse(path, fmt, "its USD data is corrupt", _error_text(exc)) from exc
+
+
 def _count_stage(identifier: str, path: Path, fmt: str) -> tuple[dict[str, int | str], list[str]]:
     from pxr import Tf, Usd, UsdGeom
 
@@ -149,7 +159,7 @@ def check_usd(path: Path, *, max_bytes: int) -> FormatReport:
     size = path.stat().st_size
     with _staged(path, ".usd") as staged:
         layer = _open_layer(str(staged), path, fmt)
-        for asset_path in layer_asset_paths(layer):
+        for asset_path in _checked_asset_paths(layer, path, fmt):
             why = reference_problem(asset_path) or (
                 "a USD delivery must be self-contained and may not load other files"
             )
@@ -278,7 +288,7 @@ def check_usdz(path: Path, *, max_bytes: int) -> FormatReport:
     with _staged(path, ".usdz") as staged:
         for member in layer_members:
             layer = _open_layer(Ar.JoinPackageRelativePath([str(staged), member]), path, fmt)
-            for asset_path in layer_asset_paths(layer):
+            for asset_path in _checked_asset_paths(layer, path, fmt):
                 _package_target(member, asset_path, names, path, fmt)
             del layer
         summary, stage_warnings = _count_stage(str(staged), path, fmt)
