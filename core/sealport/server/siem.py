@@ -144,6 +144,7 @@ class SiemExporter:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = False
+        self._closed = False
         self._thread: threading.Thread | None = None
         self.failures = 0
         if files:
@@ -224,7 +225,10 @@ class SiemExporter:
             return len(rows)
 
     def close(self) -> None:
-        """Stop the thread after a final export (call before the ledger closes)."""
+        """Stop the thread after a final export (call before the ledger closes); idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if self._thread is not None:
             self._stopping = True
             self._wake.set()
