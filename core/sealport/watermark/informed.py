@@ -225,6 +225,8 @@ def register(leak: Welded, original: Welded) -> tuple[np.ndarray, float]:
     return s * leak.points @ rot.T + t, rms
 
 
+SAME_VERTEX = 0.25
+"""Nearest leaked vertex closer than this x the median edge: the original survived."""
 _MAX_VALENCE = 12
 """Triangles around the nearest leaked vertex tested as the closest face."""
 
@@ -298,12 +300,19 @@ def correspond(
     u = orig.points - centre
     u /= np.maximum(np.linalg.norm(u, axis=1), 1e-300)[:, None]
     d, n = _surface_offsets(orig.points, al, j)
+    # Where the original vertex itself survived (nearest leaked vertex far closer
+    # than an edge: noise, smoothing, quantisation, cropping), its own offset along
+    # its normal is the sharper reading; the closest face serves simplified leaks.
+    lt = leak.tris
+    edge = float(np.median(np.linalg.norm(aligned[lt[:, 0]] - aligned[lt[:, 1]], axis=1)))
+    same = dist < SAME_VERTEX * edge
+    vn = _vertex_normals(al)[j]
+    d = np.where(same, np.einsum("ij,ij->i", aligned[j] - orig.points, vn), d)
+    n = np.where(same[:, None], vn, n)
     un = np.einsum("ij,ij->i", u, n)
     dist = dist[:, None]
     d0 = dist[:, 0]
     med = float(np.median(d0[orig.used])) if orig.used.any() else 0.0
-    lt = leak.tris
-    edge = float(np.median(np.linalg.norm(aligned[lt[:, 0]] - aligned[lt[:, 1]], axis=1)))
     valid = orig.used & (d0 <= max(CROP_FACTOR * med, edge) + 1e-12)
     y = np.where(valid, d * un, 0.0)
     a = np.where(valid, un * un, 0.0)
