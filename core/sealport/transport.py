@@ -76,7 +76,9 @@ def _retry_policy() -> Retry:
         status_forcelist=(502, 503, 504),
         allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"}),
         raise_on_status=False,
-        respect_retry_after_header=True,
+        # A server's Retry-After can be minutes (rate limits): never sleep on it
+        # inside a DCC; a 429 goes back to the artist as a typed error instead.
+        respect_retry_after_header=False,
     )
 
 
