@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -54,6 +54,7 @@ class Result:
     log: str
 
     native_crash: Path | None = None
+    native_crashes: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -63,6 +64,34 @@ class Result:
 def run_target(
     target: str, seconds: int, work: Path, *, rss_mb: int = 1024, timeout: int = 20
 ) -> Result:
+    """Fuzz ``target`` for ``seconds``; a contained native crash restarts it (same corpus)."""
+    r = _run_once(target, seconds, work, rss_mb, timeout)
+    crashes = [r.native_crash] if r.native_crash else []
+    while r.native_crash is not None and (left := seconds - int(r.seconds)) > 2:
+        more = _run_once(target, left, work, rss_mb, timeout)
+        r = Result(
+            target,
+            more.returncode,
+            r.runs + more.runs,
+            more.cov,
+            more.ft,
+            more.corpus_units,
+            more.corpus_size,
+            r.seconds + more.seconds,
+            r.log + more.log,
+            more.native_crash,
+        )
+        if more.native_crash:
+            crashes.append(more.native_crash)
+    r.native_crashes = crashes
+    if crashes and r.returncode < 0 and r.native_crash is None:
+        return r  # the last run ended some other way: a finding
+    if crashes and r.native_crash is None and r.returncode == 0:
+        r.native_crash = crashes[-1]  # finished cleanly after restarts: still report them
+    return r
+
+
+def _run_once(target: str, seconds: int, work: Path, rss_mb: int, timeout: int) -> Result:
     out_corpus = work / target / "corpus"
     out_corpus.mkdir(parents=True, exist_ok=True)
     seeds = CORPUS / target
@@ -97,7 +126,7 @@ def run_target(
     marker = NATIVE_CONTAINED.get(target)
     python_finding = "Uncaught Python exception" in log or "Traceback" in log
     if marker and proc.returncode < 0 and marker in log and not python_finding:
-        native = work / target / f"native-crash-{int(time.time())}"
+        native = work / target / f"native-crash-{time.time_ns()}"
         shutil.copytree(scratch, native, ignore=shutil.ignore_patterns(".sealport-*"))
     shutil.rmtree(scratch, ignore_errors=True)
     return Result(target, proc.returncode, runs, cov, ft, units, size, elapsed, log, native)
@@ -118,7 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         rate = r.runs / max(r.seconds, 1e-9)
         status = "ok" if r.ok else f"FINDING (exit {r.returncode})"
         if r.native_crash is not None:
-            status = f"ok (native crash contained by isolation, input in {r.native_crash})"
+            status = (
+                f"ok ({len(r.native_crashes)} native crash(es) contained by isolation, "
+                f"inputs in {work / t}/native-crash-*)"
+            )
         print(
             f"{t:10} {r.runs:>9} {rate:>7.0f} {r.cov:>6} {r.ft:>6} "
             f"{r.corpus_units:>5}/{r.corpus_size:>6}  {status}",
