@@ -594,3 +594,24 @@ def test_fuzz_usd_corrupt_value_while_listing_asset_paths_is_refused(tmp_path: P
     path = _copy(CORPUS / "usd" / "regress-corrupt-value-asset-paths", tmp_path, "a.usd")
     with pytest.raises(UnsafeAsset, match="corrupt"):
         check_usd(path, max_bytes=BIG)
+
+
+def test_fuzz_usd_memory_hog_is_refused_by_the_capped_child(tmp_path: Path) -> None:
+    """An 8 KB usdc that made usd-core allocate > 1.7 GB: the child's heap cap refuses it.
+
+    Measured as the peak RSS of the checking child (RUSAGE_CHILDREN of a fresh
+    interpreter that runs ``check_file``), bounded well below what it took uncapped.
+    """
+    path = _copy(FUZZ / "regress_native" / "pxr-oom.usd", tmp_path, "a.usd")
+    code = (
+        "import json, resource\nfrom pathlib import Path\nfrom sealport.formats import check_file\n"
+        "from sealport.errors import UnsafeAsset\n"
+        f"try:\n    check_file(Path({str(path)!r}), 'usd'); err = None\n"
+        "except UnsafeAsset as exc:\n    err = 'UnsafeAsset'\n"
+        "kid = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "print(json.dumps({'error': err, 'child_mb': kid}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["error"] == "UnsafeAsset", out
+    assert out["child_mb"] < 1024, out

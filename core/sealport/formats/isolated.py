@@ -68,9 +68,31 @@ def check_in_child(path: Path, fmt: str, max_bytes: int) -> FormatReport:
     return FormatReport(r["format"], r["size"], r["summary"], tuple(r["warnings"]))
 
 
+CHILD_MEMORY_MIN = 2 * 1024**3
+CHILD_MEMORY_PER_BYTE = 8
+"""Heap budget of the child (RLIMIT_DATA): 8 x the file size, at least 2 GiB. An 8 KB
+usdc found by tests/fuzz/fuzz_usd.py made usd-core allocate > 1.7 GB; capped, the
+allocation fails inside pxr and the file is refused (tests/fuzz/regress_native/pxr-oom.usd).
+File-backed read-only maps (pxr/numpy memory-map the asset) do not count against it."""
+
+
+def _limit_memory(path: str) -> None:
+    """Cap the child's heap so a hostile file cannot exhaust the workstation's memory."""
+    try:
+        import resource
+    except ImportError:  # Windows: no rlimits; the size cap (max_bytes) still applies
+        return
+    budget = max(CHILD_MEMORY_MIN, CHILD_MEMORY_PER_BYTE * os.path.getsize(path))
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    if hard != resource.RLIM_INFINITY:
+        budget = min(budget, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (budget, hard))
+
+
 def _child(fmt: str, path: str, max_bytes: str) -> None:
     from . import _checker
 
+    _limit_memory(path)
     try:
         rep = _checker(fmt)(Path(path), max_bytes=int(max_bytes))
         out = {
@@ -83,6 +105,9 @@ def _child(fmt: str, path: str, max_bytes: str) -> None:
         }
     except UnsafeAsset as exc:
         out = {"refused": {"message": exc.message, "detail": exc.detail}}
+    except MemoryError:
+        err = refuse(path, fmt, "it needs more memory than a safe check allows")
+        out = {"refused": {"message": err.message, "detail": err.detail}}
     print(json.dumps(out), flush=True)
 
 
