@@ -2,7 +2,7 @@
 
 Each target (``tests/fuzz/fuzz_<name>.py``) first replays its committed seed
 corpus (``tests/fuzz/corpus/<name>/``, including the ``regress-*`` inputs of
-fixed findings), then mutates for ``SEALPORT_FUZZ_SECONDS`` (default 3) with
+fixed findings), then mutates for ``SEALPORT_FUZZ_SECONDS`` (default 2) with
 a 1 GiB RSS limit and a 20 s per-input timeout. A crash, a non-typed
 exception, a hang or an out-of-memory makes libFuzzer exit non-zero and the
 test fail with the tail of the log. The test also fails if the target did not
@@ -23,7 +23,7 @@ sys.path.insert(0, str(FUZZ))
 
 import run_all  # noqa: E402
 
-SECONDS = int(os.environ.get("SEALPORT_FUZZ_SECONDS", "3"))
+SECONDS = int(os.environ.get("SEALPORT_FUZZ_SECONDS", "2"))
 
 
 def test_every_target_has_a_seed_corpus() -> None:
