@@ -21,7 +21,7 @@ from .errors import (
     SessionRevoked,
     TransportError,
 )
-from .transport import describe_request_error
+from .transport import describe_request_error, read_bounded
 
 MAX_JSON_BYTES = 4 * 1024 * 1024
 
@@ -77,14 +77,7 @@ def raise_for_response(resp: requests.Response) -> None:
 
 def read_json(resp: requests.Response, limit: int = MAX_JSON_BYTES) -> Any:
     """Read a JSON body of at most ``limit`` bytes."""
-    data = b""
-    for block in resp.iter_content(64 * 1024):
-        data += block
-        if len(data) > limit:
-            raise TransportError(
-                "The studio server sent an oversized reply; nothing was imported.",
-                detail=f"{resp.url}: body exceeds {limit} bytes",
-            )
+    data = read_bounded(resp, limit, "The studio server")
     try:
         return json.loads(data)
     except ValueError as exc:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import requests
 
 from .errors import AuthError, TransportError
-from .transport import describe_request_error
+from .transport import describe_request_error, read_bounded
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 MAX_REPLY_BYTES = 1024 * 1024
@@ -74,14 +74,7 @@ def network_error(exc: requests.RequestException, url: str) -> TransportError:
 
 def read_json_reply(resp: requests.Response, limit: int = MAX_REPLY_BYTES) -> Any:
     """The JSON body of ``resp`` (at most ``limit`` bytes), or None if it is not JSON."""
-    data = b""
-    for block in resp.iter_content(64 * 1024):
-        data += block
-        if len(data) > limit:
-            raise TransportError(
-                "Your studio's sign-in service sent an oversized reply; tell your TD.",
-                detail=f"{resp.url}: body exceeds {limit} bytes",
-            )
+    data = read_bounded(resp, limit, "Your studio's sign-in service")
     try:
         return json.loads(data)
     except ValueError:

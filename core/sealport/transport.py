@@ -123,6 +123,21 @@ def _damaged_in_transit(text: str) -> bool:
     return "max retries exceeded" not in low and any(mark in low for mark in _CUT_IN_TRANSIT)
 
 
+def read_bounded(resp: requests.Response, limit: int, service: str) -> bytes:
+    """The body of ``resp``, refusing more than ``limit`` bytes (endless-data defence)."""
+    parts: list[bytes] = []
+    size = 0
+    for block in resp.iter_content(64 * 1024):
+        size += len(block)
+        if size > limit:
+            raise TransportError(
+                f"{service} sent an oversized reply; nothing was changed. Tell your TD.",
+                detail=f"{resp.url}: body exceeds {limit} bytes",
+            )
+        parts.append(block)
+    return b"".join(parts)
+
+
 def describe_request_error(exc: requests.RequestException, url: str) -> TransportError:
     """Turn a requests failure into an artist-facing error."""
     if isinstance(exc, requests.exceptions.SSLError):
