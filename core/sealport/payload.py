@@ -53,19 +53,39 @@ class _WriteFailed(Exception):
 
 
 class _Sink:
-    """Unbuffered writer on the temp file descriptor; tags its OSErrors."""
+    """Unbuffered writer on the temp file descriptor; tags its OSErrors.
+
+    Chunks are gathered and written with one ``writev`` per ~1 MiB (16 age
+    chunks): a sixteenth of the system calls, and no copying to join them.
+    ``flush`` must be called once decryption has finished.
+    """
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
+        self._pending: list[bytes] = []
+        self._writev = getattr(os, "writev", None)
 
     def write(self, data: bytes) -> int:
-        view = memoryview(data)
+        self._pending.append(data)
+        if len(self._pending) >= _BATCH:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
         try:
-            while view:
-                view = view[os.write(self._fd, view) :]
+            if self._writev is not None and len(pending) > 1:
+                total = sum(len(p) for p in pending)
+                done = self._writev(self._fd, pending)
+                if done == total:
+                    return
+                pending = [b"".join(pending)[done:]]  # short write: finish the rest
+            for data in pending:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(self._fd, view) :]
         except OSError as exc:
             raise _WriteFailed(exc) from exc
-        return len(data)
 
 
 class _Hasher:
@@ -221,15 +241,17 @@ def decrypt_payload(
         except OSError as exc:
             raise _write_error(exc, dest_dir) from exc
         hasher = _Hasher()
+        sink = _Sink(fd)
         try:
             written = age.decrypt_stream(
                 src,
-                _Sink(fd),  # type: ignore[arg-type]  # duck-typed BinaryIO: write() only
+                sink,  # type: ignore[arg-type]  # duck-typed BinaryIO: write() only
                 [identity],
                 on_plaintext=hasher.feed,
                 progress=progress,
                 max_plaintext=expected_size,
             )
+            sink.flush()
         except _WriteFailed as exc:
             raise _write_error(exc.err, dest_dir) from exc.err
         except OSError as exc:
