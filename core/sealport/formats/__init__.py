@@ -13,7 +13,7 @@ returns a :class:`FormatReport` with counts for the audit log, or raises
 | usd (.usd/.usda/.usdc), usdz | :mod:`.usd` | usd-core ``pxr`` (Sdf per layer, then Usd.Stage) |
 | glb | :mod:`.glb` | own container parser + ``json`` |
 | obj | :mod:`.obj` | own line reader |
-| stl | :mod:`.stl` | own header/ASCII reader + numpy memmap |
+| stl | :mod:`.stl` | own header/ASCII reader + numpy chunked reads |
 | fbx | :mod:`.fbx` | header check + ``ufbx`` |
 | 3mf | :mod:`.threemf` | :mod:`.zipcheck` + ``defusedxml`` streaming |
 """
