@@ -52,6 +52,7 @@ from .sealing import (
     seal_delivery,
     write_client_config,
 )
+from .body_limit import BodyLimitMiddleware
 from .settings import API_AUDIENCE, ServerSettings
 from .siem import SiemExporter
 from .store import open_ledger
@@ -174,6 +175,7 @@ def create_app(
     )
     app.state.ledger = ledger
     app.state.settings = settings
+    app.add_middleware(BodyLimitMiddleware, max_body=settings.max_request_body)
     from .openapi import install as install_openapi  # lazy: `python -m ...openapi`
 
     install_openapi(app)  # 400 for validation, IdP routes described (openapi.py)

@@ -41,6 +41,8 @@ class ServerSettings:
     """Wrong user codes / passwords per IP per window before the page answers 429."""
     verify_window: int = 300
     max_audit_events: int = 500
+    max_request_body: int = 1024 * 1024
+    """Bytes; larger request bodies get 413 before they are read (body_limit.py)."""
     require_mfa_for_delivery: bool = False
     """Refuse deliveries to sessions whose ``amr`` lacks "otp"."""
     external_issuer: str | None = None
