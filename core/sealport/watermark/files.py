@@ -114,6 +114,51 @@ def _3mf_parse(data: bytes) -> ET.Element:
 
 # --- FBX -------------------------------------------------------------------------------
 def _fbx_meshes(path: Path) -> list[Mesh]:
+    """Read FBX meshes in a child process where a Python interpreter is available.
+
+    The ufbx 0.0.5 binding corrupts memory at random (see
+    :mod:`sealport.formats.isolated`); a crash must not take the caller with it.
+    """
+    import os
+    import subprocess
+    import sys
+    import tempfile
+
+    from ..formats.isolated import CRASH_RETRIES, python_available
+
+    if not python_available():
+        return _fbx_meshes_here(path)
+    with tempfile.TemporaryDirectory(prefix="sealport-fbx-") as tmp:
+        out = Path(tmp) / "meshes.npz"
+        proc = None
+        for _ in range(CRASH_RETRIES):
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-W",
+                    "ignore",
+                    "-m",
+                    "sealport.watermark.files",
+                    str(path),
+                    str(out),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            )
+            if proc.returncode >= 0:
+                break
+        if proc is None or proc.returncode != 0 or not out.exists():
+            detail = f"{path}: child exit {proc.returncode if proc else '?'}: "
+            detail += proc.stderr[-1000:] if proc else ""
+            raise WatermarkFormatError("This FBX file could not be read.", detail)
+        with np.load(out) as data:
+            n = len(data.files) // 2
+            return [(data[f"v{i}"], data[f"t{i}"]) for i in range(n)]
+
+
+def _fbx_meshes_here(path: Path) -> list[Mesh]:
     import ufbx
 
     try:
@@ -345,3 +390,13 @@ def verify_file(path: Path, key: bytes, expected_payload: bytes) -> FileVerifyRe
     else:
         status = "verified"
     return FileVerifyResult(status, results)
+
+
+if __name__ == "__main__":  # child process for _fbx_meshes
+    import sys as _sys
+
+    _meshes = _fbx_meshes_here(Path(_sys.argv[1]))
+    _arrays = {}
+    for _i, (_v, _t) in enumerate(_meshes):
+        _arrays[f"v{_i}"], _arrays[f"t{_i}"] = _v, _t
+    np.savez(_sys.argv[2], **_arrays)
