@@ -83,6 +83,26 @@ class TraceMatch:
     only the server and that delivery's recipient know the key."""
 
 
+def _match(
+    row: Any, *, payload_hex: str, confidence: float, method: str, altered: bool
+) -> TraceMatch:
+    """A TraceMatch for one ledger delivery row (blind and informed tiers alike)."""
+    return TraceMatch(
+        delivery_id=row["delivery_id"],
+        username=row["username"],
+        asset_id=row["asset_id"],
+        asset_name=row["asset_name"] or "?",
+        version=int(row["version"]),
+        issued_at=int(row["issued_at"]),
+        device_id=row["device_id"],
+        client_ip=row["client_ip"],
+        payload_hex=payload_hex,
+        confidence=confidence,
+        method=method,
+        altered=altered,
+    )
+
+
 @dataclass(frozen=True)
 class TraceReport:
     status: Literal["found", "not_found", "no_key", "too_small"]
@@ -196,15 +216,8 @@ def trace_file(
             checks += 1
             r = verify(v, f, key, expected)
             if r.status in ("verified", "mismatch"):
-                match = TraceMatch(
-                    delivery_id=row["delivery_id"],
-                    username=row["username"],
-                    asset_id=row["asset_id"],
-                    asset_name=row["asset_name"] or "?",
-                    version=int(row["version"]),
-                    issued_at=int(row["issued_at"]),
-                    device_id=row["device_id"],
-                    client_ip=row["client_ip"],
+                match = _match(
+                    row,
                     payload_hex=(r.payload or b"").hex(),
                     confidence=r.confidence,
                     method=r.method,
@@ -300,15 +313,8 @@ def _informed(
                     continue
                 best = (
                     r.p_value,
-                    TraceMatch(
-                        delivery_id=row["delivery_id"],
-                        username=row["username"],
-                        asset_id=row["asset_id"],
-                        asset_name=row["asset_name"] or "?",
-                        version=int(row["version"]),
-                        issued_at=int(row["issued_at"]),
-                        device_id=row["device_id"],
-                        client_ip=row["client_ip"],
+                    _match(
+                        row,
                         payload_hex=expected.hex(),
                         confidence=1.0 - r.p_value,
                         method=f"informed (p={r.p_value:.1e}, {r.agree}/{r.bins} bins agree, "
