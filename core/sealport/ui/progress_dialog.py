@@ -12,7 +12,8 @@ from typing import Any
 
 from ..errors import Cancelled, SealportError
 from .qt import QtCore, QtWidgets
-from .worker import Task, Work, start
+from .task_dialog import TaskDialog
+from .worker import Task, Work
 
 STAGES = {
     "request": "Asking the server for a sealed copy…",
@@ -42,7 +43,7 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
-class ProgressDialog(QtWidgets.QDialog):
+class ProgressDialog(TaskDialog):
     """Runs ``work(progress)`` off the UI thread; ``run()`` returns its result."""
 
     def __init__(self, title: str, work: Work, parent: QtWidgets.QWidget | None = None) -> None:
@@ -52,8 +53,6 @@ class ProgressDialog(QtWidgets.QDialog):
         self.setMinimumWidth(420)
         self.setModal(True)
         self.result_value: Any = None
-        self.error: SealportError | None = None
-        self.running = False
         self.stages_seen: list[str] = []
 
         self.title_label = QtWidgets.QLabel(f"<b>{title}</b>")
@@ -78,18 +77,9 @@ class ProgressDialog(QtWidgets.QDialog):
         self.task.signals.failed.connect(self._on_failed)
 
     # --- running ---------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the work and show the dialog without blocking (tests, hosts)."""
-        if not self.running:
-            self.running = True
-            start(self.task)
-        self.show()
-
     def run(self) -> Any:
         """Start, wait in a local event loop (host stays responsive); return or raise."""
-        self.running = True
-        start(self.task)
-        self.exec()
+        self.run_modal()
         if self.error is not None:
             raise self.error
         return self.result_value

@@ -21,7 +21,8 @@ import segno
 from ..errors import Cancelled, SealportError
 from ..progress import Progress
 from .qt import QtCore, QtGui, QtWidgets, Signal
-from .worker import Task, start
+from .task_dialog import TaskDialog
+from .worker import Task
 
 
 class _CodeBridge(QtCore.QObject):
@@ -44,7 +45,7 @@ def format_remaining(seconds: float) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}"
 
 
-class SignInDialog(QtWidgets.QDialog):
+class SignInDialog(TaskDialog):
     """``exec()`` returns Accepted once signed in; ``identity`` / ``error`` say how it ended."""
 
     def __init__(
@@ -61,8 +62,6 @@ class SignInDialog(QtWidgets.QDialog):
         self.setMinimumWidth(440)
         self.client = client
         self.identity: Any = None
-        self.error: SealportError | None = None
-        self.running = False
         self.auth: Any = None
         self._open_url = open_url or QtGui.QDesktopServices.openUrl
         self._clock = clock
@@ -127,18 +126,9 @@ class SignInDialog(QtWidgets.QDialog):
         return self.client.login(self._bridge.code.emit, progress)
 
     # --- UI thread ------------------------------------------------------------------------
-    def start(self) -> None:
-        """Begin the device flow and show the dialog without blocking."""
-        if not self.running:
-            self.running = True
-            start(self.task)
-        self.show()
-
     def run(self) -> Any:
         """Sign in modally; return the identity, None if cancelled; raise on failure."""
-        self.running = True
-        start(self.task)
-        self.exec()
+        self.run_modal()
         if self.error is not None and not isinstance(self.error, Cancelled):
             raise self.error
         return self.identity
