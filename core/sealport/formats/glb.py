@@ -21,6 +21,7 @@ import binascii
 import json
 import mmap
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -347,6 +348,38 @@ def _check_indices(
                         f"index {top} >= vertex count {vertices}",
                     )
                 del raw
+
+
+@dataclass(frozen=True)
+class GlbDocument:
+    """A GLB whose container, JSON and references passed the checks of this module.
+
+    For callers that read mesh data themselves (the watermark layer): every
+    bufferView lies inside its buffer and every accessor inside its bufferView,
+    so an accessor's bytes can be read at ``bin_offset + view offset + accessor
+    offset`` without further bounds checks. Index *values* are not scanned
+    here; a reader that follows them must check them against the vertex count.
+    """
+
+    doc: dict[str, Any]
+    json_end: int
+    """File offset just past the JSON chunk (where the BIN chunk's header starts)."""
+    bin_offset: int
+    """File offset of the BIN chunk's data, -1 if there is none."""
+    bin_length: int
+    size: int
+
+
+def read_document(path: Path) -> GlbDocument:
+    """Parse and check a GLB's container and JSON (no index scan); UnsafeAsset if refused."""
+    size = path.stat().st_size
+    try:
+        raw_json, bin_offset, bin_length = _chunks(path, size)
+        doc = _parse_json(raw_json)
+        _check_document(doc, bin_length)
+    except _Bad as bad:
+        raise refuse(path, FMT, bad.problem, bad.detail) from None
+    return GlbDocument(doc, 20 + len(raw_json), bin_offset, bin_length, size)
 
 
 def check_glb(path: Path, *, max_bytes: int) -> FormatReport:

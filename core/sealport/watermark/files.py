@@ -24,6 +24,7 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
+from . import glb
 from .errors import WatermarkCapacityError, WatermarkFormatError
 from .mark import ExtractResult, VerifyResult, embed, extract, verify
 
@@ -180,6 +181,23 @@ def _fbx_meshes_here(path: Path) -> list[Mesh]:
     return out
 
 
+# --- formats read without trimesh ----------------------------------------------------
+def _native_meshes(path: Path) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Meshes as stored (float32 positions, unsigned indices) where a direct reader
+    covers the file (GLB, see :mod:`.glb`); None means "use the general reader"."""
+    if _suffix(path) == ".glb":
+        layout = glb.read(path)
+        if layout is not None:
+            return [(m.vertices, m.triangles) for m in layout.meshes]
+    return None
+
+
+def _meshes_for_check(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """What extract/verify read: the direct reader's arrays (no copies), else load_meshes."""
+    fast = _native_meshes(path)
+    return fast if fast is not None else load_meshes(path)
+
+
 # --- public ----------------------------------------------------------------------------
 def load_meshes(path: Path) -> list[Mesh]:
     """Every mesh in the file as (vertices (N,3) float64, triangles (T,3) int64).
@@ -189,6 +207,9 @@ def load_meshes(path: Path) -> list[Mesh]:
     """
     path = Path(path)
     suf = _suffix(path)
+    fast = _native_meshes(path)
+    if fast is not None:
+        return [(np.asarray(v, np.float64), np.asarray(t, np.int64)) for v, t in fast]
     if suf in TRIMESH_SUFFIXES:
         scene = _trimesh_scene(path)
         return [
@@ -229,6 +250,34 @@ def _mark_or_skip(
         return None
 
 
+@dataclass(frozen=True)
+class PreparedFile:
+    """The part of marking a file that does not depend on the recipient.
+
+    Why: the server marks every delivery of an asset with another payload; the
+    parsed file (for GLB: layout, positions, triangles) is the same each time, so
+    a server can keep it (see :mod:`sealport.server.watermarking`) and a delivery
+    costs the mark itself plus writing the file. Formats without a direct reader
+    keep only the path and are parsed per delivery.
+    """
+
+    src: Path
+    glb: glb.GlbLayout | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held (for bounded caches)."""
+        return self.glb.nbytes if self.glb is not None else 0
+
+
+def prepare_file(src: Path) -> PreparedFile:
+    """Parse what can be reused across deliveries of ``src`` (WatermarkFormatError if unreadable)."""
+    src = Path(src)
+    if _suffix(src) == ".glb":
+        return PreparedFile(src, glb.read(src))
+    return PreparedFile(src)
+
+
 def embed_file(
     src: Path, dst: Path, payload: bytes, key: bytes, *, strength: float | None = None
 ) -> EmbedReport:
@@ -237,12 +286,34 @@ def embed_file(
     Raises WatermarkCapacityError if no mesh in the file can carry it, and
     WatermarkFormatError for formats that cannot be written (FBX).
     """
-    src, dst = Path(src), Path(dst)
+    return embed_prepared(prepare_file(src), dst, payload, key, strength=strength)
+
+
+def embed_prepared(
+    prepared: PreparedFile,
+    dst: Path,
+    payload: bytes,
+    key: bytes,
+    *,
+    strength: float | None = None,
+) -> EmbedReport:
+    """:func:`embed_file` from a :class:`PreparedFile` (reused read-only, thread-safe)."""
+    src, dst = prepared.src, Path(dst)
     suf = _suffix(src)
     if _suffix(dst) != suf:
         raise WatermarkFormatError(
             "Source and destination must have the same format.", f"{src} -> {dst}"
         )
+    if prepared.glb is not None:
+        marked_glb: dict[int, np.ndarray] = {}
+        for m in prepared.glb.meshes:
+            new_pts = _mark_or_skip(m.vertices, m.triangles, payload, key, strength)
+            if new_pts is not None:
+                marked_glb[m.accessor] = new_pts
+        total = len(prepared.glb.meshes)
+        if marked_glb:
+            glb.write(src, prepared.glb, dst, marked_glb)
+        return _report(src, len(marked_glb), total - len(marked_glb))
     marked = small = 0
     if suf in TRIMESH_SUFFIXES:
         scene = _trimesh_scene(src)
@@ -253,7 +324,6 @@ def embed_file(
             else:
                 g.vertices = new
                 marked += 1
-        total = marked + small
         if marked:
             if suf in {".stl", ".ply", ".off"} and len(scene.geometry) == 1:
                 next(iter(scene.geometry.values())).export(str(dst))
@@ -261,10 +331,8 @@ def embed_file(
                 scene.export(str(dst))
     elif suf in USD_SUFFIXES:
         marked, small = _embed_usd(src, dst, payload, key, strength)
-        total = marked + small
     elif suf == ".3mf":
         marked, small = _embed_3mf(src, dst, payload, key, strength)
-        total = marked + small
     elif suf == ".fbx":
         raise WatermarkFormatError(
             "FBX files cannot be watermarked by this tool.",
@@ -272,12 +340,16 @@ def embed_file(
         )
     else:
         raise WatermarkFormatError("This file type cannot carry a geometry watermark.", str(src))
+    return _report(src, marked, small)
+
+
+def _report(src: Path, marked: int, small: int) -> EmbedReport:
     if not marked:
         raise WatermarkCapacityError(
             "No mesh in this file is large enough to carry a watermark.",
-            f"{src}: {total} meshes, all too small",
+            f"{src}: {marked + small} meshes, all too small",
         )
-    return EmbedReport(marked, small, total)
+    return EmbedReport(marked, small, marked + small)
 
 
 def _embed_usd(
@@ -359,7 +431,9 @@ class FileExtractResult:
 
 def extract_file(path: Path, key: bytes, *, payload_bits: int = 64) -> FileExtractResult:
     """Blind extraction from every mesh; found if any mesh decodes (highest confidence wins)."""
-    results = [extract(v, f, key, payload_bits=payload_bits) for v, f in load_meshes(Path(path))]
+    results = [
+        extract(v, f, key, payload_bits=payload_bits) for v, f in _meshes_for_check(Path(path))
+    ]
     found = [r for r in results if r.status == "found"]
     if found:
         best = max(found, key=lambda r: r.confidence)
@@ -379,7 +453,7 @@ def verify_file(path: Path, key: bytes, expected_payload: bytes) -> FileVerifyRe
     """Importer check: mismatch if any mesh carries another payload; verified if at
     least one mesh verifies and every mesh large enough to carry a mark does;
     too_small if no mesh can carry one; otherwise not_found."""
-    results = [verify(v, f, key, expected_payload) for v, f in load_meshes(Path(path))]
+    results = [verify(v, f, key, expected_payload) for v, f in _meshes_for_check(Path(path))]
     statuses = {r.status for r in results}
     if "mismatch" in statuses:
         status: Literal["verified", "mismatch", "too_small", "not_found"] = "mismatch"

@@ -1,0 +1,218 @@
+"""Watermark GLB I/O without trimesh: byte-exact rewrite, shared accessors, fallbacks, refusals."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import trimesh
+from sealport.formats.glb import check_glb
+from sealport.watermark import (
+    WatermarkFormatError,
+    derive_delivery_key,
+    embed_file,
+    extract_file,
+    load_meshes,
+    verify_file,
+)
+from sealport.watermark import glb as wm_glb
+from sealport.watermark.files import embed_prepared, prepare_file
+
+from tests.watermark.meshgen import blob
+
+SECRET = b"studio-secret-for-glb-io-tests-01"
+KEY = derive_delivery_key(SECRET, "delivery-glb")
+PAYLOAD = bytes.fromhex("fedcba9876543210")
+
+
+def _glb(doc: dict[str, Any], binary: bytes, extra_chunk: bytes = b"") -> bytes:
+    js = json.dumps(doc).encode()
+    js += b" " * (-len(js) % 4)
+    binary += b"\0" * (-len(binary) % 4)
+    body = struct.pack("<I4s", len(js), b"JSON") + js
+    body += struct.pack("<I4s", len(binary), b"BIN\0") + binary
+    if extra_chunk:
+        body += struct.pack("<I4s", len(extra_chunk), b"XTRA") + extra_chunk
+    return struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body
+
+
+def _interleaved_two_primitives(v: np.ndarray, f: np.ndarray) -> tuple[bytes, bytes, bytes]:
+    """POSITION+NORMAL interleaved (stride 24), two primitives sharing the positions
+    (u16 and u32 indices), a fake image in its own view, and an unknown chunk."""
+    n = len(v)
+    inter = np.zeros((n, 6), "<f4")
+    inter[:, :3] = v
+    inter[:, 3:] = np.float32(0.577)
+    half = len(f) // 2
+    i16 = f[:half].astype("<u2").tobytes()
+    i16 += b"\0" * (-len(i16) % 4)
+    i32 = f[half:].astype("<u4").tobytes()
+    image = bytes(range(256)) * 8
+    parts = [inter.tobytes(), i16, i32, image]
+    offs = np.cumsum([0] + [len(p) for p in parts]).tolist()
+    doc = {
+        "asset": {"version": "2.0"},
+        "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [
+            {
+                "primitives": [
+                    {"attributes": {"POSITION": 0, "NORMAL": 1}, "indices": 2},
+                    {"attributes": {"POSITION": 0, "NORMAL": 1}, "indices": 3},
+                ]
+            }
+        ],
+        "images": [{"bufferView": 3, "mimeType": "image/png"}],
+        "buffers": [{"byteLength": offs[-1]}],
+        "bufferViews": [
+            {"buffer": 0, "byteOffset": 0, "byteLength": len(parts[0]), "byteStride": 24},
+            {"buffer": 0, "byteOffset": offs[1], "byteLength": len(parts[1])},
+            {"buffer": 0, "byteOffset": offs[2], "byteLength": len(parts[2])},
+            {"buffer": 0, "byteOffset": offs[3], "byteLength": len(parts[3])},
+        ],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": n, "type": "VEC3",
+             "min": v.min(0).tolist(), "max": v.max(0).tolist()},
+            {"bufferView": 0, "byteOffset": 12, "componentType": 5126, "count": n, "type": "VEC3"},
+            {"bufferView": 1, "componentType": 5123, "count": half * 3, "type": "SCALAR"},
+            {"bufferView": 2, "componentType": 5125, "count": (len(f) - half) * 3, "type": "SCALAR"},
+        ],
+    }  # fmt: skip
+    return _glb(doc, b"".join(parts), extra_chunk=b"keep-me!"), inter[:, 3:].tobytes(), image
+
+
+@pytest.fixture(scope="module")
+def mesh() -> tuple[np.ndarray, np.ndarray]:
+    v, f = blob(4, seed=11)  # 2,562 vertices: above the 1,866 floor
+    return v.astype(np.float32), f
+
+
+def test_interleaved_shared_positions_rewritten_in_place(tmp_path: Path, mesh) -> None:
+    v, f = mesh
+    data, normals, image = _interleaved_two_primitives(v, f)
+    src, dst = tmp_path / "src.glb", tmp_path / "dst.glb"
+    src.write_bytes(data)
+
+    layout = wm_glb.read(src)
+    assert layout is not None and len(layout.meshes) == 1  # shared accessor = one mesh
+    assert np.array_equal(layout.meshes[0].vertices, v)
+    assert np.array_equal(layout.meshes[0].triangles.astype(np.int64), f)
+
+    report = embed_file(src, dst, PAYLOAD, KEY)
+    assert (report.marked, report.total) == (1, 1)
+    check_glb(dst, max_bytes=1 << 30)  # still passes the safe reader
+    out = wm_glb.read(dst)
+    assert out is not None
+    moved = out.meshes[0].vertices
+    assert not np.array_equal(moved, v) and np.abs(moved - v).max() < 0.01
+    acc = out.doc["accessors"][0]
+    assert acc["min"] == moved.min(0).tolist() and acc["max"] == moved.max(0).tolist()
+    # Everything but the positions is byte-identical: normals, indices, image, extra chunk.
+    raw = dst.read_bytes()
+    assert raw.endswith(struct.pack("<I4s", 8, b"XTRA") + b"keep-me!")
+    bin_start = out.json_end + 8
+    inter = np.frombuffer(raw, "<f4", count=len(v) * 6, offset=bin_start).reshape(-1, 6)
+    assert inter[:, 3:].tobytes() == normals
+    assert image in raw
+    assert np.array_equal(out.meshes[0].triangles, layout.meshes[0].triangles)
+    # trimesh (the general reader) sees the same positions; the mark reads back.
+    scene = trimesh.load(str(dst), force="scene", process=False)
+    assert all(
+        np.array_equal(np.asarray(g.vertices, np.float32), moved) for g in scene.geometry.values()
+    )
+    assert verify_file(dst, KEY, PAYLOAD).status == "verified"
+    r = extract_file(dst, KEY)
+    assert r.status == "found" and r.payload == PAYLOAD
+    assert extract_file(src, KEY).status == "not_found"
+
+
+def test_prepared_file_is_reused_per_delivery(tmp_path: Path, mesh) -> None:
+    v, f = mesh
+    src = tmp_path / "src.glb"
+    trimesh.Trimesh(v, f, process=False).export(str(src))
+    prepared = prepare_file(src)
+    assert prepared.glb is not None and prepared.nbytes > 0
+    before = prepared.glb.meshes[0].vertices.copy()
+    for i in range(2):
+        key = derive_delivery_key(SECRET, f"d{i}")
+        payload = bytes([i]) * 8
+        dst = tmp_path / f"d{i}.glb"
+        embed_prepared(prepared, dst, payload, key)
+        assert verify_file(dst, key, payload).status == "verified"
+        assert verify_file(dst, KEY, PAYLOAD).status == "not_found"
+    assert np.array_equal(prepared.glb.meshes[0].vertices, before)  # cache never written
+
+
+def test_load_meshes_matches_trimesh(tmp_path: Path, mesh) -> None:
+    v, f = mesh
+    src = tmp_path / "t.glb"
+    trimesh.Trimesh(v, f, process=False).export(str(src))
+    [(lv, lf)] = load_meshes(src)
+    assert lv.dtype == np.float64 and lf.dtype == np.int64
+    g = next(iter(trimesh.load(str(src), force="scene", process=False).geometry.values()))
+    assert np.array_equal(lv, np.asarray(g.vertices)) and np.array_equal(lf, g.faces)
+
+
+def _simple_doc(n: int, n_idx: int, *, mode: int = 4) -> dict[str, Any]:
+    return {
+        "asset": {"version": "2.0"},
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1, "mode": mode}]}],
+        "buffers": [{"byteLength": n * 12 + n_idx * 4}],
+        "bufferViews": [
+            {"buffer": 0, "byteLength": n * 12},
+            {"buffer": 0, "byteOffset": n * 12, "byteLength": n_idx * 4},
+        ],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": n, "type": "VEC3"},
+            {"bufferView": 1, "componentType": 5125, "count": n_idx, "type": "SCALAR"},
+        ],
+    }
+
+
+def test_index_past_the_vertices_is_refused(tmp_path: Path, mesh) -> None:
+    v, f = mesh
+    bad = f.astype("<u4").copy()
+    bad[5, 1] = len(v) + 7
+    path = tmp_path / "bad.glb"
+    path.write_bytes(_glb(_simple_doc(len(v), bad.size), v.tobytes() + bad.tobytes()))
+    with pytest.raises(WatermarkFormatError):
+        wm_glb.read(path)
+    with pytest.raises(WatermarkFormatError):
+        verify_file(path, KEY, PAYLOAD)
+
+
+def test_accessor_past_the_chunk_is_refused_by_the_safe_reader(tmp_path: Path, mesh) -> None:
+    v, f = mesh
+    doc = _simple_doc(len(v), f.size)
+    doc["accessors"][0]["count"] = len(v) + 1000  # reads past its view
+    path = tmp_path / "long.glb"
+    path.write_bytes(_glb(doc, v.tobytes() + f.astype("<u4").tobytes()))
+    with pytest.raises(WatermarkFormatError) as err:
+        wm_glb.read(path)
+    assert "safety check" in err.value.message
+
+
+def test_uncovered_layouts_fall_back_to_the_general_reader(tmp_path: Path, mesh) -> None:
+    v, f = mesh
+    # A triangle strip: the direct reader declines; the general path still reads the file.
+    path = tmp_path / "strip.glb"
+    path.write_bytes(
+        _glb(_simple_doc(len(v), f.size, mode=5), v.tobytes() + f.astype("<u4").tobytes())
+    )
+    assert wm_glb.read(path) is None
+    assert prepare_file(path).glb is None
+    # A data-URI buffer (trimesh export of .gltf embeds base64): no BIN chunk to patch.
+    doc = _simple_doc(len(v), f.size)
+    payload = base64.b64encode(v.tobytes() + f.astype("<u4").tobytes()).decode()
+    doc["buffers"][0]["uri"] = "data:application/octet-stream;base64," + payload
+    uri_path = tmp_path / "uri.glb"
+    uri_path.write_bytes(_glb(doc, b""))
+    assert wm_glb.read(uri_path) is None
+    dst = tmp_path / "uri-marked.glb"
+    embed_file(uri_path, dst, PAYLOAD, KEY)  # trimesh path writes a normal GLB
+    assert verify_file(dst, KEY, PAYLOAD).status == "verified"
