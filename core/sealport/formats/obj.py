@@ -23,7 +23,7 @@ import math
 from pathlib import Path
 
 from .refs import reference_problem
-from .report import FormatReport, refuse
+from .report import FormatReport, bounded_lines, refuse
 
 FMT = "obj"
 MAX_LINE = 64 * 1024
@@ -74,14 +74,7 @@ def check_obj(path: Path, *, max_bytes: int) -> FormatReport:
     warnings: list[str] = []
 
     with open(path, "rb") as f:
-        lineno = 0
-        while True:
-            raw = f.readline(MAX_LINE + 1)
-            if not raw:
-                break
-            lineno += 1
-            if len(raw) > MAX_LINE:
-                raise refuse(path, FMT, f"line {lineno} is longer than {MAX_LINE} bytes")
+        for lineno, raw in bounded_lines(f, path, FMT, MAX_LINE):
             if b"\x00" in raw:
                 raise refuse(path, FMT, "it contains binary data (NUL bytes)", f"line {lineno}")
             text = raw.decode("utf-8", errors="replace").strip()

@@ -8,8 +8,10 @@ was imported.") and the TD gets the raw facts in ``detail``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import UnsafeAsset
 
@@ -51,3 +53,22 @@ def refuse(path: Path | str, fmt: str, problem: str, detail: str = "") -> Unsafe
     if detail:
         td += f"; {detail}"
     return UnsafeAsset(message, td)
+
+
+def bounded_lines(
+    f: BinaryIO, path: Path | str, fmt: str, max_line: int
+) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(line number, raw line)`` of a text format, refusing any line over ``max_line``.
+
+    Text readers (OBJ, ASCII STL) hold one line in memory at a time; a file with no
+    newline would otherwise be read whole by ``readline``.
+    """
+    lineno = 0
+    while True:
+        raw = f.readline(max_line + 1)
+        if not raw:
+            return
+        lineno += 1
+        if len(raw) > max_line:
+            raise refuse(path, fmt, f"line {lineno} is longer than {max_line} bytes")
+        yield lineno, raw

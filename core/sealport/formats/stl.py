@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .report import FormatReport, refuse
+from .report import FormatReport, bounded_lines, refuse
 
 FMT = "stl"
 MAX_LINE = 64 * 1024
@@ -72,13 +72,7 @@ def _check_ascii(path: Path, size: int) -> FormatReport:
     facets = solids = vertices_in_loop = 0
     lineno = 0
     with open(path, "rb") as f:
-        while True:
-            raw = f.readline(MAX_LINE + 1)
-            if not raw:
-                break
-            lineno += 1
-            if len(raw) > MAX_LINE:
-                raise refuse(path, FMT, f"line {lineno} is longer than {MAX_LINE} bytes")
+        for lineno, raw in bounded_lines(f, path, FMT, MAX_LINE):
             try:
                 text = raw.decode("ascii").strip()
             except UnicodeDecodeError:
