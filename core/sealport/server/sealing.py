@@ -134,6 +134,7 @@ def seal_delivery(
                 "delivery_id": delivery_id,
                 "asset_id": asset.asset_id,
                 "version": asset.version,
+                "sha256": asset.sha256,  # keys the hook's per-asset cache
                 "format": asset.format,
                 "user": user,
                 "device_id": device.device_id,

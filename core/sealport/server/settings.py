@@ -19,8 +19,8 @@ CLIENT_NAME = "Sealport"
 WatermarkHook = Callable[[Path, Path, dict[str, Any]], tuple[Path, dict[str, Any]]]
 """(plaintext source, private work dir, delivery info) -> (file to seal, watermark dict).
 
-``delivery info`` holds delivery_id, asset_id, version, format, user, device_id,
-issued_at. The returned dict becomes the manifest's ``watermark`` field.
+``delivery info`` holds delivery_id, asset_id, version, sha256 (of the stored
+asset file), format, user, device_id, issued_at. The returned dict becomes the manifest's ``watermark`` field.
 """
 
 
