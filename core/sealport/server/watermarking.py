@@ -18,6 +18,9 @@ provides that hook for the library in :mod:`sealport.watermark`.
 - After embedding, the marked copy is checked with ``verify_file`` (what the
   client will run); if the mark did not survive the writer the delivery goes
   out unmarked with that reason rather than blocking the artist's import.
+- What does not depend on the recipient (the parsed file) is kept per asset
+  version in a bounded :class:`~sealport.server.wm_cache.PreparedCache` owned
+  by the hook, so a delivery costs the keyed mark, the write and the check.
 """
 
 from __future__ import annotations
@@ -37,11 +40,12 @@ from ..watermark import (
     WatermarkCapacityError,
     WatermarkFormatError,
     derive_delivery_key,
-    embed_file,
     manifest_entry,
     verify_file,
 )
+from ..watermark.files import PreparedFile, embed_prepared, prepare_file
 from .settings import ServerSettings, WatermarkHook
+from .wm_cache import PreparedCache
 
 log = logging.getLogger(__name__)
 
@@ -116,13 +120,29 @@ def _unmarked_reason(fmt: str, src: Path) -> str | None:
     return None
 
 
+def _prepared(
+    src: Path, info: dict[str, Any], cache: PreparedCache[PreparedFile] | None
+) -> PreparedFile:
+    """The parsed asset: from ``cache`` when the delivery names asset, version and hash."""
+    sha = info.get("sha256")
+    if cache is None or not isinstance(sha, str) or "asset_id" not in info:
+        return prepare_file(src)
+    return cache.get(src, str(info["asset_id"]), int(info.get("version", 0)), sha, prepare_file)
+
+
 def mark_delivery(
-    data_dir: Path, src: Path, workdir: Path, info: dict[str, Any]
+    data_dir: Path,
+    src: Path,
+    workdir: Path,
+    info: dict[str, Any],
+    cache: PreparedCache[PreparedFile] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Embed this delivery's payload into a copy of ``src`` in ``workdir``.
 
     Returns (file to seal, manifest watermark object). Never raises for "cannot
     mark" cases; raises only for a broken studio key or unexpected bugs.
+    ``cache`` keeps the parsed asset across deliveries (keyed by ``info``'s
+    ``asset_id``, ``version`` and ``sha256``).
     """
     delivery_id = str(info["delivery_id"])
     fmt = str(info.get("format", "")).lower()
@@ -134,7 +154,7 @@ def mark_delivery(
     key = derive_delivery_key(secret, delivery_id)
     dst = Path(workdir) / f"marked{src.suffix.lower()}"
     try:
-        report = embed_file(src, dst, payload, key)
+        report = embed_prepared(_prepared(src, info, cache), dst, payload, key)
     except WatermarkCapacityError:
         return src, unmarked("mesh too small")
     except WatermarkFormatError as exc:
@@ -147,12 +167,18 @@ def mark_delivery(
     return dst, manifest_entry(payload, key, report)
 
 
-def make_hook(data_dir: Path) -> WatermarkHook:
-    """The hook for ``ServerSettings.watermark``, bound to one data folder."""
+def make_hook(data_dir: Path, cache: PreparedCache[PreparedFile] | None = None) -> WatermarkHook:
+    """The hook for ``ServerSettings.watermark``, bound to one data folder.
+
+    It owns a bounded cache of parsed assets (``cache``, default 1 GiB / 32 assets).
+    """
     data_dir = Path(data_dir)
+    prepared: PreparedCache[PreparedFile] = cache if cache is not None else PreparedCache()
 
     def hook(src: Path, workdir: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-        return mark_delivery(data_dir, src, workdir, info)
+        return mark_delivery(data_dir, src, workdir, info, prepared)
+
+    hook.cache = prepared  # type: ignore[attr-defined]  # for tests and diagnostics
 
     hook.__name__ = "sealport_watermark_hook"
     return hook
