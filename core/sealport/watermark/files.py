@@ -24,7 +24,7 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
-from . import glb
+from . import glb, stl
 from .errors import WatermarkCapacityError, WatermarkFormatError
 from .mark import ExtractResult, VerifyResult, embed, extract, verify
 
@@ -189,6 +189,10 @@ def _native_meshes(path: Path) -> list[tuple[np.ndarray, np.ndarray]] | None:
         layout = glb.read(path)
         if layout is not None:
             return [(m.vertices, m.triangles) for m in layout.meshes]
+    elif _suffix(path) == ".stl":
+        tri = stl.read(path)
+        if tri is not None:
+            return [(tri.vertices, tri.triangles)]
     return None
 
 
@@ -263,18 +267,21 @@ class PreparedFile:
 
     src: Path
     glb: glb.GlbLayout | None = None
+    stl: stl.StlLayout | None = None
 
     @property
     def nbytes(self) -> int:
         """Memory held (for bounded caches)."""
-        return self.glb.nbytes if self.glb is not None else 0
+        return sum(x.nbytes for x in (self.glb, self.stl) if x is not None)
 
 
 def prepare_file(src: Path) -> PreparedFile:
     """Parse what can be reused across deliveries of ``src`` (WatermarkFormatError if unreadable)."""
     src = Path(src)
     if _suffix(src) == ".glb":
-        return PreparedFile(src, glb.read(src))
+        return PreparedFile(src, glb=glb.read(src))
+    if _suffix(src) == ".stl":
+        return PreparedFile(src, stl=stl.read(src))
     return PreparedFile(src)
 
 
@@ -314,6 +321,12 @@ def embed_prepared(
         if marked_glb:
             glb.write(src, prepared.glb, dst, marked_glb)
         return _report(src, len(marked_glb), total - len(marked_glb))
+    if prepared.stl is not None:
+        tri = prepared.stl
+        new_stl = _mark_or_skip(tri.vertices, tri.triangles, payload, key, strength)
+        if new_stl is not None:
+            stl.write(src, dst, new_stl)
+        return _report(src, int(new_stl is not None), int(new_stl is None))
     marked = small = 0
     if suf in TRIMESH_SUFFIXES:
         scene = _trimesh_scene(src)

@@ -1,4 +1,5 @@
-"""Watermark GLB I/O without trimesh: byte-exact rewrite, shared accessors, fallbacks, refusals."""
+"""Watermark mesh I/O without trimesh (GLB, binary STL): byte-exact rewrite, shared
+accessors, fallbacks to the general reader, refusals."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import trimesh
 from sealport.formats.glb import check_glb
+from sealport.formats.stl import check_stl
 from sealport.watermark import (
     WatermarkFormatError,
     derive_delivery_key,
@@ -21,6 +23,7 @@ from sealport.watermark import (
     verify_file,
 )
 from sealport.watermark import glb as wm_glb
+from sealport.watermark import stl as wm_stl
 from sealport.watermark.files import embed_prepared, prepare_file
 
 from tests.watermark.meshgen import blob
@@ -215,4 +218,42 @@ def test_uncovered_layouts_fall_back_to_the_general_reader(tmp_path: Path, mesh)
     assert wm_glb.read(uri_path) is None
     dst = tmp_path / "uri-marked.glb"
     embed_file(uri_path, dst, PAYLOAD, KEY)  # trimesh path writes a normal GLB
+    assert verify_file(dst, KEY, PAYLOAD).status == "verified"
+
+
+def test_binary_stl_read_and_patched_like_trimesh(tmp_path: Path, mesh) -> None:
+    v, f = mesh
+    src, dst = tmp_path / "s.stl", tmp_path / "d.stl"
+    trimesh.Trimesh(v, f, process=False).export(str(src))
+    tri = wm_stl.read(src)
+    assert tri is not None
+    g = trimesh.load(str(src), process=False)
+    assert np.array_equal(tri.vertices, np.asarray(g.vertices, np.float32))
+    assert np.array_equal(tri.triangles, g.faces)
+    [(lv, lf)] = load_meshes(src)
+    assert lv.dtype == np.float64 and np.array_equal(lf, g.faces)
+    header = src.read_bytes()[:80]
+    assert embed_file(src, dst, PAYLOAD, KEY).marked == 1
+    out = dst.read_bytes()
+    assert len(out) == src.stat().st_size and out[:80] == header
+    check_stl(dst, max_bytes=1 << 30)
+    m = trimesh.load(str(dst), process=False)
+    moved = np.asarray(m.vertices)
+    assert (
+        not np.array_equal(moved, np.asarray(g.vertices))
+        and np.abs(moved - g.vertices).max() < 0.01
+    )
+    stored = np.frombuffer(out, wm_stl.RECORD, offset=84)["normal"]
+    assert np.allclose(stored, m.face_normals, atol=1e-5)  # facet normals follow the vertices
+    assert verify_file(dst, KEY, PAYLOAD).status == "verified"
+
+
+def test_ascii_stl_falls_back_to_the_general_reader(tmp_path: Path, mesh) -> None:
+    v, f = mesh
+    src, dst = tmp_path / "a.stl", tmp_path / "b.stl"
+    src.write_bytes(
+        trimesh.exchange.stl.export_stl_ascii(trimesh.Trimesh(v, f, process=False)).encode()
+    )
+    assert wm_stl.read(src) is None
+    embed_file(src, dst, PAYLOAD, KEY)
     assert verify_file(dst, KEY, PAYLOAD).status == "verified"
