@@ -2,10 +2,11 @@
 
 Readers: OBJ/STL/PLY/GLB/GLTF (trimesh), USD/USDA/USDC/USDZ (pxr UsdGeom.Mesh
 points + faceVertexIndices, fan-triangulated), 3MF (zip + XML, defusedxml),
-FBX (ufbx, read only). Writers: the trimesh formats, USD/USDA/USDC/USDZ (points
-rewritten with pxr, everything else kept), 3MF (vertex attributes rewritten in
-the original XML). FBX cannot be written without the Autodesk SDK or bpy, so
-``embed_file`` refuses FBX with WatermarkFormatError.
+FBX (own bounded binary node-tree reader, :mod:`.fbxmesh`). Writers: the trimesh
+formats, USD/USDA/USDC/USDZ (points rewritten with pxr, everything else kept),
+3MF (vertex attributes rewritten in the original XML), binary FBX (the
+``Vertices`` arrays rewritten in the node tree, everything else kept byte for
+byte; ASCII FBX is refused with WatermarkFormatError).
 
 Each mesh of a file is marked independently with the same key and payload;
 meshes too small to carry a mark are left unmarked and reported as such.
@@ -115,70 +116,11 @@ def _3mf_parse(data: bytes) -> ET.Element:
 
 # --- FBX -------------------------------------------------------------------------------
 def _fbx_meshes(path: Path) -> list[Mesh]:
-    """Read FBX meshes in a child process where a Python interpreter is available.
+    """Binary FBX meshes from the node tree: pure Python and bounds-checked, so safe
+    in-process (also inside a DCC); replaces the ufbx binding, which corrupted memory."""
+    from .fbxmesh import fbx_meshes
 
-    The ufbx 0.0.5 binding corrupts memory at random (see
-    :mod:`sealport.formats.isolated`); a crash must not take the caller with it.
-    """
-    import os
-    import subprocess
-    import sys
-    import tempfile
-
-    from ..formats.isolated import CRASH_RETRIES, python_available
-
-    if not python_available():
-        return _fbx_meshes_here(path)
-    with tempfile.TemporaryDirectory(prefix="sealport-fbx-") as tmp:
-        out = Path(tmp) / "meshes.npz"
-        proc = None
-        for _ in range(CRASH_RETRIES):
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-W",
-                    "ignore",
-                    "-m",
-                    "sealport.watermark.files",
-                    str(path),
-                    str(out),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
-            )
-            if proc.returncode >= 0:
-                break
-        if proc is None or proc.returncode != 0 or not out.exists():
-            detail = f"{path}: child exit {proc.returncode if proc else '?'}: "
-            detail += proc.stderr[-1000:] if proc else ""
-            raise WatermarkFormatError("This FBX file could not be read.", detail)
-        with np.load(out) as data:
-            n = len(data.files) // 2
-            return [(data[f"v{i}"], data[f"t{i}"]) for i in range(n)]
-
-
-def _fbx_meshes_here(path: Path) -> list[Mesh]:
-    import ufbx
-
-    try:
-        scene = ufbx.load_file(str(path))
-    except Exception as exc:
-        raise WatermarkFormatError("This FBX file could not be read.", f"{path}: {exc!r}") from exc
-    out = []
-    for mesh in scene.meshes:
-        pos = np.array([[p.x, p.y, p.z] for p in mesh.vertices], np.float64).reshape(-1, 3)
-        vidx = np.asarray(list(mesh.vertex_indices), np.int64)
-        counts = np.array([f.num_indices for f in mesh.faces], np.int64)
-        begins = np.array([f.index_begin for f in mesh.faces], np.int64)
-        flat = (
-            np.concatenate([vidx[b : b + c] for b, c in zip(begins, counts, strict=True)])
-            if len(counts)
-            else vidx[:0]
-        )
-        out.append((pos, _fan(counts, flat)))
-    return out
+    return fbx_meshes(path)
 
 
 # --- formats read without trimesh ----------------------------------------------------
@@ -291,7 +233,7 @@ def embed_file(
     """Mark every mesh of ``src`` that can carry the payload and write ``dst``.
 
     Raises WatermarkCapacityError if no mesh in the file can carry it, and
-    WatermarkFormatError for formats that cannot be written (FBX).
+    WatermarkFormatError for files that cannot be read or written (e.g. ASCII FBX).
     """
     return embed_prepared(prepare_file(src), dst, payload, key, strength=strength)
 
@@ -347,10 +289,9 @@ def embed_prepared(
     elif suf == ".3mf":
         marked, small = _embed_3mf(src, dst, payload, key, strength)
     elif suf == ".fbx":
-        raise WatermarkFormatError(
-            "FBX files cannot be watermarked by this tool.",
-            "no FBX writer without bpy or the Autodesk FBX SDK; deliver GLB/USD instead",
-        )
+        from .fbxmesh import embed_fbx
+
+        marked, small = embed_fbx(src, dst, payload, key, strength)
     else:
         raise WatermarkFormatError("This file type cannot carry a geometry watermark.", str(src))
     return _report(src, marked, small)
@@ -477,13 +418,3 @@ def verify_file(path: Path, key: bytes, expected_payload: bytes) -> FileVerifyRe
     else:
         status = "verified"
     return FileVerifyResult(status, results)
-
-
-if __name__ == "__main__":  # child process for _fbx_meshes
-    import sys as _sys
-
-    _meshes = _fbx_meshes_here(Path(_sys.argv[1]))
-    _arrays = {}
-    for _i, (_v, _t) in enumerate(_meshes):
-        _arrays[f"v{_i}"], _arrays[f"t{_i}"] = _v, _t
-    np.savez(_sys.argv[2], **_arrays)

@@ -1,0 +1,159 @@
+"""FBX meshes for the watermark: read and rewrite ``Geometry`` vertex arrays.
+
+Why here and not through a binding: the structural reader
+(:mod:`sealport.formats.fbxtree`) is pure Python and bounds-checked, so it is
+safe inside a DCC's own process and on the server, and it can *write* the
+file back, which no FBX library on PyPI can without the Autodesk SDK.
+
+A mesh is one ``Objects/Geometry`` node of class ``Mesh``: its ``Vertices``
+array (x, y, z flat, double or float) holds the stored positions and
+``PolygonVertexIndex`` the polygons (the last index of each polygon is stored
+as ``~index``). The mark lives in those stored positions, the same buffer
+every FBX importer reads; normals, UVs and everything else are kept byte for
+byte. Blend-shape geometry (class ``Shape``) is not marked.
+
+ASCII FBX is refused with a clear reason (no binary node tree to patch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..formats.fbxtree import FbxTree, FbxTreeError, Prop, encode_array, parse, serialize
+from .errors import WatermarkFormatError
+
+MAX_FILE_BYTES = 8 * 1024**3
+
+
+@dataclass(frozen=True)
+class FbxMesh:
+    """One geometry: where its vertex array sits, its positions and triangles."""
+
+    vertices_prop: Prop
+    vertices: np.ndarray
+    """(N, 3) float64."""
+    triangles: np.ndarray
+    """(T, 3) int64, fan-triangulated polygons."""
+
+
+def _fail(path: Path, problem: str, detail: str = "") -> WatermarkFormatError:
+    return WatermarkFormatError(
+        f"This FBX file could not be read for the watermark: {problem}.", f"{path}: {detail}"
+    )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise _fail(path, "it is too large", f"{size} bytes")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _fail(path, "it could not be opened", repr(exc)) from None
+    head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith((b"; FBX", b"FBXHeaderExtension")):
+        raise _fail(path, "it is an ASCII FBX file; only binary FBX can carry a mark")
+    return data
+
+
+def _triangles(pvi: np.ndarray, nverts: int) -> np.ndarray:
+    """Fan-triangulate FBX polygons (negative index = ``~last`` of a polygon)."""
+    from .files import _fan
+
+    pvi = pvi.astype(np.int64)
+    ends = pvi < 0
+    idx = np.where(ends, ~pvi, pvi)
+    if idx.size and (idx.max() >= nverts or idx.min() < 0):
+        raise FbxTreeError("a polygon refers to a vertex that does not exist", f"n={nverts}")
+    stops = np.flatnonzero(ends)
+    if idx.size and (stops.size == 0 or stops[-1] != idx.size - 1):
+        stops = np.append(stops, idx.size - 1)  # unclosed last polygon: close it
+    counts = np.diff(np.concatenate([[-1], stops]))
+    return _fan(counts, idx)
+
+
+def meshes_of(tree: FbxTree) -> list[FbxMesh]:
+    """Every ``Mesh`` geometry under ``Objects`` (raises FbxTreeError if malformed)."""
+    objects = tree.root(b"Objects")
+    out: list[FbxMesh] = []
+    if objects is None:
+        return out
+    for geo in objects.children:
+        if geo.name != b"Geometry" or len(geo.props) < 3 or geo.props[2].code != b"S":
+            continue
+        if tree.string(geo.props[2]) != b"Mesh":
+            continue
+        vnode, pnode = geo.child(b"Vertices"), geo.child(b"PolygonVertexIndex")
+        if vnode is None or not vnode.props or vnode.props[0].code not in (b"d", b"f"):
+            continue  # a mesh without positions carries nothing
+        vprop = vnode.props[0]
+        flat = tree.array(vprop)
+        if flat.size % 3:
+            raise FbxTreeError("a mesh's vertex array is not a list of points", f"{flat.size}")
+        verts = flat.astype(np.float64).reshape(-1, 3)
+        if pnode is None or not pnode.props or pnode.props[0].code not in (b"i", b"l"):
+            tris = np.zeros((0, 3), np.int64)
+        else:
+            tris = _triangles(tree.array(pnode.props[0]), len(verts))
+        out.append(FbxMesh(vprop, verts, tris))
+    return out
+
+
+def load(path: Path) -> tuple[FbxTree, list[FbxMesh]]:
+    """Parse ``path`` and its meshes, or raise WatermarkFormatError."""
+    path = Path(path)
+    data = _read(path)
+    try:
+        tree = parse(data)
+        return tree, meshes_of(tree)
+    except FbxTreeError as exc:
+        raise _fail(path, exc.problem, exc.detail) from None
+
+
+def fbx_meshes(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(vertices, triangles) of every mesh, for extract/verify."""
+    return [(m.vertices, m.triangles) for m in load(path)[1]]
+
+
+def write_marked(
+    tree: FbxTree, new_vertices: dict[int, tuple[Prop, np.ndarray]], dst: Path
+) -> None:
+    """Write ``tree`` to ``dst`` with the given meshes' vertex arrays replaced.
+
+    ``new_vertices`` maps a vertex property's offset to (property, (N, 3)
+    positions); each array keeps its type (double/float) and encoding.
+    """
+    replace = {
+        start: encode_array(prop.code, np.asarray(v).reshape(-1), prop.encoding)
+        for start, (prop, v) in new_vertices.items()
+    }
+    Path(dst).write_bytes(serialize(tree, replace))
+
+
+def embed_fbx(
+    src: Path, dst: Path, payload: bytes, key: bytes, strength: float | None
+) -> tuple[int, int]:
+    """Mark every mesh of ``src`` that can carry the payload; write ``dst`` if any.
+
+    Returns (marked, too small). Meshes too small keep their bytes unchanged.
+    """
+    from .errors import WatermarkCapacityError
+    from .mark import embed
+
+    tree, meshes = load(Path(src))
+    new: dict[int, tuple[Prop, np.ndarray]] = {}
+    small = 0
+    for m in meshes:
+        try:
+            new[m.vertices_prop.start] = (
+                m.vertices_prop,
+                embed(m.vertices, m.triangles, payload, key, strength=strength),
+            )
+        except WatermarkCapacityError:
+            small += 1
+    if new:
+        write_marked(tree, new, Path(dst))
+    return len(new), small
