@@ -11,8 +11,8 @@ provides that hook for the library in :mod:`sealport.watermark`.
   ``sealport trace`` maps a payload back to its delivery without a new table.
 - **Client key** = ``derive_delivery_key(secret, delivery_id)``: the manifest
   carries only this per-delivery key (see the trade-off in the library docs).
-- A delivery never fails because it cannot be marked: FBX (no writer), meshes
-  too small, or files the watermark layer cannot read are delivered as they
+- A delivery never fails because it cannot be marked: meshes too small, or
+  files the watermark layer cannot read or write (ASCII FBX) are delivered as they
   are with ``{"status": "unmarked", "reason": ...}`` in the manifest, so the
   client reports "unmarked: <reason>" and never "verified".
 - After embedding, the marked copy is checked with ``verify_file`` (what the
@@ -114,12 +114,6 @@ def unmarked(reason: str) -> dict[str, Any]:
     return {"status": "unmarked", "reason": reason}
 
 
-def _unmarked_reason(fmt: str, src: Path) -> str | None:
-    if fmt == "fbx" or src.suffix.lower() == ".fbx":
-        return "fbx not supported"
-    return None
-
-
 def _prepared(
     src: Path, info: dict[str, Any], cache: PreparedCache[PreparedFile] | None
 ) -> PreparedFile:
@@ -146,9 +140,6 @@ def mark_delivery(
     """
     delivery_id = str(info["delivery_id"])
     fmt = str(info.get("format", "")).lower()
-    reason = _unmarked_reason(fmt, src)
-    if reason is not None:
-        return src, unmarked(reason)
     secret = load_or_create_secret(data_dir)
     payload = delivery_payload(secret, delivery_id)
     key = derive_delivery_key(secret, delivery_id)
