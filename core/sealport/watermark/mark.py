@@ -1,10 +1,32 @@
 """Blind embed / extract / verify on one mesh (numpy, vectorised).
 
 See the package docstring for the maths; this module is the implementation.
+
+Per-asset plan, per-delivery apply
+----------------------------------
+Embedding splits into a key-independent part that depends only on the asset's
+geometry and a cheap keyed part, so a server that marks every delivery of the
+same asset version can cache the first:
+
+``plan = plan_embed(vertices, faces)`` (:class:`EmbedPlan`): merge coincident
+positions, area-weighted centre, the sorted distinct vertex norms and, for every
+input vertex, its slot in that order. Cost: one float64 argsort of the norms plus
+one pass over the triangles. ``plan.to_bytes()`` / ``EmbedPlan.from_bytes(data)``
+serialise it (numpy ``.npz``, no pickle).
+
+``apply_plan(plan, vertices, payload, key, *, strength=None, faces=None)`` ->
+marked vertices (same shape/dtype as ``vertices``): the keyed bins are contiguous
+slices of the sorted norms, so everything is O(N) without sorting or triangle
+gathers. With ``faces`` it also certifies the result (one area-centre pass: the
+centre the reader will compute can only move each bin mean by a bounded amount;
+if that bound could flip a bit it falls back to ``embed``'s read-back loop).
+``embed(vertices, faces, payload, key)`` = ``apply_plan(plan_embed(...), ...,
+faces=faces)``.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -13,28 +35,39 @@ import numpy as np
 
 from .codec import decode_bits, encode_bits, max_attempts
 from .errors import WatermarkCapacityError
-from .geometry import Welded, area_centre, weld
+from .geometry import (
+    Welded,
+    area_centre,
+    as_triangles,
+    norms,
+    position_hash,
+    referenced,
+)
 from .keys import NSYM, TAG_BYTES, WIDTH_JITTER, code_bytes, layout
 
 DEFAULT_STRENGTH = 0.05
 """alpha: the bin mean of the normalised norm is pushed to 1/2 +- alpha."""
 MIN_BIN_VERTICES = 8
-"""A bin with fewer welded vertices carries no bit (it is an erasure)."""
+"""A bin with fewer distinct vertices carries no bit (it is an erasure)."""
 EMBED_MAX_ERASED_BYTES = NSYM // 2
 """Embed refuses a mesh whose sparse bins already erase more than this many bytes."""
 VERIFY_FPR = 1e-9
-"""Correlation-verify threshold: accept when P(random mesh agrees this well) <= this."""
-_MAX_PASSES = 6
+"""Known-payload detector threshold: accept when P(random mesh scores this well) <= this."""
 _MAX_GOAL = 0.3
 _MAX_SHIFT = 3.0
 """First per-bin cap on the push, in units of alpha_b (doubled for bins that miss)."""
 _CAP_ROUNDS = 7
 _SAFE_MARGIN = 0.25
 """A bin counts as read back safely when its mean is this x alpha_b past 1/2."""
-_MAX_WRONG_BYTES = 0
-"""Code bytes embed may leave wrong: none (benign copies must read back with 0 bit errors)."""
-"""Largest pushed bin-mean offset from 1/2 (mean x at most 0.8 or at least 0.2)."""
-_NEWTON_STEPS = 30
+_NEWTON_STEPS = 40
+_SUB = 256
+"""Newton for k runs on a (bin, sub-bin) table of x means: exact to ~1e-6 in the mean."""
+_PLAN_VERSION = 1
+_CHECK_POINTS = 64
+"""Vertices re-measured by apply_plan to catch a plan used with other vertices."""
+
+Q_LO, Q_HI = 0.01, 0.99
+"""Norm quantiles spanned by the bins; the extreme 1 % on each side is left alone."""
 
 
 @dataclass(frozen=True)
@@ -84,13 +117,122 @@ def _payload_bytes(payload_bits: int) -> int:
     return payload_bits // 8
 
 
-Q_LO, Q_HI = 0.01, 0.99
-"""Norm quantiles spanned by the bins; the extreme 1 % on each side is left alone."""
+# --- sorted distinct norms: the reader's (and the plan's) view of a mesh -------------
+@dataclass
+class _Norms:
+    """Distinct norms of the face-referenced, distinct positions, sorted.
+
+    ``rho`` is strictly increasing; ``weight[g]`` is how many distinct positions
+    share norm ``rho[g]`` (None: one each). ``m`` = number of distinct positions.
+    """
+
+    centre: np.ndarray
+    rho: np.ndarray
+    weight: np.ndarray | None
+    m: int
+
+    def cum(self) -> np.ndarray:
+        """(G + 1,) number of distinct positions before group g."""
+        if self.weight is None:
+            return np.arange(len(self.rho) + 1)
+        return np.concatenate([[0], np.cumsum(self.weight)])
+
+
+def _mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    v = np.asarray(vertices)
+    if v.ndim != 2 or v.shape[1] != 3:
+        raise ValueError(f"vertices must be (N, 3), got {v.shape}")
+    if not np.issubdtype(v.dtype, np.floating):
+        v = v.astype(np.float64)
+    tris = as_triangles(faces)
+    if tris.size and (tris.min() < 0 or tris.max() >= len(v)):
+        raise ValueError("faces index outside the vertex array")
+    return v, tris
+
+
+def _read_norms(v: np.ndarray, tris: np.ndarray) -> _Norms | None:
+    """Reader front end: one complex sort of (norm, position hash), no argsort."""
+    used = referenced(len(v), tris)
+    idx = None if used.all() else np.flatnonzero(used)
+    n_used = len(v) if idx is None else len(idx)
+    if n_used < 2:
+        return None
+    centre = area_centre(v, tris)
+    pts = v if idx is None else v[idx]
+    key = np.empty(n_used, np.complex128)
+    key.real = norms(pts, centre)
+    key.imag = position_hash(pts)
+    del pts
+    key.sort()
+    distinct = np.empty(n_used, bool)
+    distinct[0] = True
+    np.not_equal(key[1:], key[:-1], out=distinct[1:])
+    r = key.real[distinct]
+    del key, distinct
+    new = np.empty(len(r), bool)
+    new[0] = True
+    np.not_equal(r[1:], r[:-1], out=new[1:])
+    if new.all():
+        return _Norms(centre, r, None, len(r))
+    starts = np.flatnonzero(new)
+    weight = np.diff(np.append(starts, len(r)))
+    return _Norms(centre, r[starts], weight, len(r))
 
 
 @dataclass
+class _Part:
+    """The keyed bins as contiguous slices ``pos[b]:pos[b+1]`` of the sorted norms."""
+
+    pos: np.ndarray  # (B + 1,) group index of each edge
+    edge_values: np.ndarray  # (B + 1,)
+    counts: np.ndarray  # (B,) distinct positions per bin
+
+
+def _partition(nm: _Norms, levels: np.ndarray) -> _Part | None:
+    """Bin edges are the norms at keyed quantile ranks (see the package docstring).
+
+    The vertex at an edge has x = 0 in its bin and x**k keeps 0 fixed, so
+    embedding never moves an edge and the extractor finds the same partition.
+    """
+    n_bins = len(levels) - 1
+    m = nm.m
+    ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (m - 1)).astype(np.int64))
+    if len(ranks) != n_bins + 1:
+        return None
+    cum = nm.cum()
+    pos = ranks if nm.weight is None else np.searchsorted(cum, ranks, side="right") - 1
+    edge_values = nm.rho[pos]
+    if not np.all(np.diff(edge_values) > 0):
+        return None
+    return _Part(pos, edge_values, np.diff(cum[pos]))
+
+
+def _bin_sums(nm: _Norms, part: _Part, x: np.ndarray) -> np.ndarray:
+    """Per-bin sum of x (x given on the groups pos[0]:pos[-1]), weighted by positions."""
+    if nm.weight is not None:
+        x = x * nm.weight[part.pos[0] : part.pos[-1]]
+    return np.add.reduceat(x, part.pos[:-1] - part.pos[0])
+
+
+def _bin_means_sorted(nm: _Norms, part: _Part) -> np.ndarray:
+    """Mean of x per bin without forming x: (sum rho / n - lower edge) / width."""
+    r = nm.rho[part.pos[0] : part.pos[-1]]
+    s = _bin_sums(nm, part, r)
+    lo = part.edge_values[:-1]
+    return (s / part.counts - lo) / np.diff(part.edge_values)
+
+
+def _alpha_b(alpha: float, edge_values: np.ndarray) -> np.ndarray:
+    """Wide (sparse-tail) bins get a proportionally smaller push: the absolute
+    displacement stays about alpha x the mean bin width."""
+    width = np.diff(edge_values)
+    return alpha * np.minimum(1.0, width.mean() / width)
+
+
+# --- the Welded-based frame, kept for the informed tier (original's partition) -------
+@dataclass
 class _Frame:
-    """Norms of the welded mesh, split into the keyed quantile bins."""
+    """Norms of a welded mesh, split into the keyed quantile bins."""
 
     centre: np.ndarray
     rho: np.ndarray  # (M,) norms of all welded points
@@ -102,15 +244,10 @@ class _Frame:
 
 
 def _frame(w: Welded, levels: np.ndarray) -> _Frame | None:
-    """Bin edges are the norms of the vertices at keyed quantile ranks.
-
-    The vertex sitting at an edge has x = 0 in its bin and x**k keeps 0 fixed, so
-    embedding never moves an edge and the extractor finds the same partition.
-    """
+    """Same partition as the blind reader, per welded point (informed tier)."""
     n_bins = len(levels) - 1
     centre = w.centre if w.centre is not None else area_centre(w.points, w.tris)
-    d = w.points - centre
-    rho = np.sqrt(np.einsum("ij,ij->i", d, d))
+    rho = norms(w.points, centre)
     used = np.flatnonzero(w.used)
     m = len(used)
     if m < 2:
@@ -132,26 +269,382 @@ def _frame(w: Welded, levels: np.ndarray) -> _Frame | None:
     return _Frame(centre, rho, idx, edge_values, bins, x, counts)
 
 
-def _bin_means(f: _Frame, n_bins: int) -> np.ndarray:
-    sums = np.bincount(f.bins, weights=f.x, minlength=n_bins)
-    return sums / np.maximum(f.counts, 1)
+# --- per-asset plan ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class EmbedPlan:
+    """Key-independent embedding data of one mesh (see the module docstring).
+
+    Cache it per asset version; it is only valid for the exact vertex array it
+    was made from (``apply_plan`` re-measures a few vertices and refuses others).
+    """
+
+    n_vertices: int
+    centre: np.ndarray
+    """(3,) area-weighted centre of the unmarked mesh."""
+    rho: np.ndarray
+    """(G,) strictly increasing distinct norms of the face-referenced positions."""
+    weight: np.ndarray | None
+    """(G,) distinct positions per norm, or None when every norm is one position."""
+    m: int
+    """Distinct face-referenced positions."""
+    slot: np.ndarray
+    """(N,) group of every input vertex in ``rho``; G for unreferenced vertices."""
+    rep: np.ndarray
+    """(G,) one input vertex of each group (exact read-back without a sort)."""
+
+    def norms(self) -> _Norms:
+        return _Norms(self.centre, self.rho, self.weight, self.m)
+
+    def to_bytes(self) -> bytes:
+        """Serialise (numpy .npz, no pickle): cache this per asset version."""
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            version=np.int64(_PLAN_VERSION),
+            n_vertices=np.int64(self.n_vertices),
+            centre=self.centre,
+            rho=self.rho,
+            weight=self.weight if self.weight is not None else np.zeros(0, np.int64),
+            m=np.int64(self.m),
+            slot=self.slot,
+            rep=self.rep,
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> EmbedPlan:
+        """Inverse of ``to_bytes``; ValueError if the data is not a valid plan."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                if int(z["version"]) != _PLAN_VERSION:
+                    raise ValueError(f"plan version {int(z['version'])}")
+                n, m = int(z["n_vertices"]), int(z["m"])
+                centre, rho = np.asarray(z["centre"], np.float64), np.asarray(z["rho"], np.float64)
+                weight = np.asarray(z["weight"], np.int64)
+                slot = np.asarray(z["slot"])
+                rep = np.asarray(z["rep"])
+        except (KeyError, OSError, EOFError) as exc:
+            raise ValueError(f"not an embed plan: {exc!r}") from exc
+        g = len(rho)
+        ok = (
+            centre.shape == (3,)
+            and slot.shape == (n,)
+            and np.issubdtype(slot.dtype, np.integer)
+            and (len(weight) in (0, g))
+            and (n == 0 or (int(slot.min()) >= 0 and int(slot.max()) <= g))
+            and rep.shape == (g,)
+            and np.issubdtype(rep.dtype, np.integer)
+            and (g == 0 or (int(rep.min()) >= 0 and int(rep.max()) < n))
+            and (g == 0 or bool(np.all(np.diff(rho) > 0)))
+            and m == (int(weight.sum()) if len(weight) else g)
+        )
+        if not ok:
+            raise ValueError("inconsistent embed plan")
+        return cls(n, centre, rho, weight if len(weight) else None, m, slot, rep)
 
 
-def _solve_k(x: np.ndarray, bins: np.ndarray, counts: np.ndarray, target: np.ndarray) -> np.ndarray:
+def plan_embed(vertices: np.ndarray, faces: np.ndarray) -> EmbedPlan:
+    """The per-asset part of embedding (module docstring): no key involved."""
+    v, tris = _mesh(vertices, faces)
+    n = len(v)
+    used = referenced(n, tris)
+    idx = None if used.all() else np.flatnonzero(used)
+    centre = area_centre(v, tris)
+    r = norms(v, centre, idx)
+    # Non-negative float64 values sort like their bit patterns as int64, and the
+    # integer argsort is ~1.6x faster than the float one.
+    order = np.argsort(r.view(np.int64))
+    rs = r[order]
+    del r
+    if idx is not None:
+        order = idx[order]  # input vertex of each sorted position
+    new = np.empty(len(rs), bool)
+    if len(rs):
+        new[0] = True
+    np.not_equal(rs[1:], rs[:-1], out=new[1:])
+    group = np.cumsum(new) - 1
+    rho = rs[new]
+    weight: np.ndarray | None = None
+    m = len(rho)
+    if not new.all():
+        # Equal norms: copies of one position (exporter seams) count once, distinct
+        # positions that happen to share a norm (symmetric CAD parts) count each.
+        tie = ~new
+        tie[:-1] |= ~new[1:]
+        members = np.flatnonzero(tie)
+        h = position_hash(v[order[members]])
+        pairs = np.unique(group[members] + 1j * h)
+        gids, cnt = np.unique(pairs.real.astype(np.int64), return_counts=True)
+        if np.any(cnt > 1):
+            weight = np.ones(len(rho), np.int64)
+            weight[gids] = cnt
+            m = int(weight.sum())
+    dt = np.int32 if n < 2**31 - 1 else np.int64
+    slot = np.full(n, len(rho), dt)
+    slot[order] = group
+    rep = order[new].astype(dt)
+    if idx is not None and len(rho):
+        # An unreferenced copy of a referenced position must move with it (files
+        # keep coincident vertices coincident); the scale depends on the norm only.
+        loose = np.flatnonzero(~used)
+        rl = norms(v, centre, loose)
+        g = np.minimum(np.searchsorted(rho, rl), len(rho) - 1)
+        hit = rho[g] == rl
+        slot[loose[hit]] = g[hit]
+    return EmbedPlan(n, centre, rho, weight, m, slot, rep)
+
+
+# --- per-delivery apply -------------------------------------------------------------------
+def _keyed_signs(payload: bytes, key: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(levels, perm, +-1 sign per bin) for this key and payload."""
+    n_code = 8 * code_bytes(len(payload))
+    lay = layout(key, n_code)
+    bin_bit = np.empty(n_code, np.uint8)
+    bin_bit[lay.perm] = encode_bits(payload, key)
+    bin_bit ^= lay.whiten
+    return lay.edges, lay.perm, bin_bit.astype(np.float64) * 2.0 - 1.0
+
+
+def _newton_table(
+    x: np.ndarray, wts: np.ndarray | None, bins: np.ndarray, n_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cell mean x, cell weight, cell bin) on a (bin, sub-bin) grid of _SUB cells."""
+    cell = bins * _SUB + np.minimum((x * _SUB).astype(np.int64), _SUB - 1)
+    size = n_bins * _SUB
+    cw = np.bincount(cell, weights=wts, minlength=size)
+    cx = np.bincount(cell, weights=x if wts is None else x * wts, minlength=size)
+    keep = cw > 0
+    return cx[keep] / cw[keep], cw[keep], np.flatnonzero(keep) // _SUB
+
+
+def _solve_k(
+    tx: np.ndarray, tw: np.ndarray, tb: np.ndarray, counts: np.ndarray, target: np.ndarray
+) -> np.ndarray:
     """Per-bin k with mean(x**k) = target (Newton on a convex decreasing function)."""
     n_bins = len(counts)
-    lx = np.log(np.maximum(x, 1e-12))
+    lx = np.log(np.maximum(tx, 1e-12))
     k = np.ones(n_bins)
     inv_n = 1.0 / np.maximum(counts, 1)
     for _ in range(_NEWTON_STEPS):
-        e = np.exp(k[bins] * lx)
-        f = np.bincount(bins, weights=e, minlength=n_bins) * inv_n - target
-        if np.max(np.abs(f)) < 1e-7:
+        e = np.exp(k[tb] * lx) * tw
+        f = np.bincount(tb, weights=e, minlength=n_bins) * inv_n - target
+        if np.max(np.abs(f)) < 1e-9:
             break
-        fp = np.bincount(bins, weights=e * lx, minlength=n_bins) * inv_n
+        fp = np.bincount(tb, weights=e * lx, minlength=n_bins) * inv_n
         step = np.where(fp < 0, f / np.minimum(fp, -1e-12), 0.0)
         k = np.clip(k - step, 1e-3, 1e3)
     return k
+
+
+def _table_means(
+    k: np.ndarray, tx: np.ndarray, tw: np.ndarray, tb: np.ndarray, counts: np.ndarray
+) -> np.ndarray:
+    e = np.exp(k[tb] * np.log(np.maximum(tx, 1e-300))) * tw
+    e = np.where(tx > 0, e, 0.0)
+    return np.bincount(tb, weights=e, minlength=len(counts)) / np.maximum(counts, 1)
+
+
+@dataclass
+class _Applied:
+    points: np.ndarray
+    margin: np.ndarray  # (B,) signed margin of each bin after the move (plan centre)
+    alpha_b: np.ndarray
+    usable: np.ndarray
+    rho_new: np.ndarray  # (G,) new norms about the plan centre (still sorted)
+    part: _Part
+    margin0: np.ndarray  # (B,) natural margins before the move
+    goal0: np.ndarray  # (B,) uncapped goals
+    cap: np.ndarray  # (B,) caps the first pass ended with
+
+
+def _apply(
+    plan: EmbedPlan,
+    v: np.ndarray,
+    levels: np.ndarray,
+    perm: np.ndarray,
+    sign: np.ndarray,
+    alpha: float,
+    cap: np.ndarray,
+    goal: np.ndarray | None = None,
+) -> _Applied:
+    """Push every bin mean to its goal (x -> x**k per bin) about the plan's centre.
+
+    ``goal`` None: goals from the natural margins (first pass); given: a
+    refinement pass that moves already-marked points (re-planned in the reader's
+    frame) to those goals.
+    """
+    n_code = len(sign)
+    nm = plan.norms()
+    part = _partition(nm, levels)
+    if part is None:
+        raise WatermarkCapacityError("This mesh is degenerate.", "bin edges coincide")
+    usable = part.counts >= MIN_BIN_VERTICES
+    erased = (~usable[perm]).reshape(-1, 8).any(axis=1).sum()
+    if erased > EMBED_MAX_ERASED_BYTES:
+        raise WatermarkCapacityError(
+            "This mesh is too small to carry a watermark.",
+            f"{int(erased)} of {n_code // 8} code bytes fall in bins with fewer than "
+            f"{MIN_BIN_VERTICES} vertices (limit {EMBED_MAX_ERASED_BYTES})",
+        )
+    p0, p1 = int(part.pos[0]), int(part.pos[-1])
+    lens = np.diff(part.pos)
+    bins = np.repeat(np.arange(n_code), lens)
+    ev = part.edge_values
+    width = np.diff(ev)
+    r = plan.rho[p0:p1]
+    x = np.clip((r - ev[:-1][bins]) / width[bins], 0.0, 1.0)
+    wts = None if plan.weight is None else plan.weight[p0:p1].astype(np.float64)
+    tx, tw, tb = _newton_table(x, wts, bins, n_code)
+    means = np.bincount(tb, weights=tx * tw, minlength=n_code) / np.maximum(part.counts, 1)
+    alpha_b = _alpha_b(alpha, ev)
+    margin = (means - 0.5) * sign
+    # Every bin moves towards its bit by at least alpha_b / 2, also a bin whose
+    # natural mean is already past 1/2 + alpha_b: the informed trace reads the
+    # direction of the move, so no bin may stand still or move backwards. Capped
+    # below 1/2: a bin already bunched at one end has nowhere to go.
+    goal0 = np.maximum(alpha_b, np.minimum(margin + 0.5 * alpha_b, _MAX_GOAL))
+    goal0 = np.maximum(goal0, np.minimum(margin, 0.5))
+    cap = cap.copy()
+    fixed = goal is not None
+    for _ in range(1 if fixed else _CAP_ROUNDS):
+        if fixed:
+            k = _solve_k(tx, tw, tb, part.counts, 0.5 + sign * goal)
+            break
+        # A bin far on the wrong side (lopsided bins of small or CAD-like meshes)
+        # moves at most cap x alpha_b towards its bit; bins that stay short of a
+        # safe margin get their cap doubled (bounded distortion elsewhere).
+        goal = np.minimum(goal0, margin + cap * alpha_b)
+        k = _solve_k(tx, tw, tb, part.counts, 0.5 + sign * goal)
+        k = np.where(usable, k, 1.0)
+        got = (_table_means(k, tx, tw, tb, part.counts) - 0.5) * sign
+        short = usable & (got < _SAFE_MARGIN * alpha_b)
+        if not short.any():
+            break
+        cap = np.where(short, cap * 2.0, cap)
+    kx = k[bins]
+    xn = np.where(x > 0, np.exp(kx * np.log(np.maximum(x, 1e-300))), 0.0)
+    rho_new = plan.rho.copy()
+    rho_new[p0:p1] = ev[:-1][bins] + xn * width[bins]
+    margin_new = (_bin_sums(nm, part, xn) / np.maximum(part.counts, 1) - 0.5) * sign
+    scale = np.ones(len(plan.rho) + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale[:-1] = np.where(plan.rho > 0, rho_new / plan.rho, 1.0)
+    s = scale[plan.slot]
+    out = v - plan.centre  # float64 (the centre is float64)
+    out *= s[:, None]
+    out += plan.centre
+    return _Applied(out, margin_new, alpha_b, usable, rho_new, part, margin, goal0, cap)
+
+
+def _read_back_wrong(
+    plan: EmbedPlan,
+    out: np.ndarray,
+    tris: np.ndarray,
+    levels: np.ndarray,
+    sign: np.ndarray,
+    alpha: float,
+) -> np.ndarray:
+    """Bins the extractor will read short of a safe margin (exactly its arithmetic).
+
+    The plan's groups are the reader's distinct positions (copies move together),
+    so the read-back needs no sort: one area-centre pass, the norms of one vertex
+    per group, and a partition for the keyed quantile edges. Plans whose equal
+    norms hold distinct positions (symmetric CAD parts) use the full reader.
+    """
+    n_code = len(sign)
+    if plan.weight is not None:
+        nm = _read_norms(out, tris)
+        part = _partition(nm, levels) if nm is not None else None
+        if nm is None or part is None:
+            return np.ones(n_code, bool)
+        means, counts, ev = _bin_means_sorted(nm, part), part.counts, part.edge_values
+    else:
+        c2 = area_centre(out, tris)
+        # One distinct position per vertex (no copies, all referenced): no gather.
+        r = norms(out, c2) if len(plan.rho) == plan.n_vertices else norms(out, c2, plan.rep)
+        ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (len(r) - 1)).astype(np.int64))
+        if len(ranks) != n_code + 1:
+            return np.ones(n_code, bool)
+        ev = np.partition(r, ranks)[ranks]
+        if not np.all(np.diff(ev) > 0):
+            return np.ones(n_code, bool)
+        rr = r[(r >= ev[0]) & (r < ev[-1])]
+        b = np.searchsorted(ev, rr, side="right") - 1
+        counts = np.bincount(b, minlength=n_code)
+        sums = np.bincount(b, weights=rr, minlength=n_code)
+        means = (sums / np.maximum(counts, 1) - ev[:-1]) / np.diff(ev)
+    margin = (means - 0.5) * sign
+    return (counts >= MIN_BIN_VERTICES) & (margin < _SAFE_MARGIN * _alpha_b(alpha, ev))
+
+
+def apply_plan(
+    plan: EmbedPlan,
+    vertices: np.ndarray,
+    payload: bytes,
+    key: bytes,
+    *,
+    strength: float | None = None,
+    faces: np.ndarray | None = None,
+) -> np.ndarray:
+    """Per-delivery embedding with a cached plan; marked vertices (same shape, dtype).
+
+    Without ``faces``: O(N) arithmetic only (no sort, no triangle pass); every
+    bin is on its side about the plan's centre, and the reader's area centre
+    moves by ~1e-5 of the diagonal, which can endanger a bin of a small or lumpy
+    mesh: verify the written file (the server does). With ``faces``: the result
+    is read back exactly as the extractor will (``_read_back_wrong``); bins that
+    came out short get a bigger push (<= 7 rounds; fewest wrong bytes wins).
+    """
+    alpha = DEFAULT_STRENGTH if strength is None else float(strength)
+    if not 0.0 < alpha < 0.25:
+        raise ValueError("strength must be in (0, 0.25)")
+    if not payload:
+        raise ValueError("payload must not be empty")
+    src = np.asarray(vertices)
+    if src.shape != (plan.n_vertices, 3):
+        raise ValueError(f"plan is for {plan.n_vertices} vertices, got {src.shape}")
+    _check_plan(plan, src)
+    need = min_vertices(8 * len(payload))
+    if plan.m < need:
+        raise WatermarkCapacityError(
+            "This mesh is too small to carry a watermark.",
+            f"{plan.m} distinct face-referenced vertices, need at least {need}",
+        )
+    levels, perm, sign = _keyed_signs(payload, key)
+    cap = np.full(len(sign), _MAX_SHIFT)
+    a = _apply(plan, src, levels, perm, sign, alpha, cap)
+    out = a.points
+    if faces is not None:
+        tris = as_triangles(faces)
+        first, cap = a, a.cap
+        best: tuple[int, np.ndarray] | None = None
+        for _ in range(_CAP_ROUNDS):
+            wrong = _read_back_wrong(plan, a.points, tris, levels, sign, alpha)
+            wrong_bytes = int(wrong[perm].reshape(-1, 8).any(axis=1).sum())
+            if best is None or wrong_bytes < best[0]:
+                best = (wrong_bytes, a.points)
+            if wrong_bytes == 0:
+                break
+            # The centre moved with the mark (small or lumpy meshes): re-plan the
+            # marked points in the reader's frame and move them to the goals again;
+            # bins still short get a doubled cap (cf. the old multi-pass embed).
+            cap = np.where(wrong, cap * 2.0, cap)
+            goal = np.minimum(first.goal0, first.margin0 + cap * first.alpha_b)
+            a = _apply(plan_embed(a.points, tris), a.points, levels, perm, sign, alpha, cap, goal)
+        assert best is not None
+        out = best[1]
+    return out.astype(src.dtype if np.issubdtype(src.dtype, np.floating) else np.float64)
+
+
+def _check_plan(plan: EmbedPlan, v: np.ndarray) -> None:
+    """Refuse a plan made from other vertices: re-measure a spread of vertices."""
+    if plan.n_vertices == 0:
+        return
+    pick = np.linspace(0, plan.n_vertices - 1, min(_CHECK_POINTS, plan.n_vertices)).astype(int)
+    slot = plan.slot[pick]
+    pick, slot = pick[slot < len(plan.rho)], slot[slot < len(plan.rho)]
+    if len(pick) and not np.array_equal(norms(v[pick], plan.centre), plan.rho[slot]):
+        raise ValueError("this embed plan was made from other vertices")
 
 
 def embed(
@@ -164,160 +657,81 @@ def embed(
 ) -> np.ndarray:
     """Return marked vertices (same order, shape and dtype); faces are unchanged.
 
+    ``apply_plan(plan_embed(vertices, faces), vertices, payload, key, faces=faces)``.
     Raises WatermarkCapacityError when the mesh cannot carry the payload.
     """
-    alpha = DEFAULT_STRENGTH if strength is None else float(strength)
-    if not 0.0 < alpha < 0.25:
+    if strength is not None and not 0.0 < float(strength) < 0.25:
         raise ValueError("strength must be in (0, 0.25)")
     if not payload:
         raise ValueError("payload must not be empty")
-    src = np.asarray(vertices)
-    n_code = 8 * code_bytes(len(payload))
-    lay = layout(key, n_code)
-    code = encode_bits(payload, key)
-    bin_bit = np.empty(n_code, np.uint8)
-    bin_bit[lay.perm] = code
-    bin_bit ^= lay.whiten
-    sign = bin_bit.astype(np.float64) * 2.0 - 1.0
-
-    w = weld(src, faces)
-    need = min_vertices(8 * len(payload))
-    if int(w.used.sum()) < need:
-        raise WatermarkCapacityError(
-            "This mesh is too small to carry a watermark.",
-            f"{int(w.used.sum())} welded vertices, need at least {need}",
-        )
-    cap = np.full(n_code, _MAX_SHIFT)
-    best: tuple[int, np.ndarray] | None = None
-    for _ in range(_CAP_ROUNDS):
-        pts, wrong = _embed_run(w, lay.edges, lay.perm, sign, alpha, cap)
-        wrong_bytes = int(wrong[lay.perm].reshape(-1, 8).any(axis=1).sum())
-        if best is None or wrong_bytes < best[0]:
-            best = (wrong_bytes, pts)
-        if wrong_bytes <= _MAX_WRONG_BYTES:
-            break
-        # Lumpy bins (few vertices, CAD-like shapes) need a bigger push to reach
-        # their side: raise the cap of the bins that missed, only those. The round
-        # with the fewest wrong bytes wins (a big push can move the partition).
-        cap = np.where(wrong, cap * 2.0, cap)
-    assert best is not None
-    pts = best[1]
-    base = w.points
-    # Apply the welded displacement to every original vertex: copies stay identical.
-    out = src.astype(np.float64) + (pts - base)[w.inverse]
-    return out.astype(src.dtype if np.issubdtype(src.dtype, np.floating) else np.float64)
+    plan = plan_embed(vertices, faces)
+    return apply_plan(plan, vertices, payload, key, strength=strength, faces=faces)
 
 
-def _embed_run(
-    w: Welded,
-    edges: np.ndarray,
-    perm: np.ndarray,
-    sign: np.ndarray,
-    alpha: float,
-    cap: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """One embedding (<= _MAX_PASSES passes); (welded points, bins left on the wrong side)."""
-    n_code = len(sign)
-    base = w.points  # original welded positions (never written)
-    pts = base
-    goal: np.ndarray | None = None
-    wrong = np.zeros(n_code, bool)
-    for _ in range(_MAX_PASSES):
-        f = _frame(w if pts is base else Welded(pts, w.inverse, w.tris, w.used), edges)
-        if f is None:
-            raise WatermarkCapacityError("This mesh is degenerate.", "all vertices coincide")
-        usable = f.counts >= MIN_BIN_VERTICES
-        erased = (~usable[perm]).reshape(-1, 8).any(axis=1).sum()
-        if erased > EMBED_MAX_ERASED_BYTES:
-            raise WatermarkCapacityError(
-                "This mesh is too small to carry a watermark.",
-                f"{int(erased)} of {n_code // 8} code bytes fall in bins with fewer than "
-                f"{MIN_BIN_VERTICES} vertices (limit {EMBED_MAX_ERASED_BYTES})",
-            )
-        # Wide (sparse-tail) bins get a proportionally smaller push, which caps the
-        # absolute displacement at about alpha x the mean bin width.
-        width = np.diff(f.edge_values)
-        alpha_b = alpha * np.minimum(1.0, width.mean() / width)
-        margin = (_bin_means(f, n_code) - 0.5) * sign
-        # "Wrong" includes bins barely on their side: float32 writers (USD, GLB,
-        # STL) round the norms by ~1e-7 relative, which must not flip a bit.
-        wrong = usable & (margin < _SAFE_MARGIN * alpha_b)
-        if goal is None:
-            # Every bin moves towards its bit by at least alpha_b / 2, also a bin whose
-            # natural mean is already past 1/2 + alpha_b: the informed trace reads the
-            # direction of the move, so no bin may stand still or move backwards.
-            # Capped below 1/2: a bin already bunched at one end has nowhere to go,
-            # and forcing it would throw its vertices across the whole (wide) bin.
-            goal = np.maximum(alpha_b, np.minimum(margin + 0.5 * alpha_b, _MAX_GOAL))
-            goal = np.maximum(goal, np.minimum(margin, 0.5))
-            # A bin far on the wrong side (lopsided bins of small or CAD-like meshes)
-            # moves at most cap x alpha_b towards its bit: distortion stays bounded;
-            # embed raises the cap of the bins that stay wrong (see embed).
-            goal = np.minimum(goal, margin + cap * alpha_b)
-        if np.all(margin[usable] >= goal[usable] - 0.05 * alpha_b[usable]):
-            break
-        target = 0.5 + sign * goal
-        k = _solve_k(f.x, f.bins, f.counts, target)
-        k = np.where(usable, k, 1.0)
-        xn = np.exp(k[f.bins] * np.log(np.maximum(f.x, 1e-300)))
-        xn = np.where(f.x > 0, xn, 0.0)
-        lo = f.edge_values[f.bins]
-        rho_new = lo + xn * (f.edge_values[f.bins + 1] - lo)
-        scale = np.ones(len(pts))
-        scale[f.idx] = rho_new / f.rho[f.idx]
-        pts = f.centre + (pts - f.centre) * scale[:, None]
-    else:  # passes used up: judge the final points, as the reader will see them
-        f = _frame(Welded(pts, w.inverse, w.tris, w.used), edges)
-        if f is None:
-            return pts, np.ones(n_code, bool)
-        width = np.diff(f.edge_values)
-        alpha_b = alpha * np.minimum(1.0, width.mean() / width)
-        margin = (_bin_means(f, n_code) - 0.5) * sign
-        wrong = (f.counts >= MIN_BIN_VERTICES) & (margin < _SAFE_MARGIN * alpha_b)
-    return pts, wrong
+# --- reading ---------------------------------------------------------------------------------
+@dataclass
+class _Observation:
+    bits: np.ndarray  # (n_code,) hard code bits
+    rel: np.ndarray  # (n_code,) |z|
+    z: np.ndarray  # (n_code,) signed, whitened back: >0 means code bit 1
+    usable: np.ndarray
+    n_code: int
 
 
-def _read(vertices: np.ndarray, faces: np.ndarray, key: bytes, payload_bits: int):
-    """Common front end of extract/verify: (bits, reliability, usable, n_code) or None."""
+def _observe(
+    vertices: np.ndarray, faces: np.ndarray, key: bytes, payload_bits: int
+) -> _Observation | None:
+    """Common front end of extract/verify (None: too small to read)."""
     n_code = capacity_bits(payload_bits)
     lay = layout(key, n_code)
-    w = weld(np.asarray(vertices), faces)
-    if int(w.used.sum()) < min_vertices(payload_bits):
+    v, tris = _mesh(vertices, faces)
+    nm = _read_norms(v, tris)
+    if nm is None or nm.m < min_vertices(payload_bits):
         return None
-    f = _frame(w, lay.edges)
-    if f is None:
+    part = _partition(nm, lay.edges)
+    if part is None:
         return None
-    means = _bin_means(f, n_code)
-    usable_bin = f.counts >= MIN_BIN_VERTICES
-    soft_bin = (means - 0.5) * np.sqrt(np.maximum(f.counts, 1))  # z-like reliability
+    means = _bin_means_sorted(nm, part)
+    usable_bin = part.counts >= MIN_BIN_VERTICES
+    soft_bin = (means - 0.5) * np.sqrt(np.maximum(part.counts, 1))  # z-like reliability
     hard_bin = (means > 0.5).astype(np.uint8) ^ lay.whiten
-    bits = hard_bin[lay.perm]
-    rel = np.abs(soft_bin)[lay.perm]
+    z_bin = np.where(lay.whiten == 1, -soft_bin, soft_bin)
     usable = usable_bin[lay.perm]
     if (~usable).reshape(-1, 8).any(axis=1).sum() > NSYM:
         return None
-    return bits, rel, usable, n_code
+    return _Observation(
+        hard_bin[lay.perm], np.abs(soft_bin)[lay.perm], z_bin[lay.perm], usable, n_code
+    )
+
+
+def _read(vertices: np.ndarray, faces: np.ndarray, key: bytes, payload_bits: int):
+    """(bits, reliability, usable, n_code) or None (kept for the benchmark)."""
+    o = _observe(vertices, faces, key, payload_bits)
+    return None if o is None else (o.bits, o.rel, o.usable, o.n_code)
 
 
 def _fp_decode(payload_bits: int) -> float:
     return max_attempts(payload_bits // 8) * 2.0 ** (-8 * TAG_BYTES)
 
 
+def _extract_obs(o: _Observation | None, key: bytes, payload_bits: int) -> ExtractResult:
+    pb = _payload_bytes(payload_bits)
+    fpb = _fp_decode(payload_bits)
+    if o is None:
+        return ExtractResult("too_small", None, 0.0, 0, fpb, 0, capacity_bits(payload_bits))
+    dec, _ = decode_bits(o.bits, o.rel, o.usable, key, pb)
+    n_usable = int(o.usable.sum())
+    if dec is None:
+        return ExtractResult("not_found", None, 0.0, 0, fpb, n_usable, o.n_code)
+    return ExtractResult("found", dec.payload, 1.0 - fpb, dec.bit_errors, fpb, n_usable, o.n_code)
+
+
 def extract(
     vertices: np.ndarray, faces: np.ndarray, key: bytes, *, payload_bits: int = 64
 ) -> ExtractResult:
     """Blind extraction: decode the payload with the key alone."""
-    pb = _payload_bytes(payload_bits)
-    fpb = _fp_decode(payload_bits)
-    read = _read(vertices, faces, key, payload_bits)
-    if read is None:
-        return ExtractResult("too_small", None, 0.0, 0, fpb, 0, capacity_bits(payload_bits))
-    bits, rel, usable, n_code = read
-    dec, _ = decode_bits(bits, rel, usable, key, pb)
-    n_usable = int(usable.sum())
-    if dec is None:
-        return ExtractResult("not_found", None, 0.0, 0, fpb, n_usable, n_code)
-    return ExtractResult("found", dec.payload, 1.0 - fpb, dec.bit_errors, fpb, n_usable, n_code)
+    _payload_bytes(payload_bits)
+    return _extract_obs(_observe(vertices, faces, key, payload_bits), key, payload_bits)
 
 
 def binomial_tail(n: int, k: int) -> float:
@@ -329,18 +743,37 @@ def binomial_tail(n: int, k: int) -> float:
     return math.fsum(math.comb(n, i) for i in range(k, n + 1)) / 2.0**n
 
 
+def detect_p_value(z: np.ndarray, expected_bits: np.ndarray) -> tuple[float, int]:
+    """Known-payload detector: (p-value, agreeing bits) of soft scores against bits.
+
+    Under "not marked with this key and payload" the expected signs s_j are
+    keyed, whitened fair coins independent of the mesh and hence of z, so
+    P(sum s_j z_j >= T) <= exp(-T^2 / (2 sum z_j^2)) (Hoeffding) and
+    P(#agree >= a) = BinomTail(n, a); the smaller of the two, x2 for the union.
+    """
+    s = expected_bits.astype(np.float64) * 2.0 - 1.0
+    n = len(z)
+    agree = int(np.count_nonzero(np.sign(z) == s))
+    t = float(s @ z)
+    sq = float(z @ z)
+    hoeff = math.exp(-t * t / (2.0 * sq)) if t > 0 and sq > 0 else 1.0
+    return min(1.0, 2.0 * min(hoeff, binomial_tail(n, agree))), agree
+
+
 def verify(
     vertices: np.ndarray, faces: np.ndarray, key: bytes, expected_payload: bytes
 ) -> VerifyResult:
     """Check that the mesh carries ``expected_payload`` under ``key``.
 
-    First a blind decode; if that fails, a correlation test against the expected
-    code bits (accepted when a random mesh would agree this well with probability
-    <= VERIFY_FPR). A too-small mesh is reported as such, never as verified.
+    First a blind decode (a different payload under this key is a mismatch);
+    if that fails, the known-payload detector on the soft bin scores (accepted
+    when a random mesh would score this well with probability <= VERIFY_FPR).
+    A too-small mesh is reported as such, never as verified.
     """
     payload_bits = 8 * len(expected_payload)
-    r = extract(vertices, faces, key, payload_bits=payload_bits)
-    if r.status == "too_small":
+    o = _observe(vertices, faces, key, payload_bits)
+    r = _extract_obs(o, key, payload_bits)
+    if r.status == "too_small" or o is None:
         return VerifyResult(
             "too_small", None, 0.0, r.false_positive_bound, 0, "none", "mesh too small"
         )
@@ -355,13 +788,10 @@ def verify(
             "decode",
             "" if ok else "the mesh carries another payload under this key",
         )
-    read = _read(vertices, faces, key, payload_bits)
-    assert read is not None
-    bits, _, usable, _ = read
     expected = encode_bits(expected_payload, key)
-    n = int(usable.sum())
-    agree = int(np.count_nonzero((bits == expected) & usable))
-    p = binomial_tail(n, agree)
+    u = o.usable
+    p, agree = detect_p_value(o.z[u], expected[u])
+    n = int(u.sum())
     if p <= VERIFY_FPR:
         return VerifyResult("verified", expected_payload, 1.0 - p, p, n - agree, "correlation")
     return VerifyResult(
