@@ -45,7 +45,9 @@ def dest(tmp_path: Path) -> Path:
 
 
 def _no_hasher_threads() -> bool:
-    return not any(t.name == "sealport-sha256" and t.is_alive() for t in threading.enumerate())
+    """Neither pipeline worker (writer, hasher) outlives decrypt_payload."""
+    workers = {"sealport-sha256", "sealport-write"}
+    return not any(t.name in workers and t.is_alive() for t in threading.enumerate())
 
 
 def _run(ct: Path, dest: Path, ident: str, size: int, sha: str, **kw: object) -> Path:
@@ -72,6 +74,29 @@ def test_good_file(sealed: tuple[str, Path, bytes, str], dest: Path) -> None:
     assert _no_hasher_threads()
 
 
+def test_page_recycling_keeps_the_file_whole(
+    sealed: tuple[str, Path, bytes, str], dest: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """1 MiB recycle windows: sync_file_range + FADV_DONTNEED run for real, data intact."""
+    import sealport.payload as payload
+
+    calls: list[int] = []
+    real = payload._sync_file_range()
+    assert real is not None  # Linux: the recycler is on
+
+    def spy(fd: int, off: int, n: int, flags: int) -> int:
+        calls.append(off)
+        return int(real(fd, off, n, flags))
+
+    monkeypatch.setattr(payload, "_RECYCLE_WINDOW", 1 << 20)
+    monkeypatch.setattr(payload, "_sfr_fn", spy)
+    ident, ct, data, sha = sealed
+    out = _run(ct, dest, ident, SIZE, sha)
+    assert calls == [0, 1 << 20, 2 << 20]  # one per full window written
+    assert out.read_bytes() == data
+    assert _no_hasher_threads()
+
+
 def _flip(ct: Path, tmp: Path, offset: int) -> Path:
     raw = bytearray(ct.read_bytes())
     raw[offset] ^= 0x01
@@ -80,7 +105,9 @@ def _flip(ct: Path, tmp: Path, offset: int) -> Path:
     return bad
 
 
-@pytest.mark.parametrize("where", ["stanza", "mac", "nonce", "first_chunk", "last_chunk", "tag"])
+@pytest.mark.parametrize(
+    "where", ["stanza", "mac", "nonce", "first_chunk", "mid_block", "last_chunk", "tag"]
+)
 def test_flipped_byte_leaves_nothing(
     sealed: tuple[str, Path, bytes, str], dest: Path, tmp_path: Path, where: str
 ) -> None:
@@ -93,13 +120,14 @@ def test_flipped_byte_leaves_nothing(
         "mac": mac_line + 10,
         "nonce": payload - 3,
         "first_chunk": payload + 100,
+        "mid_block": payload + 5 * (65536 + 16) + 7,  # chunk 5 of the first 16-chunk block
         "last_chunk": len(raw) - 50,
         "tag": len(raw) - 1,
     }[where]
     with pytest.raises(PayloadError) as ei:
         _run(_flip(ct, tmp_path, offset), dest, ident, SIZE, sha)
     assert isinstance(ei.value, age.AgeError)
-    if where in ("first_chunk", "last_chunk", "tag", "nonce"):
+    if where in ("first_chunk", "mid_block", "last_chunk", "tag", "nonce"):
         assert isinstance(ei.value, age.AgePayloadError)
     assert "damaged or was tampered with" in ei.value.message or where == "stanza"
     assert list(dest.iterdir()) == []

@@ -49,7 +49,10 @@ __all__ = [
     "AgeNoIdentityMatch",
     "AgePayloadError",
     "AgeUnsupported",
+    "BLOCK_PLAINTEXT",
+    "BlockSink",
     "decrypt_stream",
+    "decrypt_stream_blocks",
     "encrypt_stream",
     "generate_identity",
     "identity_to_recipient",
@@ -146,6 +149,7 @@ STANZA_LINE_BYTES = 48  # 64 base64 columns
 MAX_HEADER_SIZE = 1 << 20  # bounds memory spent on a hostile header
 MAX_LINE = 64 * 1024
 CHUNKS_PER_BLOCK = 16  # ~1 MiB reads: few syscalls, little Python per byte
+BLOCK_PLAINTEXT = CHUNKS_PER_BLOCK * CHUNK_SIZE  # plaintext bytes one block can hold
 
 X25519_LABEL = b"age-encryption.org/v1/X25519"
 ARMOR_BEGIN = b"-----BEGIN AGE ENCRYPTED FILE-----"
@@ -577,6 +581,43 @@ def _file_key(header: _Header, identities: Sequence[str]) -> bytes:
 # --- decrypt -----------------------------------------------------------------------------
 
 
+class BlockSink(Protocol):
+    """Receives decrypted plaintext block by block, without copies.
+
+    Why: per-chunk ``bytes`` objects (a fresh 64 KiB allocation each) cost more
+    than the decryption itself; here the decoder decrypts in place
+    (``decrypt_into``) into buffers the sink lends it and hands each one back
+    with the count of authenticated bytes at its start. The sink may pass the
+    buffer to other threads and lend it again only when they are done with it.
+    """
+
+    def buffer(self) -> bytearray:
+        """A buffer of at least :data:`BLOCK_PLAINTEXT` bytes, owned by the decoder until emit."""
+        ...
+
+    def emit(self, buf: bytearray, n: int) -> None:
+        """``buf[:n]`` is authenticated plaintext, in stream order; ownership returns to the sink."""
+        ...
+
+
+class _CopySink:
+    """Adapts ``dst.write`` / ``on_plaintext`` callers to :class:`BlockSink` (one copy per block)."""
+
+    def __init__(self, dst: BinaryIO, on_plaintext: Callable[[bytes], object] | None) -> None:
+        self._buf = bytearray(BLOCK_PLAINTEXT)
+        self._write = dst.write
+        self._on_plaintext = on_plaintext
+
+    def buffer(self) -> bytearray:
+        return self._buf
+
+    def emit(self, buf: bytearray, n: int) -> None:
+        data = bytes(memoryview(buf)[:n])
+        if self._on_plaintext is not None:
+            self._on_plaintext(data)
+        self._write(data)
+
+
 def decrypt_stream(
     src: BinaryIO,
     dst: BinaryIO,
@@ -590,12 +631,35 @@ def decrypt_stream(
 
     Streaming in ~1 MiB reads, constant memory; armor is auto-detected.
     Only authenticated chunks are written (and passed to ``on_plaintext``, in
-    order, before they are written). A failure later in the stream still
-    raises after earlier chunks were written: callers must discard ``dst`` on
-    any exception. ``max_plaintext`` makes it raise SizeMismatch before
-    writing a chunk that would exceed it. ``progress.update("decrypt",
-    ciphertext_done, ciphertext_total)`` is called per block (total 0 when
-    unknown) and may raise Cancelled.
+    order, before they are written), in pieces of up to one block. A failure
+    later in the stream still raises after earlier chunks were written:
+    callers must discard ``dst`` on any exception. ``max_plaintext`` makes it
+    raise SizeMismatch before writing a chunk that would exceed it.
+    ``progress.update("decrypt", ciphertext_done, ciphertext_total)`` is
+    called per block (total 0 when unknown) and may raise Cancelled.
+    """
+    return decrypt_stream_blocks(
+        src,
+        _CopySink(dst, on_plaintext),
+        identities,
+        progress=progress,
+        max_plaintext=max_plaintext,
+    )
+
+
+def decrypt_stream_blocks(
+    src: BinaryIO,
+    sink: BlockSink,
+    identities: Sequence[str],
+    *,
+    progress: Progress | _ProgressLike | None = None,
+    max_plaintext: int | None = None,
+) -> int:
+    """As :func:`decrypt_stream`, but plaintext goes to ``sink`` in lent buffers (no copies).
+
+    Each ``sink.emit`` carries whole authenticated chunks; when a chunk fails
+    (or would exceed ``max_plaintext``), the authenticated chunks before it in
+    the same block are emitted first, then the error is raised.
     """
     total = _total_size(src)
     r = _open_input(src)
@@ -612,22 +676,20 @@ def decrypt_stream(
     if len(nonce) != NONCE_SIZE:
         raise AgeHeaderError(detail="payload nonce missing or short")
     aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
-    return _decrypt_payload(r, dst, aead, on_plaintext, progress, max_plaintext, total)
+    return _decrypt_payload(r, sink, aead, progress, max_plaintext, total)
 
 
 def _decrypt_payload(
     r: _Reader,
-    dst: BinaryIO,
+    sink: BlockSink,
     aead: ChaCha20Poly1305,
-    on_plaintext: Callable[[bytes], object] | None,
     progress: Progress | _ProgressLike | None,
     max_plaintext: int | None,
     total: int,
 ) -> int:
     block = bytearray(CHUNKS_PER_BLOCK * ENC_CHUNK_SIZE)
     view = memoryview(block)
-    decrypt = aead.decrypt
-    write = dst.write
+    decrypt_into = aead.decrypt_into
     counter = 0
     written = 0
     limit = max_plaintext if max_plaintext is not None else -1
@@ -636,48 +698,57 @@ def _decrypt_payload(
         progress.update("decrypt", r.consumed, total)
     while not last:
         n = r.readinto_full(view)
+        buf = sink.buffer()
+        out = memoryview(buf)
+        pos = 0  # authenticated plaintext bytes in buf
         off = 0
-        while off < n:
-            end = min(off + ENC_CHUNK_SIZE, n)
-            size = end - off
-            ct = view[off:end]
-            if size < ENC_CHUNK_SIZE:
-                # Only the final chunk may be short; it can be empty only if it is the only one.
-                if size < TAG_SIZE:
-                    raise AgePayloadError(detail=f"chunk {counter} truncated ({size} bytes)")
-                if size == TAG_SIZE and counter:
-                    raise AgePayloadError(detail="final chunk is empty")
-                try:
-                    pt = decrypt(counter.to_bytes(11, "big") + b"\x01", ct, None)
-                except InvalidTag:
-                    raise AgePayloadError(detail=f"chunk {counter} failed authentication") from None
-                last = True
-            else:
-                try:
-                    pt = decrypt(counter.to_bytes(11, "big") + b"\x00", ct, None)
-                except InvalidTag:
-                    # A full-length chunk may be the final one.
+        try:
+            while off < n:
+                end = min(off + ENC_CHUNK_SIZE, n)
+                size = end - off
+                ct = view[off:end]
+                pt = out[pos : pos + size - TAG_SIZE] if size >= TAG_SIZE else out[:0]
+                if size < ENC_CHUNK_SIZE:
+                    # Only the final chunk may be short; it can be empty only if it is the only one.
+                    if size < TAG_SIZE:
+                        raise AgePayloadError(detail=f"chunk {counter} truncated ({size} bytes)")
+                    if size == TAG_SIZE and counter:
+                        raise AgePayloadError(detail="final chunk is empty")
                     try:
-                        pt = decrypt(counter.to_bytes(11, "big") + b"\x01", ct, None)
+                        decrypt_into(counter.to_bytes(11, "big") + b"\x01", ct, None, pt)
                     except InvalidTag:
                         raise AgePayloadError(
                             detail=f"chunk {counter} failed authentication"
                         ) from None
                     last = True
-            if limit >= 0 and written + len(pt) > limit:
-                raise SizeMismatch(
-                    "The asset is larger than its manifest says; nothing was imported. "
-                    "Tell your pipeline TD.",
-                    detail=f"plaintext exceeds max_plaintext={limit} at chunk {counter}",
-                )
-            if on_plaintext is not None:
-                on_plaintext(pt)
-            write(pt)
-            written += len(pt)
-            counter += 1
-            off = end
-            if last and off != n:
-                raise AgePayloadError(detail="data after the final chunk")
+                else:
+                    try:
+                        decrypt_into(counter.to_bytes(11, "big") + b"\x00", ct, None, pt)
+                    except InvalidTag:
+                        # A full-length chunk may be the final one.
+                        try:
+                            decrypt_into(counter.to_bytes(11, "big") + b"\x01", ct, None, pt)
+                        except InvalidTag:
+                            raise AgePayloadError(
+                                detail=f"chunk {counter} failed authentication"
+                            ) from None
+                        last = True
+                if limit >= 0 and written + pos + size - TAG_SIZE > limit:
+                    raise SizeMismatch(
+                        "The asset is larger than its manifest says; nothing was imported. "
+                        "Tell your pipeline TD.",
+                        detail=f"plaintext exceeds max_plaintext={limit} at chunk {counter}",
+                    )
+                pos += size - TAG_SIZE
+                counter += 1
+                off = end
+                if last and off != n:
+                    raise AgePayloadError(detail="data after the final chunk")
+        except (AgePayloadError, SizeMismatch):
+            sink.emit(buf, pos)  # the authenticated chunks before the failure, as age does
+            raise
+        sink.emit(buf, pos)
+        written += pos
         if progress is not None:
             progress.update("decrypt", r.consumed, total)
         if not last and n < len(view):

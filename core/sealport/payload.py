@@ -36,8 +36,12 @@ __all__ = ["decrypt_payload", "TEMP_PREFIX", "TEMP_SUFFIX"]
 
 TEMP_PREFIX = ".sealport-"
 TEMP_SUFFIX = ".part"
-_BATCH = 16  # chunks per queue item (~1 MiB): few lock round-trips per MiB
-_QUEUE_DEPTH = 8  # items: bounds hashing backlog to ~8 MiB
+_BUFFERS = 8  # plaintext blocks (1 MiB each) in flight between decoder, writer and hasher
+_RECYCLE_WINDOW = int(os.environ.get("SEALPORT_RECYCLE_MIB", "16")) << 20  # 0: off
+_RECYCLE_LAG = 2  # windows between starting a window's writeback and dropping its pages
+_SFR_WRITE = 2  # SYNC_FILE_RANGE_WRITE: start writeback, do not wait for it
+_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
+_sfr_fn: Any = None  # ctypes function, False when unavailable, None before first use
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _PREALLOCATE = True  # reserve expected_size with fallocate (tests switch it off to hit write())
@@ -52,82 +56,162 @@ class _WriteFailed(Exception):
         self.err = err
 
 
-class _Sink:
-    """Unbuffered writer on the temp file descriptor; tags its OSErrors.
+_Item = tuple[bytearray, int] | None  # (buffer, authenticated bytes) or end of stream
 
-    Chunks are gathered and written with one ``writev`` per ~1 MiB (16 age
-    chunks): a sixteenth of the system calls, and no copying to join them.
-    ``flush`` must be called once decryption has finished.
+
+class _Pipeline:
+    """Decrypted blocks flow: decoder (this thread) -> writer thread -> hasher thread -> pool.
+
+    Why three threads on a machine that may have two cores: ``decrypt_into``
+    holds the GIL, but ``os.write`` and ``hashlib`` release it for large
+    buffers, so writing and hashing run truly in parallel with decryption and
+    with each other, and the OS balances the three over the cores. Writing
+    is the costly part on fresh page cache (see docs/BENCHMARKS.md), so it
+    gets a thread of its own instead of sharing one with the hash.
+
+    Memory is constant: ``_BUFFERS`` plaintext blocks exist, lent to the
+    decoder by :meth:`buffer` and returned to the pool by the hasher. Both
+    workers always pass a buffer on, also after a write error or an abort,
+    so the decoder can never wait forever for one.
     """
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._pending: list[bytes] = []
-        self._writev = getattr(os, "writev", None)
-
-    def write(self, data: bytes) -> int:
-        self._pending.append(data)
-        if len(self._pending) >= _BATCH:
-            self.flush()
-        return len(data)
-
-    def flush(self) -> None:
-        pending, self._pending = self._pending, []
-        try:
-            if self._writev is not None and len(pending) > 1:
-                total = sum(len(p) for p in pending)
-                done = self._writev(self._fd, pending)
-                if done == total:
-                    return
-                pending = [b"".join(pending)[done:]]  # short write: finish the rest
-            for data in pending:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._fd, view) :]
-        except OSError as exc:
-            raise _WriteFailed(exc) from exc
-
-
-class _Hasher:
-    """SHA-256 in a background thread; ``feed`` never holds more than the queue bound."""
-
-    def __init__(self) -> None:
-        self._q: queue.Queue[list[bytes] | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        for _ in range(_BUFFERS):
+            self._free.put(bytearray(age.BLOCK_PLAINTEXT))
+        self._to_write: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._to_hash: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._h = hashlib.sha256()
-        self._batch: list[bytes] = []
         self._abort = False
-        self._thread = threading.Thread(target=self._run, name="sealport-sha256", daemon=True)
-        self._thread.start()
+        self.write_error: OSError | None = None
+        self._worker_error: BaseException | None = None
+        self._recycler = _PageRecycler(fd)
+        self._threads = [
+            threading.Thread(target=self._write_loop, name="sealport-write", daemon=True),
+            threading.Thread(target=self._hash_loop, name="sealport-sha256", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
 
-    def _run(self) -> None:
+    # -- BlockSink, called by the decoder ------------------------------------------------
+
+    def buffer(self) -> bytearray:
+        self._raise_worker_error()
+        return self._free.get()
+
+    def emit(self, buf: bytearray, n: int) -> None:
+        self._to_write.put((buf, n))
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        write = os.write
         while True:
-            item = self._q.get()
+            item = self._to_write.get()
+            if item is not None and not self._abort and self.write_error is None:
+                try:
+                    view = memoryview(item[0])[: item[1]]
+                    while view:
+                        view = view[write(self._fd, view) :]
+                    self._recycler.wrote(item[1])
+                except OSError as exc:
+                    self.write_error = exc
+                except BaseException as exc:  # a bug must not leave the decoder waiting
+                    self._worker_error = exc
+                    self._abort = True
+            self._to_hash.put(item)
+            if item is None:
+                return
+
+    def _hash_loop(self) -> None:
+        update = self._h.update
+        while True:
+            item = self._to_hash.get()
             if item is None:
                 return
             if not self._abort:
-                for chunk in item:
-                    self._h.update(chunk)  # releases the GIL for large buffers
+                try:
+                    update(memoryview(item[0])[: item[1]])  # releases the GIL
+                except BaseException as exc:  # pragma: no cover - hashlib does not fail
+                    self._worker_error = exc
+                    self._abort = True
+            self._free.put(item[0])
 
-    def feed(self, chunk: bytes) -> None:
-        self._batch.append(chunk)
-        if len(self._batch) >= _BATCH:
-            self._q.put(self._batch)
-            self._batch = []
+    def _raise_worker_error(self) -> None:
+        if self.write_error is not None:
+            raise _WriteFailed(self.write_error)
+        if self._worker_error is not None:
+            raise RuntimeError("sealport payload worker failed") from self._worker_error
+
+    # -- end ---------------------------------------------------------------------------------
 
     def finish(self) -> str:
-        if self._batch:
-            self._q.put(self._batch)
-            self._batch = []
-        self._q.put(None)
-        self._thread.join()
+        """Wait until every block is written and hashed; the hex digest."""
+        self._to_write.put(None)
+        for t in self._threads:
+            t.join()
+        self._raise_worker_error()
         return self._h.hexdigest()
 
     def abort(self) -> None:
+        """Stop both workers (they drop what is queued) and wait for them."""
         self._abort = True
-        self._batch = []
-        if self._thread.is_alive():
-            self._q.put(None)
-            self._thread.join(timeout=30)
+        self._to_write.put(None)
+        for t in self._threads:
+            t.join(timeout=30)
+
+
+class _PageRecycler:
+    """Starts writeback of the temp file behind the writer and drops the written pages.
+
+    Why: on a VM whose free memory goes back to the host, every fresh page of
+    page cache costs a host page fault; writing a GiB of plaintext into new
+    page cache then costs more CPU than decrypting it. Recycling a bounded
+    window of pages (``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which only
+    starts the I/O, then ``POSIX_FADV_DONTNEED`` a few windows later, which
+    drops only pages already clean and never waits) keeps the page cache the
+    import uses small and its pages warm. Advisory: errors are ignored, and it
+    is off where ``sync_file_range`` is missing (non-Linux).
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._done = 0
+        self._started = 0  # bytes whose writeback was started
+        self._sfr = _sync_file_range() if _RECYCLE_WINDOW > 0 else None
+
+    def wrote(self, n: int) -> None:
+        if self._sfr is None:
+            return
+        self._done += n
+        while self._done - self._started >= _RECYCLE_WINDOW:
+            self._sfr(self._fd, self._started, _RECYCLE_WINDOW, _SFR_WRITE)
+            self._started += _RECYCLE_WINDOW
+            drop_end = self._started - _RECYCLE_LAG * _RECYCLE_WINDOW
+            if drop_end > 0:
+                try:
+                    os.posix_fadvise(
+                        self._fd, drop_end - _RECYCLE_WINDOW, _RECYCLE_WINDOW, _DONTNEED
+                    )
+                except OSError:
+                    pass
+
+
+def _sync_file_range() -> Any:
+    """libc ``sync_file_range`` through ctypes (the os module lacks it), or None."""
+    global _sfr_fn
+    if _sfr_fn is None:
+        _sfr_fn = False
+        if sys.platform.startswith("linux") and hasattr(os, "posix_fadvise"):
+            try:
+                fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+                fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+                fn.restype = ctypes.c_int
+                _sfr_fn = fn
+            except (OSError, AttributeError):
+                pass
+    return _sfr_fn or None
 
 
 def _create_temp(dest_dir: Path) -> tuple[int, Path]:
@@ -233,31 +317,24 @@ def decrypt_payload(
         raise _read_error(exc, ciphertext) from exc
     tmp: Path | None = None
     fd = -1
-    hasher: _Hasher | None = None
+    pipe: _Pipeline | None = None
     try:
         try:
             fd, tmp = _create_temp(dest_dir)
             _preallocate(fd, expected_size)
         except OSError as exc:
             raise _write_error(exc, dest_dir) from exc
-        hasher = _Hasher()
-        sink = _Sink(fd)
+        pipe = _Pipeline(fd)
         try:
-            written = age.decrypt_stream(
-                src,
-                sink,  # type: ignore[arg-type]  # duck-typed BinaryIO: write() only
-                [identity],
-                on_plaintext=hasher.feed,
-                progress=progress,
-                max_plaintext=expected_size,
+            written = age.decrypt_stream_blocks(
+                src, pipe, [identity], progress=progress, max_plaintext=expected_size
             )
-            sink.flush()
+            digest = pipe.finish()
         except _WriteFailed as exc:
             raise _write_error(exc.err, dest_dir) from exc.err
         except OSError as exc:
             raise _read_error(exc, ciphertext) from exc
-        digest = hasher.finish()
-        hasher = None
+        pipe = None
         try:
             os.close(fd)
         except OSError as exc:  # delayed write errors (NFS, quota) surface on close
@@ -282,8 +359,8 @@ def decrypt_payload(
         return result
     finally:
         src.close()
-        if hasher is not None:
-            hasher.abort()
+        if pipe is not None:
+            pipe.abort()
         if fd >= 0:
             try:
                 os.close(fd)
