@@ -1,13 +1,15 @@
-"""Fuzz the in-process part of the FBX check: the header and the reference policy.
+"""Fuzz the in-process part of the FBX check: header, node tree, references.
 
-The full FBX check loads the file with ufbx in a *child process* by design
+The ufbx second opinion runs in a *child process* by design
 (:mod:`sealport.formats.isolated`: the ufbx 0.0.5 binding corrupts memory), so
-it cannot run in-process under a fuzzer, and one child per input (~1 exec/s)
-is too slow to fuzz. What runs in our own process is fuzzed here:
+it is not fuzzed here (one child per input is ~1 exec/s). Everything that runs
+in our own process, and alone inside a DCC, is:
 
 - ``fbx._check_header``: magic, truncation, version range, ASCII detection;
-- ``fbx._judge_references``: the policy applied to the file names ufbx reports
-  (absolute, ``..``, URL, UNC, NUL...), fed fuzzed names.
+- the node-tree stage (:mod:`sealport.formats.fbxtree`): parse, every mesh's
+  arrays decoded and indices checked, media references read and judged, and
+  the watermark writer's re-serialisation of whatever parsed;
+- ``fbx._judge_references``: the policy, fed fuzzed names.
 
 The whole child-process path is exercised on hostile files in
 ``tests/test_hostile_inputs.py``.
@@ -19,11 +21,23 @@ import atheris
 from _harness import fuzz, input_file, instrumented
 
 with instrumented():
-    from sealport.formats import fbx
+    from sealport.formats import fbx, fbxtree
+
+
+def _tree(data: bytes) -> None:
+    path = input_file(data, "tree.fbx")
+    tree, _ = fbx._tree_facts(path, data)
+    fbx._judge_references(path, fbx._tree_media(tree))
+    again = fbxtree.serialize(tree)
+    if fbxtree.serialize(fbxtree.parse(again)) != again:
+        raise AssertionError("node tree does not round-trip")
 
 
 def one(data: bytes) -> None:
     if not data:
+        return
+    if data[0] % 4 == 2:
+        _tree(data[1:])
         return
     if data[0] % 2:
         path = input_file(data[1:], "asset.fbx")

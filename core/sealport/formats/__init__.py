@@ -14,7 +14,7 @@ returns a :class:`FormatReport` with counts for the audit log, or raises
 | glb | :mod:`.glb` | own container parser + ``json`` |
 | obj | :mod:`.obj` | own line reader |
 | stl | :mod:`.stl` | own header/ASCII reader + numpy chunked reads |
-| fbx | :mod:`.fbx` | header check + ``ufbx`` |
+| fbx | :mod:`.fbx` | own node-tree reader :mod:`.fbxtree` + ``ufbx`` in a child |
 | 3mf | :mod:`.threemf` | :mod:`.zipcheck` + ``defusedxml`` streaming |
 """
 
@@ -30,10 +30,11 @@ from .isolated import check_in_child, python_available
 from .report import DEFAULT_MAX_BYTES, FormatReport, refuse
 from .threemf import read_3mf_mesh
 
-ISOLATED_FORMATS = frozenset({"fbx", "usd", "usdz"})
+ISOLATED_FORMATS = frozenset({"usd", "usdz"})
 """Formats whose reader library is not memory-safe enough to run in-process.
 
-USD joined FBX after tests/fuzz/fuzz_usd.py found a corrupt usdc layer that
+FBX is not listed: its check runs the pure-Python node-tree reader in-process and
+starts the ufbx child itself (:mod:`.fbx`). USD joined FBX here after tests/fuzz/fuzz_usd.py found a corrupt usdc layer that
 makes usd-core abort the whole process ("FATAL ERROR: Dereferenced an invalid
 SdfPrimSpec"; regression input tests/fuzz/corpus/usd/regress-pxr-abort)."""
 
@@ -68,7 +69,7 @@ def detect_format(filename: str) -> str:
 
 
 def _checker(fmt: str) -> Checker:
-    # Imported lazily: pxr and ufbx are heavy, and a host may only ever see one format.
+    # Imported lazily: pxr and numpy are heavy, and a host may only ever see one format.
     if fmt == "usd":
         from .usd import check_usd
 

@@ -1,11 +1,19 @@
-"""FBX safe reader: header check, then a full load with ``ufbx``.
+"""FBX safe reader: our bounded node-tree check, plus ufbx in a child process.
 
-We check the binary header ourselves (``Kaydara FBX Binary  \\x00\\x1a\\x00`` +
-uint32 version) so garbage never reaches the C parser, then let ufbx (a
-fuzzed, single-file C loader) parse the whole file with the strictest options
-it has: ``strict``, out-of-range indices abort the load, a node depth limit,
-and external files are never loaded. Truncated files, bad offsets and broken
-compressed arrays come back as ``ufbx.UfbxError`` and are refused.
+1. **Structural check, always, in-process** (:mod:`.fbxtree`, pure Python): the
+   binary header, every node's and property's offsets and lengths against their
+   enclosing bounds, depth and node-count caps, each mesh's polygon indices in
+   range (arrays decoded with zlib output bounded by the declared size), and
+   the reference policy below applied to every ``Video``, ``Texture``,
+   ``Audio`` and ``Cache`` object. Nothing here can crash the process, so this
+   is also the whole check inside a DCC whose ``sys.executable`` is not Python
+   (Blender, Maya): the ufbx binding never runs in an artist's DCC.
+2. **ufbx second opinion, only in a child process** where a Python interpreter
+   is available (:mod:`.isolated`): ufbx (a fuzzed C loader) parses the whole
+   scene with its strictest options (``strict``, out-of-range indices abort,
+   node depth limit, no external files). The ufbx 0.0.5 binding corrupts
+   memory (measured: it segfaults on every valid file under
+   ``PYTHONMALLOC=debug``; see ``docs/FBX.md``), so it never runs in-process.
 
 Policy on references: textures, videos, audio clips and geometry caches may
 name files. Embedded content is fine. A reference without embedded content is
@@ -18,10 +26,6 @@ media ("Path Mode: Copy" + "Embed Textures" in Blender).
 
 ASCII FBX is refused with a clear message: Blender's importer (our first host)
 cannot read it, and one binary code path is easier to keep safe.
-
-Limits: the ufbx Python binding (0.0.x) silently ignores allocator options
-(``temp_allocator``/``result_allocator`` memory limits), so memory is bounded
-only by the caller's ``max_bytes`` size cap and ufbx's own sanity checks.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import fbxtree
 from .refs import reference_problem
 from .report import FormatReport, refuse
 
@@ -145,8 +150,131 @@ def _judge_references(path: Path, media: list[_Media]) -> list[str]:
     return warnings
 
 
+_MEDIA_KINDS = {
+    b"Video": "video",
+    b"Texture": "texture",
+    b"Audio": "audio clip",
+    b"Cache": "geometry cache",
+}
+_NAME_NODES = (b"FileName", b"Filename", b"RelativeFilename")
+_NAME_PROPS = (
+    b"Path",
+    b"RelativePath",
+    b"FileName",
+    b"RelativeFilename",
+    b"CacheFileName",
+    b"CacheAbsoluteFileName",
+)
+
+
+def _text(tree: fbxtree.FbxTree, prop: fbxtree.Prop) -> str:
+    return tree.string(prop).decode("utf-8", "replace")
+
+
+def _tree_media(tree: fbxtree.FbxTree) -> list[_Media]:
+    """File references of every media object, read from the node tree.
+
+    Conservative on purpose: every file-name child node (``FileName``,
+    ``Filename``, ``RelativeFilename``) and every ``Properties70`` entry with
+    a path-like name is judged; a non-empty ``Content`` blob means embedded,
+    for a texture also the ``Content`` of a video connected to it (``OO``).
+    """
+    objects = tree.root(b"Objects")
+    found: list[tuple[int | float | None, bytes, str, list[str], bool]] = []
+    for obj in objects.children if objects is not None else []:
+        kind = _MEDIA_KINDS.get(obj.name)
+        if kind is None:
+            continue
+        names: list[str] = []
+        embedded = False
+        for c in obj.children:
+            if c.name in _NAME_NODES and c.props and c.props[0].code == b"S":
+                names.append(_text(tree, c.props[0]))
+            elif c.name == b"Content" and c.props and c.props[0].code == b"R":
+                embedded = embedded or c.props[0].data_len > 0
+            elif c.name == b"Properties70":
+                for p in c.children:
+                    if p.name == b"P" and len(p.props) >= 5 and p.props[0].code == b"S":
+                        if tree.string(p.props[0]) in _NAME_PROPS and p.props[4].code == b"S":
+                            names.append(_text(tree, p.props[4]))
+        label = (
+            _text(tree, obj.props[1]) if len(obj.props) > 1 and obj.props[1].code == b"S" else ""
+        )
+        oid = obj.props[0].value if obj.props else None
+        found.append((oid, obj.name, label.split("\x00")[0], names, embedded))
+    with_content = {oid for oid, name, _, _, emb in found if name == b"Video" and emb}
+    fed = _connected_from(tree, with_content)
+    media: list[_Media] = []
+    for oid, name, label, names, embedded in found:
+        embedded = embedded or (name == b"Texture" and oid in fed)
+        names = list(dict.fromkeys(n for n in names if n))  # each distinct name judged once
+        pairs = [names[i : i + 2] for i in range(0, len(names), 2)] or [[]]
+        for pair in pairs:
+            absolute, relative = (pair + ["", ""])[:2]
+            media.append(_Media(_MEDIA_KINDS[name], label, absolute, relative, embedded))
+    return media
+
+
+def _connected_from(tree: fbxtree.FbxTree, sources: set[int | float | None]) -> set[int | float]:
+    """Ids of objects that one of ``sources`` is connected to (object-object links)."""
+    conns = tree.root(b"Connections")
+    out: set[int | float] = set()
+    for c in conns.children if conns is not None and sources else []:
+        p = c.props
+        if c.name == b"C" and len(p) >= 3 and p[0].code == b"S" and tree.string(p[0]) == b"OO":
+            if p[1].value in sources and p[2].value is not None:
+                out.add(p[2].value)
+    return out
+
+
+def _tree_facts(path: Path, data: bytes) -> tuple[fbxtree.FbxTree, dict[str, int | str]]:
+    try:
+        tree = fbxtree.parse(data)
+        verts = faces = tris = 0
+        geos = fbxtree.geometries(tree)
+        for geo in geos:
+            n = len(fbxtree.points(tree, geo))
+            counts, _ = fbxtree.polygons(tree, geo, n)
+            verts, faces, tris = (
+                verts + n,
+                faces + len(counts),
+                tris + int((counts - 2).clip(0).sum()),
+            )
+    except fbxtree.FbxTreeError as exc:
+        raise refuse(path, FMT, exc.problem, exc.detail) from None
+    return tree, {
+        "meshes": len(geos),
+        "vertices": verts,
+        "faces": faces,
+        "triangles": tris,
+        "nodes": tree.nodes,
+    }
+
+
 def check_fbx(path: Path, *, max_bytes: int) -> FormatReport:
-    """Check a binary FBX file; see the module docstring for the policy."""
+    """Check a binary FBX file; see the module docstring for the two stages."""
+    from .isolated import check_in_child, python_available
+
+    size = path.stat().st_size
+    version = _check_header(path, size)
+    if size > max_bytes:
+        raise refuse(path, FMT, f"it is larger than the {max_bytes} byte limit", f"size={size}")
+    tree, summary = _tree_facts(path, path.read_bytes())
+    warnings = _judge_references(path, _tree_media(tree))
+    del tree
+    reader = "node tree"
+    if python_available():
+        deep = check_in_child(path, FMT, max_bytes)
+        warnings += [w for w in deep.warnings if w not in warnings]
+        summary.update({k: v for k, v in deep.summary.items() if k not in summary})
+        reader = "node tree + ufbx (child process)"
+    return FormatReport(
+        FMT, size, {"version": version, **summary, "reader": reader}, tuple(warnings)
+    )
+
+
+def check_fbx_ufbx(path: Path, *, max_bytes: int) -> FormatReport:
+    """The ufbx load; run only in a child process (see :mod:`.isolated`)."""
     import ufbx
 
     size = path.stat().st_size

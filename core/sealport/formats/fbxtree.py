@@ -285,6 +285,66 @@ def parse(data: bytes, *, max_nodes: int = MAX_NODES) -> FbxTree:
     return FbxTree(data, version, roots, pos + p.null_len, p.count)
 
 
+# --- meshes ----------------------------------------------------------------------------
+@dataclass(slots=True)
+class Geometry:
+    """One ``Objects/Geometry`` node of class ``Mesh`` and its position/polygon arrays."""
+
+    node: Node
+    vertices: Prop
+    polygons: Prop | None
+
+
+def geometries(tree: FbxTree) -> list[Geometry]:
+    """Every mesh geometry under ``Objects`` that stores positions (blend shapes excluded)."""
+    objects = tree.root(b"Objects")
+    out: list[Geometry] = []
+    for geo in objects.children if objects is not None else []:
+        if geo.name != b"Geometry" or len(geo.props) < 3 or geo.props[2].code != b"S":
+            continue
+        if tree.string(geo.props[2]) != b"Mesh":
+            continue
+        vnode, pnode = geo.child(b"Vertices"), geo.child(b"PolygonVertexIndex")
+        if vnode is None or not vnode.props or vnode.props[0].code not in (b"d", b"f"):
+            continue  # no positions: nothing to read or mark
+        pprop = pnode.props[0] if pnode is not None and pnode.props else None
+        if pprop is not None and pprop.code not in (b"i", b"l"):
+            raise FbxTreeError("a mesh's polygon list has the wrong type", f"at {pprop.start}")
+        out.append(Geometry(geo, vnode.props[0], pprop))
+    return out
+
+
+def points(tree: FbxTree, geo: Geometry) -> np.ndarray:
+    """The stored positions as (N, 3) float64."""
+    flat = tree.array(geo.vertices)
+    if flat.size % 3:
+        raise FbxTreeError("a mesh's vertex array is not a list of points", f"{flat.size} values")
+    return flat.astype(np.float64).reshape(-1, 3)
+
+
+def polygons(tree: FbxTree, geo: Geometry, nverts: int) -> tuple[np.ndarray, np.ndarray]:
+    """(per-polygon vertex counts, flat vertex indices), every index checked in range.
+
+    FBX stores the last index of each polygon as ``~index``; an unclosed last
+    polygon is closed (as importers do).
+    """
+    if geo.polygons is None:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    pvi = tree.array(geo.polygons).astype(np.int64)
+    ends = pvi < 0
+    idx = np.where(ends, ~pvi, pvi)
+    if idx.size and int(idx.max()) >= nverts:
+        raise FbxTreeError(
+            "a polygon refers to a vertex that does not exist",
+            f"index {int(idx.max())} of {nverts} at {geo.polygons.start}",
+        )
+    stops = np.flatnonzero(ends)
+    if idx.size and (stops.size == 0 or stops[-1] != idx.size - 1):
+        stops = np.append(stops, idx.size - 1)
+    counts = np.diff(np.concatenate([[-1], stops]))
+    return counts, idx
+
+
 # --- writing ---------------------------------------------------------------------------
 def encode_array(code: bytes, values: np.ndarray, encoding: int) -> bytes:
     """A whole array property (type code included), raw or zlib like the original."""
@@ -294,7 +354,7 @@ def encode_array(code: bytes, values: np.ndarray, encoding: int) -> bytes:
     return code + struct.pack("<III", count, encoding, len(body)) + body
 
 
-def _footer(tree: FbxTree, out_len: int) -> bytes:
+def _footer(tree: FbxTree, out_len: int, version: int) -> bytes:
     """The original footer, its alignment padding recomputed for the new length.
 
     Writers pad after ``footer id + 4 zero bytes`` to a 16-byte boundary (a
@@ -309,21 +369,26 @@ def _footer(tree: FbxTree, out_len: int) -> bytes:
         return foot
     at = out_len + 20
     new_pad = ((at + 15) & ~15) - at or 16
-    return foot[:20] + b"\0" * new_pad + tail
+    return foot[:20] + b"\0" * new_pad + struct.pack("<I", version) + tail[4:]
 
 
-def serialize(tree: FbxTree, replace: dict[int, bytes] | None = None) -> bytes:
+def serialize(
+    tree: FbxTree, replace: dict[int, bytes] | None = None, *, version: int | None = None
+) -> bytes:
     """The file with the properties whose ``start`` is in ``replace`` swapped.
 
     ``replace`` maps a property's start offset to its complete new encoding
     (see :func:`encode_array`). End offsets are recomputed throughout.
+    ``version`` re-encodes the node headers for another version (32-bit offsets
+    before 7500, 64-bit from 7500); by default the file keeps its own.
     """
     replace = replace or {}
     d = tree.data
-    wide = tree.version >= 7500
+    version = tree.version if version is None else version
+    wide = version >= 7500
     head = struct.Struct("<QQQB" if wide else "<IIIB")
     null = b"\0" * (25 if wide else 13)
-    out = bytearray(d[:HEADER_LEN])
+    out = bytearray(d[:23] + struct.pack("<I", version))
 
     def write(node: Node) -> None:
         at = len(out)
@@ -342,5 +407,5 @@ def serialize(tree: FbxTree, replace: dict[int, bytes] | None = None) -> bytes:
     for n in tree.roots:
         write(n)
     out.extend(null)
-    out.extend(_footer(tree, len(out)))
+    out.extend(_footer(tree, len(out), version))
     return bytes(out)

@@ -1,11 +1,13 @@
 """Run a format check in a child Python process.
 
-ufbx 0.0.5's Python binding corrupts memory in some sequences (seen here:
-segfaults, and attributes vanishing from unrelated objects later in the same
-process). A DCC must never crash on a hostile file, so where a plain Python
-interpreter is available the FBX check runs in a child process; a crash there
-is a refusal, not a dead host. Inside a DCC whose ``sys.executable`` is not
-Python (Blender, Maya), it falls back to the in-process reader.
+Native readers that are not memory-safe enough for the caller's process run
+here: usd-core (a corrupt usdc can abort the process) and the ufbx second
+opinion of the FBX check (the ufbx 0.0.5 binding corrupts memory: segfaults,
+attributes vanishing from unrelated objects later in the same process). A
+crash in the child is a refusal, not a dead host. Inside a DCC whose
+``sys.executable`` is not Python (Blender, Maya) there is no child: USD falls
+back to the in-process reader, and FBX relies on the pure-Python node-tree
+check alone (:mod:`.fbx`); ufbx never runs in a DCC's process.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from .report import FormatReport, refuse
 
 TIMEOUT = 120
 CRASH_RETRIES = 8
-"""ufbx 0.0.5 segfaults at random on valid files (measured here: 11 of 30 loads of
-the demo chair). A crash is retried in a new child; a file that crashes the
-reader every time is refused. A bounded structural FBX reader would remove
-this; it is listed as open work in the README."""
+"""ufbx 0.0.5 segfaulted at random on valid files (measured in the past: 11 of 30
+loads of the demo chair; always under ``PYTHONMALLOC=debug``, see docs/FBX.md). A
+crash is retried in a new child; a file that crashes the reader every time is
+refused. The structural node-tree check has already passed the file by then."""
 
 
 def python_available() -> bool:
@@ -93,8 +95,12 @@ def _child(fmt: str, path: str, max_bytes: str) -> None:
     from . import _checker
 
     _limit_memory(path)
+    if fmt == "fbx":  # the child is the ufbx stage of the FBX check, not the whole check
+        from .fbx import check_fbx_ufbx as checker
+    else:
+        checker = _checker(fmt)
     try:
-        rep = _checker(fmt)(Path(path), max_bytes=int(max_bytes))
+        rep = checker(Path(path), max_bytes=int(max_bytes))
         out = {
             "report": {
                 "format": rep.format,

@@ -22,7 +22,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..formats.fbxtree import FbxTree, FbxTreeError, Prop, encode_array, parse, serialize
+from ..formats.fbxtree import (
+    FbxTree,
+    FbxTreeError,
+    Prop,
+    encode_array,
+    geometries,
+    parse,
+    points,
+    polygons,
+    serialize,
+)
 from .errors import WatermarkFormatError
 
 MAX_FILE_BYTES = 8 * 1024**3
@@ -59,46 +69,15 @@ def _read(path: Path) -> bytes:
     return data
 
 
-def _triangles(pvi: np.ndarray, nverts: int) -> np.ndarray:
-    """Fan-triangulate FBX polygons (negative index = ``~last`` of a polygon)."""
+def meshes_of(tree: FbxTree) -> list[FbxMesh]:
+    """Every mesh geometry, fan-triangulated (raises FbxTreeError if malformed)."""
     from .files import _fan
 
-    pvi = pvi.astype(np.int64)
-    ends = pvi < 0
-    idx = np.where(ends, ~pvi, pvi)
-    if idx.size and (idx.max() >= nverts or idx.min() < 0):
-        raise FbxTreeError("a polygon refers to a vertex that does not exist", f"n={nverts}")
-    stops = np.flatnonzero(ends)
-    if idx.size and (stops.size == 0 or stops[-1] != idx.size - 1):
-        stops = np.append(stops, idx.size - 1)  # unclosed last polygon: close it
-    counts = np.diff(np.concatenate([[-1], stops]))
-    return _fan(counts, idx)
-
-
-def meshes_of(tree: FbxTree) -> list[FbxMesh]:
-    """Every ``Mesh`` geometry under ``Objects`` (raises FbxTreeError if malformed)."""
-    objects = tree.root(b"Objects")
-    out: list[FbxMesh] = []
-    if objects is None:
-        return out
-    for geo in objects.children:
-        if geo.name != b"Geometry" or len(geo.props) < 3 or geo.props[2].code != b"S":
-            continue
-        if tree.string(geo.props[2]) != b"Mesh":
-            continue
-        vnode, pnode = geo.child(b"Vertices"), geo.child(b"PolygonVertexIndex")
-        if vnode is None or not vnode.props or vnode.props[0].code not in (b"d", b"f"):
-            continue  # a mesh without positions carries nothing
-        vprop = vnode.props[0]
-        flat = tree.array(vprop)
-        if flat.size % 3:
-            raise FbxTreeError("a mesh's vertex array is not a list of points", f"{flat.size}")
-        verts = flat.astype(np.float64).reshape(-1, 3)
-        if pnode is None or not pnode.props or pnode.props[0].code not in (b"i", b"l"):
-            tris = np.zeros((0, 3), np.int64)
-        else:
-            tris = _triangles(tree.array(pnode.props[0]), len(verts))
-        out.append(FbxMesh(vprop, verts, tris))
+    out = []
+    for geo in geometries(tree):
+        verts = points(tree, geo)
+        counts, idx = polygons(tree, geo, len(verts))
+        out.append(FbxMesh(geo.vertices, verts, _fan(counts, idx)))
     return out
 
 
