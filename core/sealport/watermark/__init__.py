@@ -3,6 +3,9 @@ r"""Forensic geometry watermark: blind, keyed, robust (issue 4).
 Public API
 ----------
 ``embed(vertices, faces, payload, key, *, strength=None) -> vertices``
+``plan_embed(vertices, faces) -> EmbedPlan`` (per asset, cacheable; ``to_bytes`` /
+``EmbedPlan.from_bytes``) and ``apply_plan(plan, vertices, payload, key, *,
+strength=None, faces=None) -> vertices`` (per delivery; see ``mark``'s docstring)
 ``extract(vertices, faces, key, *, payload_bits=64) -> ExtractResult``
 ``verify(vertices, faces, key, expected_payload) -> VerifyResult``
 ``derive_delivery_key(studio_secret, delivery_id) -> bytes``
@@ -13,8 +16,9 @@ Informed (server) tier: ``correspond(leak_v, leak_f, orig_v, orig_f) -> Correspo
 
 Method (after Cho, Prost & Jung, IEEE TSP 55(1), 2007, "Method I")
 -------------------------------------------------------------------
-1. *Weld* coincident vertices (exporters split them at UV seams / hard edges) and
-   drop vertices no triangle references.
+1. *Merge* coincident vertices (exporters split them at UV seams / hard edges:
+   positions with bitwise-equal coordinates count once, found by one sort of
+   (norm, position hash)) and drop vertices no triangle references.
 2. *Centre* ``c`` = area-weighted surface centroid (stable under vertex splits and
    simplification, unlike the vertex mean). Norms ``rho_i = |v_i - c|``: invariant
    to rotation, translation and vertex/face reordering.
@@ -42,7 +46,9 @@ Method (after Cho, Prost & Jung, IEEE TSP 55(1), 2007, "Method I")
    smooth meshes keep the small distortion.
 5. *Extraction* is blind: bit = [mean_b > 1/2]; reliability ``|mean_b - 1/2| *
    sqrt(n_b)``; a bin with fewer than ``MIN_BIN_VERTICES = 8`` vertices is an
-   erasure.
+   erasure. *Verification* knows the expected payload (from the manifest): if
+   the blind decode fails it runs a known-payload detector on the soft scores
+   ``z_b = (mean_b - 1/2) sqrt(n_b)`` against the expected signs.
 6. *Code.* codeword = RS_GF(256)(payload || tag), tag = HMAC-SHA256(HKDF(key,
    "tag"), payload)[:4], 8 parity bytes. 64-bit payload -> 20 bytes -> ``B = 160``
    bins. Code bits are XORed with keyed whitening bits and placed in bins by a
@@ -65,11 +71,13 @@ False-positive analysis
 message passes the keyed 32-bit tag with probability 2^-32 per decode attempt
 (HMAC is a PRF under a key the mesh cannot depend on); the erasure ladder makes at
 most ``NSYM + 1 = 9`` attempts, so ``P(false "found") <= 9 * 2^-32 = 2.1e-9`` per
-check, whatever the mesh. *Correlation verify* (``verify`` fallback when the
-blind decode fails): with the key-derived whitening every usable code bit of an
-unmarked mesh agrees with the expected bit with probability exactly 1/2 over keys,
-so ``P(agree >= a of n) = sum_{i>=a} C(n,i) / 2^n``; we accept only when this is
-``<= 1e-9``. ``verify`` thus has a total false-positive bound ``<= 3.1e-9``.
+check, whatever the mesh. *Known-payload detector* (``verify`` fallback when the
+blind decode fails): with the key-derived whitening every expected sign ``s_j``
+is a fair coin independent of an unmarked mesh (and of its scores ``z``), so
+``P(sum s_j z_j >= T) <= exp(-T^2 / (2 sum z_j^2))`` (Hoeffding) and ``P(agree >=
+a of n) = sum_{i>=a} C(n,i) / 2^n``; we take the smaller, times 2, and accept only
+when it is ``<= 1e-9``. ``verify`` thus has a total false-positive bound ``<=
+3.1e-9``.
 
 Key handling and threat trade-off
 ---------------------------------
@@ -120,12 +128,15 @@ from .keys import SCHEME, derive_delivery_key
 from .manifest import manifest_entry, parse_manifest_entry
 from .mark import (
     DEFAULT_STRENGTH,
+    EmbedPlan,
     ExtractResult,
     VerifyResult,
+    apply_plan,
     capacity_bits,
     embed,
     extract,
     min_vertices,
+    plan_embed,
     verify,
 )
 
@@ -134,6 +145,7 @@ __all__ = [
     "Correspondence",
     "InformedResult",
     "SCHEME",
+    "EmbedPlan",
     "EmbedReport",
     "ExtractResult",
     "FileExtractResult",
@@ -141,6 +153,7 @@ __all__ = [
     "VerifyResult",
     "WatermarkCapacityError",
     "WatermarkFormatError",
+    "apply_plan",
     "capacity_bits",
     "correspond",
     "derive_delivery_key",
@@ -153,6 +166,7 @@ __all__ = [
     "manifest_entry",
     "min_vertices",
     "parse_manifest_entry",
+    "plan_embed",
     "verify",
     "verify_file",
 ]
