@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import sealport
 import trimesh
 from sealport.server.watermarking import make_hook
 from sealport.server.wm_cache import PreparedCache
@@ -18,6 +20,8 @@ from sealport.watermark import parse_manifest_entry, verify_file
 from sealport.watermark.files import PreparedFile
 
 from tests.watermark.meshgen import blob
+
+DEMO = Path(sealport.__file__).parent / "demo_assets"
 
 
 @dataclass(frozen=True)
@@ -145,3 +149,26 @@ def test_hook_without_a_content_hash_parses_per_delivery(tmp_path: Path, glb_ass
     hook = make_hook(tmp_path / "data", cache)
     path, entry = hook(src, tmp_path, {"delivery_id": "d_x", "asset_id": "a", "format": "glb"})
     assert "status" not in entry and path != src and len(cache) == 0 and cache.misses == 0
+
+
+def test_cached_plan_and_certified_fallback_for_a_lumpy_mesh(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The demo gear (CAD-like, lumpy norm histogram): the quick O(N) apply of the
+    # cached plan does not read back, so the hook re-embeds with the certified
+    # read-back loop and the delivery still goes out verified.
+    src = tmp_path / "gear.stl"
+    shutil.copyfile(DEMO / "gear.stl", src)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    cache: PreparedCache[PreparedFile] = PreparedCache()
+    hook = make_hook(tmp_path / "data", cache)
+    info = {"delivery_id": "d_gear", "asset_id": "a_gear", "version": 3, "sha256": sha}
+    with caplog.at_level("INFO", logger="sealport.server.watermarking"):
+        path, entry = hook(src, tmp_path, {**info, "format": "stl"})
+    assert "certified embed" in caplog.text
+    prepared = cache.get(src, "a_gear", 3, sha, lambda p: pytest.fail("rebuilt"))
+    assert prepared.stl is not None and len(prepared.plans) == 1
+    assert prepared.plans[0] is not None
+    assert prepared.nbytes > prepared.stl.nbytes  # the plan counts against the bound
+    key, payload, _ = parse_manifest_entry(entry)
+    assert verify_file(path, key, payload).status == "verified"

@@ -27,7 +27,16 @@ import numpy as np
 
 from . import glb, stl
 from .errors import WatermarkCapacityError, WatermarkFormatError
-from .mark import ExtractResult, VerifyResult, embed, extract, verify
+from .mark import (
+    EmbedPlan,
+    ExtractResult,
+    VerifyResult,
+    apply_plan,
+    embed,
+    extract,
+    plan_embed,
+    verify,
+)
 
 Mesh = tuple[np.ndarray, np.ndarray]
 TRIMESH_SUFFIXES = {".obj", ".stl", ".ply", ".glb", ".gltf", ".off"}
@@ -201,30 +210,67 @@ class PreparedFile:
     """The part of marking a file that does not depend on the recipient.
 
     Why: the server marks every delivery of an asset with another payload; the
-    parsed file (for GLB: layout, positions, triangles) is the same each time, so
-    a server can keep it (see :mod:`sealport.server.watermarking`) and a delivery
-    costs the mark itself plus writing the file. Formats without a direct reader
-    keep only the path and are parsed per delivery.
+    parsed file (for GLB/STL: layout, positions, triangles) and each mesh's
+    :class:`~sealport.watermark.mark.EmbedPlan` (centre, sorted norms) are the
+    same each time, so a server keeps them (see :mod:`sealport.server.watermarking`)
+    and a delivery costs the keyed O(N) apply plus writing the file. Formats
+    without a direct reader keep only the path and are parsed per delivery.
+    Shared read-only between threads.
     """
 
     src: Path
     glb: glb.GlbLayout | None = None
     stl: stl.StlLayout | None = None
+    plans: tuple[EmbedPlan | None, ...] = ()
+    """Per mesh of :meth:`meshes` (empty: not planned; None: that mesh cannot be planned)."""
+
+    def meshes(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The directly read meshes (float32 positions, triangles); empty for other formats."""
+        if self.glb is not None:
+            return [(m.vertices, m.triangles) for m in self.glb.meshes]
+        if self.stl is not None:
+            return [(self.stl.vertices, self.stl.triangles)]
+        return []
 
     @property
     def nbytes(self) -> int:
         """Memory held (for bounded caches)."""
-        return sum(x.nbytes for x in (self.glb, self.stl) if x is not None)
+        held = sum(x.nbytes for x in (self.glb, self.stl) if x is not None)
+        for p in self.plans:
+            if p is not None:
+                arrays = (p.centre, p.rho, p.weight, p.slot, p.rep)
+                held += sum(a.nbytes for a in arrays if a is not None)
+        return held
 
 
-def prepare_file(src: Path) -> PreparedFile:
-    """Parse what can be reused across deliveries of ``src`` (WatermarkFormatError if unreadable)."""
+def _plan(v: np.ndarray, t: np.ndarray) -> EmbedPlan | None:
+    try:
+        plan = plan_embed(v, t)
+    except (ValueError, WatermarkCapacityError):
+        return None  # embed_prepared falls back to embed(), which says why
+    for a in (plan.centre, plan.rho, plan.weight, plan.slot, plan.rep):
+        if a is not None:
+            a.flags.writeable = False  # shared by concurrent deliveries
+    return plan
+
+
+def prepare_file(src: Path, *, plan: bool = False) -> PreparedFile:
+    """Parse what can be reused across deliveries of ``src`` (WatermarkFormatError if unreadable).
+
+    ``plan=True`` also makes each mesh's embed plan (worth it only when the
+    result is reused: a single embed costs the same without).
+    """
     src = Path(src)
     if _suffix(src) == ".glb":
-        return PreparedFile(src, glb=glb.read(src))
-    if _suffix(src) == ".stl":
-        return PreparedFile(src, stl=stl.read(src))
-    return PreparedFile(src)
+        prepared = PreparedFile(src, glb=glb.read(src))
+    elif _suffix(src) == ".stl":
+        prepared = PreparedFile(src, stl=stl.read(src))
+    else:
+        return PreparedFile(src)
+    if plan:
+        plans = tuple(_plan(v, t) for v, t in prepared.meshes())
+        prepared = PreparedFile(src, prepared.glb, prepared.stl, plans)
+    return prepared
 
 
 def embed_file(
@@ -245,18 +291,37 @@ def embed_prepared(
     key: bytes,
     *,
     strength: float | None = None,
+    certify: bool = True,
 ) -> EmbedReport:
-    """:func:`embed_file` from a :class:`PreparedFile` (reused read-only, thread-safe)."""
+    """:func:`embed_file` from a :class:`PreparedFile` (reused read-only, thread-safe).
+
+    With plans, each mesh is marked by ``apply_plan``; ``certify=False`` skips its
+    read-back (O(N) arithmetic only), for a caller that verifies the written file
+    itself and calls again with ``certify=True`` if that fails (the server does).
+    """
     src, dst = prepared.src, Path(dst)
     suf = _suffix(src)
     if _suffix(dst) != suf:
         raise WatermarkFormatError(
             "Source and destination must have the same format.", f"{src} -> {dst}"
         )
+    plans = prepared.plans or (None,) * len(prepared.meshes())
+
+    def mark(i: int, v: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+        plan = plans[i]
+        if plan is None:
+            return _mark_or_skip(v, t, payload, key, strength)
+        try:
+            return apply_plan(
+                plan, v, payload, key, strength=strength, faces=t if certify else None
+            )
+        except WatermarkCapacityError:
+            return None
+
     if prepared.glb is not None:
         marked_glb: dict[int, np.ndarray] = {}
-        for m in prepared.glb.meshes:
-            new_pts = _mark_or_skip(m.vertices, m.triangles, payload, key, strength)
+        for i, m in enumerate(prepared.glb.meshes):
+            new_pts = mark(i, m.vertices, m.triangles)
             if new_pts is not None:
                 marked_glb[m.accessor] = new_pts
         total = len(prepared.glb.meshes)
@@ -265,7 +330,7 @@ def embed_prepared(
         return _report(src, len(marked_glb), total - len(marked_glb))
     if prepared.stl is not None:
         tri = prepared.stl
-        new_stl = _mark_or_skip(tri.vertices, tri.triangles, payload, key, strength)
+        new_stl = mark(0, tri.vertices, tri.triangles)
         if new_stl is not None:
             stl.write(src, dst, new_stl)
         return _report(src, int(new_stl is not None), int(new_stl is None))
