@@ -160,6 +160,43 @@ def test_other_payload_same_key_is_mismatch():
     assert r.payload == PAYLOAD
 
 
+def test_known_payload_detector_verifies_where_decoding_fails():
+    """verify's fallback is a detection test (the client knows the payload): it
+    survives noise that breaks the blind decode, and stays silent for other keys."""
+    v, f = _load("bunny.ply")
+    w = embed(v, f, PAYLOAD, KEY)
+    noisy = w + np.random.default_rng(0).uniform(-1, 1, w.shape) * 0.0004 * _diag(w)
+    assert extract(noisy, f, KEY).status == "not_found"
+    r = verify(noisy, f, KEY, PAYLOAD)
+    assert r.status == "verified" and r.method == "correlation", r
+    assert r.false_positive_bound < 1e-12
+    other = derive_delivery_key(SECRET, "delivery-2")
+    assert verify(noisy, f, other, PAYLOAD).status == "not_found"
+    assert verify(v, f, KEY, PAYLOAD).status == "not_found"  # the unmarked original
+
+
+def test_plan_apply_equals_embed_and_serialises():
+    from sealport.watermark.mark import EmbedPlan, apply_plan, plan_embed
+
+    v, f = unweld(*_load("bunny.ply"), 0.3)
+    plan = EmbedPlan.from_bytes(plan_embed(v, f).to_bytes())
+    w = apply_plan(plan, v, PAYLOAD, KEY, faces=f)
+    assert np.array_equal(w, embed(v, f, PAYLOAD, KEY))
+    # One cached plan serves many deliveries (keys and payloads).
+    for i in range(3):
+        key, payload = derive_delivery_key(SECRET, f"d{i}"), bytes([i]) * 8
+        quick = apply_plan(plan, v, payload, key)  # no triangle pass at all
+        assert extract(quick, f, key).payload == payload
+        assert verify(quick.astype(np.float32), f, key, payload).status == "verified"
+    with pytest.raises(ValueError):
+        apply_plan(plan, v * 1.001, PAYLOAD, KEY)  # a plan made from other vertices
+    with pytest.raises(ValueError):
+        EmbedPlan.from_bytes(b"not a plan")
+    small = plan_embed(*_load("suzanne.ply"))
+    with pytest.raises(WatermarkCapacityError):
+        apply_plan(small, _load("suzanne.ply")[0], PAYLOAD, KEY)
+
+
 def test_too_small():
     v, f = _load("suzanne.ply")  # ~500 welded vertices < the 64-bit floor
     assert min_vertices(64) > 505
