@@ -148,7 +148,11 @@ NONCE_SIZE = 16
 STANZA_LINE_BYTES = 48  # 64 base64 columns
 MAX_HEADER_SIZE = 1 << 20  # bounds memory spent on a hostile header
 MAX_LINE = 64 * 1024
-CHUNKS_PER_BLOCK = 16  # ~1 MiB reads: few syscalls, little Python per byte
+# Reads of 4 chunks (256 KiB): each read releases the GIL, which the writer and hasher
+# threads of sealport.payload need between their (GIL-free) writes and hash updates;
+# decrypt_into itself holds the GIL. Plaintext goes out in blocks of 16 chunks (1 MiB).
+READ_CHUNKS = 4
+CHUNKS_PER_BLOCK = 16
 BLOCK_PLAINTEXT = CHUNKS_PER_BLOCK * CHUNK_SIZE  # plaintext bytes one block can hold
 
 X25519_LABEL = b"age-encryption.org/v1/X25519"
@@ -687,8 +691,8 @@ def _decrypt_payload(
     max_plaintext: int | None,
     total: int,
 ) -> int:
-    block = bytearray(CHUNKS_PER_BLOCK * ENC_CHUNK_SIZE)
-    view = memoryview(block)
+    view = memoryview(bytearray(READ_CHUNKS * ENC_CHUNK_SIZE))
+    room = READ_CHUNKS * CHUNK_SIZE  # plaintext one read can yield
     decrypt_into = aead.decrypt_into
     counter = 0
     written = 0
@@ -697,35 +701,27 @@ def _decrypt_payload(
     if progress is not None:
         progress.update("decrypt", r.consumed, total)
     while not last:
-        n = r.readinto_full(view)
         buf = sink.buffer()
         out = memoryview(buf)
         pos = 0  # authenticated plaintext bytes in buf
-        off = 0
         try:
-            while off < n:
-                end = min(off + ENC_CHUNK_SIZE, n)
-                size = end - off
-                ct = view[off:end]
-                pt = out[pos : pos + size - TAG_SIZE] if size >= TAG_SIZE else out[:0]
-                if size < ENC_CHUNK_SIZE:
-                    # Only the final chunk may be short; it can be empty only if it is the only one.
-                    if size < TAG_SIZE:
-                        raise AgePayloadError(detail=f"chunk {counter} truncated ({size} bytes)")
-                    if size == TAG_SIZE and counter:
-                        raise AgePayloadError(detail="final chunk is empty")
-                    try:
-                        decrypt_into(counter.to_bytes(11, "big") + b"\x01", ct, None, pt)
-                    except InvalidTag:
-                        raise AgePayloadError(
-                            detail=f"chunk {counter} failed authentication"
-                        ) from None
-                    last = True
-                else:
-                    try:
-                        decrypt_into(counter.to_bytes(11, "big") + b"\x00", ct, None, pt)
-                    except InvalidTag:
-                        # A full-length chunk may be the final one.
+            while not last and pos + room <= len(out):
+                n = r.readinto_full(view)
+                off = 0
+                while off < n:
+                    end = min(off + ENC_CHUNK_SIZE, n)
+                    size = end - off
+                    ct = view[off:end]
+                    pt = out[pos : pos + size - TAG_SIZE] if size >= TAG_SIZE else out[:0]
+                    if size < ENC_CHUNK_SIZE:
+                        # Only the final chunk may be short; it can be empty only if it is the
+                        # only one.
+                        if size < TAG_SIZE:
+                            raise AgePayloadError(
+                                detail=f"chunk {counter} truncated ({size} bytes)"
+                            )
+                        if size == TAG_SIZE and counter:
+                            raise AgePayloadError(detail="final chunk is empty")
                         try:
                             decrypt_into(counter.to_bytes(11, "big") + b"\x01", ct, None, pt)
                         except InvalidTag:
@@ -733,26 +729,41 @@ def _decrypt_payload(
                                 detail=f"chunk {counter} failed authentication"
                             ) from None
                         last = True
-                if limit >= 0 and written + pos + size - TAG_SIZE > limit:
-                    raise SizeMismatch(
-                        "The asset is larger than its manifest says; nothing was imported. "
-                        "Tell your pipeline TD.",
-                        detail=f"plaintext exceeds max_plaintext={limit} at chunk {counter}",
+                    else:
+                        try:
+                            decrypt_into(counter.to_bytes(11, "big") + b"\x00", ct, None, pt)
+                        except InvalidTag:
+                            # A full-length chunk may be the final one.
+                            try:
+                                decrypt_into(counter.to_bytes(11, "big") + b"\x01", ct, None, pt)
+                            except InvalidTag:
+                                raise AgePayloadError(
+                                    detail=f"chunk {counter} failed authentication"
+                                ) from None
+                            last = True
+                    if limit >= 0 and written + pos + size - TAG_SIZE > limit:
+                        raise SizeMismatch(
+                            "The asset is larger than its manifest says; nothing was imported. "
+                            "Tell your pipeline TD.",
+                            detail=f"plaintext exceeds max_plaintext={limit} at chunk {counter}",
+                        )
+                    pos += size - TAG_SIZE
+                    counter += 1
+                    off = end
+                    if last and off != n:
+                        raise AgePayloadError(detail="data after the final chunk")
+                if not last and n < len(view):
+                    raise AgePayloadError(
+                        detail=f"file truncated: no final chunk after {counter} chunks"
                     )
-                pos += size - TAG_SIZE
-                counter += 1
-                off = end
-                if last and off != n:
-                    raise AgePayloadError(detail="data after the final chunk")
         except (AgePayloadError, SizeMismatch):
-            sink.emit(buf, pos)  # the authenticated chunks before the failure, as age does
+            if pos:
+                sink.emit(buf, pos)  # the authenticated chunks before the failure, as age does
             raise
         sink.emit(buf, pos)
         written += pos
         if progress is not None:
             progress.update("decrypt", r.consumed, total)
-        if not last and n < len(view):
-            raise AgePayloadError(detail=f"file truncated: no final chunk after {counter} chunks")
     if r.read(1):
         raise AgePayloadError(detail="data after the final chunk")
     return written
