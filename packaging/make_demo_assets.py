@@ -10,7 +10,7 @@ wheel) for FBX. Blender runs in a child process: bpy bundles its own USD and
 must not share a process with usd-core. Also writes ``catalog.json``
 (file, name = file stem, title, project, format, description, size, sha256), then runs every
 file through :func:`sealport.formats.check_file` and refuses to finish if one
-fails or is larger than 300 KB. Every mesh except the FBX one is dense
+fails or is larger than 300 KB. Every mesh, the FBX one included, is dense
 enough to carry the server's forensic watermark (see :func:`dense`).
 
 Deterministic: the same inputs give byte-identical files (trimesh's random 3MF
@@ -518,8 +518,7 @@ def build_all(out: Path) -> list[dict[str, object]]:
     for file, name, project, builder, kind, description in ASSETS:
         path = out / file
         mesh = builder()
-        if kind != "fbx":  # FBX deliveries cannot be marked (no FBX writer on the server)
-            mesh = dense(mesh, file)
+        mesh = dense(mesh, file)
         root = path.stem.title().replace("_", "")
         if kind in ("glb", "obj", "stl", "3mf"):
             write_trimesh(mesh, path, kind)
