@@ -154,7 +154,8 @@ def area_centre(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
             for k in range(3):
                 g = a[k] + b[k]
                 g += c3[k]
-                acc[k] += float(g.astype(np.float64) @ area)
+                # einsum, not ``@``: BLAS would wake its thread pool for every block.
+                acc[k] += float(np.einsum("i,i->", g, area, dtype=np.float64))
         if total > 0:
             return origin + acc / (3.0 * total)
     return np.asarray(pts.mean(axis=0), dtype=np.float64)

@@ -409,7 +409,9 @@ def _newton_table(
     x: np.ndarray, wts: np.ndarray | None, bins: np.ndarray, n_bins: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cell mean x, cell weight, cell bin) on a (bin, sub-bin) grid of _SUB cells."""
-    cell = bins * _SUB + np.minimum((x * _SUB).astype(np.int64), _SUB - 1)
+    cell = (x * _SUB).astype(np.int64)
+    np.minimum(cell, _SUB - 1, out=cell)
+    cell += bins * _SUB
     size = n_bins * _SUB
     cw = np.bincount(cell, weights=wts, minlength=size)
     cx = np.bincount(cell, weights=x if wts is None else x * wts, minlength=size)
@@ -492,7 +494,11 @@ def _apply(
     ev = part.edge_values
     width = np.diff(ev)
     r = plan.rho[p0:p1]
-    x = np.clip((r - ev[:-1][bins]) / width[bins], 0.0, 1.0)
+    lo = ev[:-1][bins]
+    wd = width[bins]
+    x = r - lo
+    x /= wd
+    np.clip(x, 0.0, 1.0, out=x)
     wts = None if plan.weight is None else plan.weight[p0:p1].astype(np.float64)
     tx, tw, tb = _newton_table(x, wts, bins, n_code)
     means = np.bincount(tb, weights=tx * tw, minlength=n_code) / np.maximum(part.counts, 1)
@@ -521,14 +527,21 @@ def _apply(
         if not short.any():
             break
         cap = np.where(short, cap * 2.0, cap)
-    kx = k[bins]
-    xn = np.where(x > 0, np.exp(kx * np.log(np.maximum(x, 1e-300))), 0.0)
-    rho_new = plan.rho.copy()
-    rho_new[p0:p1] = ev[:-1][bins] + xn * width[bins]
+    # x**k = exp(k log x), in place (x = 0 stays 0): few full-size temporaries.
+    xn = np.maximum(x, 1e-300)
+    np.log(xn, out=xn)
+    xn *= k[bins]
+    np.exp(xn, out=xn)
+    xn[x <= 0] = 0.0
     margin_new = (_bin_sums(nm, part, xn) / np.maximum(part.counts, 1) - 0.5) * sign
+    xn *= wd
+    xn += lo
+    rho_new = plan.rho.copy()
+    rho_new[p0:p1] = xn
     scale = np.ones(len(plan.rho) + 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        scale[:-1] = np.where(plan.rho > 0, rho_new / plan.rho, 1.0)
+        np.divide(rho_new, plan.rho, out=scale[:-1])
+    scale[:-1][plan.rho <= 0] = 1.0
     s = scale[plan.slot]
     out = v - plan.centre  # float64 (the centre is float64)
     out *= s[:, None]
