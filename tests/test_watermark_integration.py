@@ -2,7 +2,8 @@
 
 A real reference server over TLS 1.3 (its default watermark hook on), a real
 signed-in client, real meshes from ``../shared/meshes`` written as GLB, OBJ,
-STL and USD by trimesh/usd-core, and an FBX written by real Blender (``bpy``).
+STL and USD by trimesh/usd-core, and an FBX written by real Blender (``bpy``),
+marked by the server in its binary node tree.
 Attacks are made the way a compromised server would make them: the manifest is
 re-signed with the server's real delivery key after its watermark record is
 changed, so every other check passes and only the watermark check can stop it.
@@ -33,6 +34,7 @@ from sealport.server.watermarking import (
     delivery_payload,
     disabled,
     load_secret,
+    mark_delivery,
     resolve_hook,
     secret_path,
 )
@@ -178,7 +180,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
 
 
 # --- delivery + import -------------------------------------------------------------------
-@pytest.mark.parametrize("fmt", ["glb", "obj", "stl", "usd"])
+@pytest.mark.parametrize("fmt", ["glb", "obj", "stl", "usd", "fbx"])
 def test_marked_delivery_imports_verified(
     client: SealportClient, server: ServerHandle, tmp_path: Path, fmt: str
 ) -> None:
@@ -216,13 +218,34 @@ def test_studio_secret_is_private_and_stable(server: ServerHandle, client: Sealp
     assert load_secret(server.data_dir) == first
 
 
-def test_fbx_is_delivered_unmarked_and_says_so(
-    client: SealportClient, server: ServerHandle, tmp_path: Path
+def test_fbx_delivery_is_marked_in_its_node_tree(
+    client: SealportClient, server: ServerHandle, sources: dict[str, Path], tmp_path: Path
 ) -> None:
+    """Only the Vertices array of the FBX changes; the leaked copy traces to its delivery."""
+    from sealport.formats.fbxtree import parse
+    from sealport.watermark.fbxmesh import meshes_of
+
     result = client.secure_import(asset_id(server, "wm-fbx"), tmp_path / "out")
-    assert result.watermark_status == "unmarked: fbx not supported"
-    assert result.manifest.watermark == {"status": "unmarked", "reason": "fbx not supported"}
-    assert "watermark unmarked: fbx not supported" in result.checks
+    assert result.watermark_status == "verified"
+    a, b = parse(sources["fbx"].read_bytes()), parse(result.path.read_bytes())
+    assert [n.name for _, n in a.walk()] == [n.name for _, n in b.walk()]
+    [ma], [mb] = meshes_of(a), meshes_of(b)
+    assert np.array_equal(ma.triangles, mb.triangles)
+    assert 0 < np.abs(ma.vertices - mb.vertices).max() < 1e-2 * np.ptp(ma.vertices)
+    report = trace_file(result.path, server.data_dir)
+    assert report.match is not None
+    assert report.match.delivery_id == result.manifest.delivery_id
+
+
+def test_ascii_fbx_goes_out_unmarked_with_the_reason(tmp_path: Path) -> None:
+    src = tmp_path / "a.fbx"
+    src.write_bytes(b"; FBX 7.4.0 project file\nFBXHeaderExtension:  {\n}\n")
+    (tmp_path / "work").mkdir()
+    path, entry = mark_delivery(
+        tmp_path / "data", src, tmp_path / "work", {"delivery_id": "d1", "format": "fbx"}
+    )
+    assert path == src and entry["status"] == "unmarked"
+    assert "ASCII FBX" in entry["reason"]
 
 
 def test_mesh_too_small_is_delivered_unmarked(
@@ -234,15 +257,16 @@ def test_mesh_too_small_is_delivered_unmarked(
 
 
 # --- a manifest that does not match the file's mark blocks the import ------------------
+@pytest.mark.parametrize("fmt", ["glb", "fbx"])
 def test_mark_of_another_payload_blocks_import(
-    hooked: SealportClient, server: ServerHandle, tmp_path: Path
+    hooked: SealportClient, server: ServerHandle, tmp_path: Path, fmt: str
 ) -> None:
     def other_payload(body: dict[str, Any]) -> dict[str, Any]:
         return dict(body["watermark"], payload="00" * 8)
 
     tamper_manifest(hooked, resign_watermark(server, other_payload))
     with pytest.raises(WatermarkMismatch) as exc:
-        hooked.secure_import(asset_id(server, "wm-glb"), tmp_path / "out")
+        hooked.secure_import(asset_id(server, f"wm-{fmt}"), tmp_path / "out")
     assert exc.value.message == MISMATCH_MESSAGE and "mismatch" in exc.value.detail
     assert_nothing_imported(hooked, tmp_path / "out", "watermark_mismatch")
 
@@ -268,7 +292,7 @@ def test_mark_under_another_key_blocks_import(
 def test_unmarked_file_claimed_marked_blocks_import(
     hooked: SealportClient, server: ServerHandle, tmp_path: Path
 ) -> None:
-    """A server that sealed the original (unmarked) FBX but claims a mark is caught."""
+    """A server that sealed an unmarked (too small) mesh but claims a mark is caught."""
 
     def claim_mark(body: dict[str, Any]) -> dict[str, Any]:
         secret = load_secret(server.data_dir)
@@ -279,8 +303,8 @@ def test_unmarked_file_claimed_marked_blocks_import(
 
     tamper_manifest(hooked, resign_watermark(server, claim_mark))
     with pytest.raises(WatermarkMismatch) as exc:
-        hooked.secure_import(asset_id(server, "wm-fbx"), tmp_path / "out")
-    assert "not_found" in exc.value.detail
+        hooked.secure_import(asset_id(server, "cube", "test"), tmp_path / "out")
+    assert "too_small" in exc.value.detail
     assert_nothing_imported(hooked, tmp_path / "out", "watermark_mismatch")
 
 
