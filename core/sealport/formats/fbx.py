@@ -30,6 +30,7 @@ cannot read it, and one binary code path is easier to keep safe.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -227,7 +228,9 @@ def _connected_from(tree: fbxtree.FbxTree, sources: set[int | float | None]) -> 
     return out
 
 
-def _tree_facts(path: Path, data: bytes) -> tuple[fbxtree.FbxTree, dict[str, int | str]]:
+def _tree_facts(
+    path: Path, data: bytes | mmap.mmap
+) -> tuple[fbxtree.FbxTree, dict[str, int | str]]:
     try:
         tree = fbxtree.parse(data)
         verts = faces = tris = 0
@@ -259,9 +262,10 @@ def check_fbx(path: Path, *, max_bytes: int) -> FormatReport:
     version = _check_header(path, size)
     if size > max_bytes:
         raise refuse(path, FMT, f"it is larger than the {max_bytes} byte limit", f"size={size}")
-    tree, summary = _tree_facts(path, path.read_bytes())
-    warnings = _judge_references(path, _tree_media(tree))
-    del tree
+    with open(path, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        tree, summary = _tree_facts(path, data)  # mapped, not read: large files stay cheap
+        warnings = _judge_references(path, _tree_media(tree))
+        del tree
     reader = "node tree"
     if python_available():
         deep = check_in_child(path, FMT, max_bytes)

@@ -29,6 +29,7 @@ padding. With no replacement it reproduces the input byte for byte (tested).
 
 from __future__ import annotations
 
+import mmap
 import struct
 import zlib
 from collections.abc import Iterator
@@ -101,7 +102,8 @@ class Node:
 
 @dataclass(slots=True)
 class FbxTree:
-    data: bytes
+    data: bytes | mmap.mmap
+    """The file's bytes (a read-only map for large files: nothing is copied)."""
     version: int
     roots: list[Node]
     roots_end: int
@@ -114,7 +116,7 @@ class FbxTree:
     def string(self, prop: Prop) -> bytes:
         if prop.code not in (b"S", b"R"):
             raise FbxTreeError("a property has the wrong type", f"{prop.code!r} at {prop.start}")
-        return self.data[prop.data_start : prop.data_start + prop.data_len]
+        return bytes(self.data[prop.data_start : prop.data_start + prop.data_len])
 
     def array(self, prop: Prop) -> np.ndarray:
         """Decode an array property (zlib output bounded by its declared size)."""
@@ -149,7 +151,7 @@ class FbxTree:
 
 
 class _Parser:
-    def __init__(self, data: bytes, version: int, max_nodes: int) -> None:
+    def __init__(self, data: bytes | mmap.mmap, version: int, max_nodes: int) -> None:
         self.data = data
         self.wide = version >= 7500
         self.head = struct.Struct("<QQQB" if self.wide else "<IIIB")
@@ -256,7 +258,7 @@ class _Parser:
         )
 
 
-def read_version(data: bytes) -> int:
+def read_version(data: bytes | mmap.mmap) -> int:
     """Check the binary header; return the FBX version."""
     if len(data) < HEADER_LEN or data[:23] != MAGIC:
         raise FbxTreeError("it is not a binary FBX file (bad header)", f"head={data[:27]!r}")
@@ -269,9 +271,14 @@ def read_version(data: bytes) -> int:
     return version
 
 
-def parse(data: bytes, *, max_nodes: int = MAX_NODES) -> FbxTree:
-    """Parse the whole node tree of a binary FBX file held in ``data``."""
-    data = bytes(data)
+def parse(data: bytes | mmap.mmap, *, max_nodes: int = MAX_NODES) -> FbxTree:
+    """Parse the whole node tree of a binary FBX file held in ``data``.
+
+    ``data`` may be a read-only ``mmap`` of the file; the tree then refers to it
+    and must not be used after the map is closed.
+    """
+    if not isinstance(data, bytes | mmap.mmap):
+        data = bytes(data)
     version = read_version(data)
     p = _Parser(data, version, max_nodes)
     roots: list[Node] = []
