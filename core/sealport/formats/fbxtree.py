@@ -356,7 +356,8 @@ def polygons(tree: FbxTree, geo: Geometry, nverts: int) -> tuple[np.ndarray, np.
 def encode_array(code: bytes, values: np.ndarray, encoding: int) -> bytes:
     """A whole array property (type code included), raw or zlib like the original."""
     raw = np.ascontiguousarray(values, dtype=ARRAY_DTYPES[code]).tobytes()
-    body = zlib.compress(raw, 6) if encoding == 1 else raw
+    # level 1: marked doubles barely compress, higher levels only cost CPU per delivery
+    body = zlib.compress(raw, 1) if encoding == 1 else raw
     count = len(raw) // np.dtype(ARRAY_DTYPES[code]).itemsize
     return code + struct.pack("<III", count, encoding, len(body)) + body
 
