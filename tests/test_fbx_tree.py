@@ -332,3 +332,23 @@ def test_ascii_and_broken_fbx_cannot_be_marked(tmp_path: Path) -> None:
         load_meshes(src)
     with pytest.raises(WatermarkFormatError):
         embed_file(tmp_path / "missing.fbx", tmp_path / "c.fbx", PAYLOAD, KEY)
+
+
+def test_fbx6_model_meshes_are_read() -> None:
+    """FBX 6.1 stores the mesh in ``Objects/Model`` (name, class) instead of Geometry."""
+
+    def s(x: bytes) -> bytes:
+        return b"S" + struct.pack("<I", len(x)) + x
+
+    verts = _array_prop(b"d", 9, 0, struct.pack("<9d", 0, 0, 0, 1, 0, 0, 0, 1, 0))
+    polys = _array_prop(b"i", 3, 0, struct.pack("<3i", 0, 1, ~2))
+    at = 27 + 13 + len(b"Objects")
+    model_at = at
+    at += 13 + len(b"Model") + len(s(b"Model::tri") + s(b"Mesh"))
+    v = _node(b"Vertices", verts, 1, b"", at)
+    p = _node(b"PolygonVertexIndex", polys, 1, b"", at + len(v))
+    model = _node(b"Model", s(b"Model::tri") + s(b"Mesh"), 2, v + p + b"\0" * 13, model_at)
+    objects = _node(b"Objects", b"", 0, model + b"\0" * 13, 27)
+    data = fbxtree.MAGIC + struct.pack("<I", 6100) + objects + b"\0" * 13
+    [mesh] = meshes_of(parse(data))
+    assert mesh.vertices.shape == (3, 3) and mesh.triangles.tolist() == [[0, 1, 2]]

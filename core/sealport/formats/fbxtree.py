@@ -303,13 +303,17 @@ class Geometry:
 
 
 def geometries(tree: FbxTree) -> list[Geometry]:
-    """Every mesh geometry under ``Objects`` that stores positions (blend shapes excluded)."""
+    """Every mesh geometry under ``Objects`` that stores positions (blend shapes excluded).
+
+    FBX 7 keeps meshes in ``Geometry`` nodes; FBX 6 kept them in the ``Model``.
+    """
     objects = tree.root(b"Objects")
     out: list[Geometry] = []
     for geo in objects.children if objects is not None else []:
-        if geo.name != b"Geometry" or len(geo.props) < 3 or geo.props[2].code != b"S":
+        # the class is the last property: (id, name, class) in 7.x, (name, class) in 6.x
+        if geo.name not in (b"Geometry", b"Model") or len(geo.props) < 2:
             continue
-        if tree.string(geo.props[2]) != b"Mesh":
+        if geo.props[-1].code != b"S" or tree.string(geo.props[-1]) != b"Mesh":
             continue
         vnode, pnode = geo.child(b"Vertices"), geo.child(b"PolygonVertexIndex")
         if vnode is None or not vnode.props or vnode.props[0].code not in (b"d", b"f"):
