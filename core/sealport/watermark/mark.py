@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import math
+import zipfile
 from dataclasses import dataclass
 from typing import Literal
 
@@ -315,7 +316,10 @@ class EmbedPlan:
     def from_bytes(cls, data: bytes) -> EmbedPlan:
         """Inverse of ``to_bytes``; ValueError if the data is not a valid plan."""
         try:
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+            loaded = np.load(io.BytesIO(data), allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                raise ValueError("not an .npz archive")
+            with loaded as z:
                 if int(z["version"]) != _PLAN_VERSION:
                     raise ValueError(f"plan version {int(z['version'])}")
                 n, m = int(z["n_vertices"]), int(z["m"])
@@ -323,7 +327,7 @@ class EmbedPlan:
                 weight = np.asarray(z["weight"], np.int64)
                 slot = np.asarray(z["slot"])
                 rep = np.asarray(z["rep"])
-        except (KeyError, OSError, EOFError) as exc:
+        except (KeyError, TypeError, OSError, EOFError, zipfile.BadZipFile) as exc:
             raise ValueError(f"not an embed plan: {exc!r}") from exc
         g = len(rho)
         ok = (
