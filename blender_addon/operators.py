@@ -9,7 +9,8 @@ message. The TD detail goes to the console; it never holds a secret.
 from __future__ import annotations
 
 import traceback
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import bpy
 from bpy.props import EnumProperty, StringProperty
@@ -58,6 +59,39 @@ def get_client(context: bpy.types.Context) -> Any:
     return STATE.client
 
 
+T = TypeVar("T")
+
+
+def reported(op: bpy.types.Operator, call: Callable[[], T]) -> T | None:
+    """``call()``, or None after reporting its SealportError as this operator's error.
+
+    For the set-up an operator does before it starts a job (the client from the
+    preferences, the import folder): a bad preference is reported in Blender's
+    own way with the core's artist message, the TD detail goes to the console.
+    """
+    try:
+        return call()
+    except SealportError as exc:
+        if exc.detail:
+            print(f"Sealport (error): {exc.message}\n  detail: {exc.detail}")
+        op.report({"ERROR"}, exc.message)
+        return None
+
+
+def start_job(
+    name: str,
+    what: str,
+    work: Callable[[Any, Any], Any],
+    done: Callable[[Any], None],
+    on_message: Callable[[str, Any], None] | None = None,
+) -> jobs.Job:
+    """Run ``work`` off the main thread; failures are told to the artist as "<what> failed"."""
+    job = jobs.Job(name, work, done, lambda e: notify_error(e, what))
+    if on_message is not None:
+        job.on_message = on_message
+    return jobs.start(job)
+
+
 class SEALPORT_OT_report(bpy.types.Operator):
     """Show a Sealport message in the status bar and the Info log"""
 
@@ -93,10 +127,8 @@ class SEALPORT_OT_sign_in(_Busy, bpy.types.Operator):
     bl_label = "Sign In"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            client = get_client(context)
-        except SealportError as exc:
-            self.report({"ERROR"}, exc.message)
+        client = reported(self, lambda: get_client(context))
+        if client is None:
             return {"CANCELLED"}
 
         def work(progress: Any, post: Any) -> Any:
@@ -124,7 +156,7 @@ class SEALPORT_OT_sign_in(_Busy, bpy.types.Operator):
             if kind == "code":
                 STATE.show_code(value)
 
-        jobs.start(jobs.Job("sign-in", work, done, failed, message))
+        jobs.start(jobs.Job("sign-in", work, done, failed, message))  # clears the code on failure
         return {"FINISHED"}
 
 
@@ -144,14 +176,7 @@ class SEALPORT_OT_sign_out(_Busy, bpy.types.Operator):
         def done(_: Any) -> None:
             notify("INFO", "Signed out of Sealport.")
 
-        jobs.start(
-            jobs.Job(
-                "sign-out",
-                lambda p, post: client.logout(),
-                done,
-                lambda e: notify_error(e, "Sign-out"),
-            )
-        )
+        start_job("sign-out", "Sign-out", lambda p, post: client.logout(), done)
         return {"FINISHED"}
 
 
@@ -202,18 +227,11 @@ class SEALPORT_OT_refresh(_Busy, bpy.types.Operator):
     bl_label = "Refresh Catalogue"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        try:
-            client = get_client(context)
-        except SealportError as exc:
-            self.report({"ERROR"}, exc.message)
+        client = reported(self, lambda: get_client(context))
+        if client is None:
             return {"CANCELLED"}
-        jobs.start(
-            jobs.Job(
-                "catalogue",
-                lambda p, post: client.assets(),
-                _set_catalogue,
-                lambda e: notify_error(e, "Loading the catalogue"),
-            )
+        start_job(
+            "catalogue", "Loading the catalogue", lambda p, post: client.assets(), _set_catalogue
         )
         return {"FINISHED"}
 
@@ -256,11 +274,11 @@ class SEALPORT_OT_secure_import(_Busy, bpy.types.Operator):
         if not asset_id:
             self.report({"ERROR"}, "Choose an asset to import.")
             return {"CANCELLED"}
-        try:
-            client = get_client(context)
-            out_dir = import_dir(prefs(context), client.config)
-        except SealportError as exc:
-            self.report({"ERROR"}, exc.message)
+        client = reported(self, lambda: get_client(context))
+        if client is None:
+            return {"CANCELLED"}
+        out_dir = reported(self, lambda: import_dir(prefs(context), client.config))
+        if out_dir is None:
             return {"CANCELLED"}
 
         def work(progress: Any, post: Any) -> Any:
@@ -304,7 +322,7 @@ class SEALPORT_OT_secure_import(_Busy, bpy.types.Operator):
                 f"object(s) in '{coll.name}', verified ({len(result.checks)} checks).",
             )
 
-        job = jobs.start(jobs.Job("import", work, done, lambda e: notify_error(e, "Import")))
+        job = start_job("import", "Import", work, done)
         return {"FINISHED"}
 
 
@@ -317,10 +335,8 @@ class SEALPORT_OT_verify_scene(bpy.types.Operator):
     def execute(self, context: bpy.types.Context) -> set[str]:
         from .verify_scene import verify_scene
 
-        try:
-            report = verify_scene(get_client(context).audit)
-        except SealportError as exc:
-            self.report({"ERROR"}, exc.message)
+        report = reported(self, lambda: verify_scene(get_client(context).audit))
+        if report is None:
             return {"CANCELLED"}
         STATE.say("INFO" if report.ok else "WARNING", report.summary())
         self.report({"INFO"} if report.ok else {"WARNING"}, report.summary())
