@@ -571,7 +571,7 @@ def test_verify_envelope_refuses_hostile_name_even_when_signed() -> None:
 
 
 def test_hostile_fbx_is_refused_by_the_isolated_reader(tmp_path: Path) -> None:
-    """Valid FBX header, garbage body: the child-process ufbx load refuses it, we survive."""
+    """Valid FBX header, garbage body: the node-tree stage refuses it before ufbx, we survive."""
     from sealport.server.store import demo_assets_dir
 
     demo = demo_assets_dir()

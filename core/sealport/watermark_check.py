@@ -14,7 +14,7 @@ Return values (shown to the artist and written to the audit record):
 - ``"too small to carry a mark"`` — the server marked nothing because every
   mesh is too small (never reported as verified);
 - ``"unmarked: <reason>"`` — the server says it could not mark this file
-  (e.g. FBX, mesh too small).
+  (e.g. ASCII FBX, mesh too small).
 
 Raises :class:`~sealport.errors.WatermarkMismatch` when the mark is absent or
 carries another payload, and MalformedManifest for an invalid watermark record.
