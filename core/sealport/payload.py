@@ -151,6 +151,7 @@ class _Pipeline:
         self._to_write.put(None)
         for t in self._threads:
             t.join()
+        self._recycler.close()
         self._raise_worker_error()
         return self._h.hexdigest()
 
@@ -160,42 +161,78 @@ class _Pipeline:
         self._to_write.put(None)
         for t in self._threads:
             t.join(timeout=30)
+        self._recycler.close()
 
 
 class _PageRecycler:
     """Starts writeback of the temp file behind the writer and drops the written pages.
 
-    Why: on a VM whose free memory goes back to the host, every fresh page of
-    page cache costs a host page fault; writing a GiB of plaintext into new
-    page cache then costs more CPU than decrypting it. Recycling a bounded
-    window of pages (``sync_file_range(SYNC_FILE_RANGE_WRITE)``, which only
-    starts the I/O, then ``POSIX_FADV_DONTNEED`` a few windows later, which
-    drops only pages already clean and never waits) keeps the page cache the
-    import uses small and its pages warm. Advisory: errors are ignored, and it
-    is off where ``sync_file_range`` is missing (non-Linux).
+    Why: on a VM whose free memory goes back to the host (virtio-balloon free
+    page reporting), every fresh page of page cache costs a host page fault;
+    writing a GiB of plaintext into new page cache then costs more CPU than
+    decrypting it (docs/BENCHMARKS.md). Recycling a bounded window of pages
+    (``sync_file_range(SYNC_FILE_RANGE_WRITE)`` starts the I/O, then
+    ``POSIX_FADV_DONTNEED`` ``_RECYCLE_LAG`` windows later drops the pages that
+    are clean by then, never waiting) keeps the import's page cache small and
+    its pages warm, and keeps dirty data from piling up on large files.
+
+    It runs in a thread of its own on a duplicate descriptor, because
+    ``sync_file_range`` blocks when the disk queue is full: on a slow disk the
+    writer then simply goes on into fresh pages (as without recycling) instead
+    of waiting for the disk. Advisory only: errors are ignored, and it is off
+    where ``sync_file_range`` is missing (non-Linux).
     """
 
     def __init__(self, fd: int) -> None:
-        self._fd = fd
-        self._done = 0
-        self._started = 0  # bytes whose writeback was started
         self._sfr = _sync_file_range() if _RECYCLE_WINDOW > 0 else None
+        self._done = 0  # bytes written
+        self._posted = 0  # bytes handed to the recycling thread
+        self._stop = False
+        self._q: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        if self._sfr is not None:
+            try:
+                self._fd = os.dup(fd)
+            except OSError:  # out of descriptors: recycling is only an optimisation
+                return
+            self._thread = threading.Thread(target=self._run, name="sealport-recycle", daemon=True)
+            self._thread.start()
 
     def wrote(self, n: int) -> None:
-        if self._sfr is None:
+        """Called by the writer after each write; never blocks."""
+        if self._thread is None:
             return
         self._done += n
-        while self._done - self._started >= _RECYCLE_WINDOW:
-            self._sfr(self._fd, self._started, _RECYCLE_WINDOW, _SFR_WRITE)
-            self._started += _RECYCLE_WINDOW
-            drop_end = self._started - _RECYCLE_LAG * _RECYCLE_WINDOW
-            if drop_end > 0:
-                try:
-                    os.posix_fadvise(
-                        self._fd, drop_end - _RECYCLE_WINDOW, _RECYCLE_WINDOW, _DONTNEED
-                    )
-                except OSError:
-                    pass
+        while self._done - self._posted >= _RECYCLE_WINDOW:
+            self._q.put(self._posted)
+            self._posted += _RECYCLE_WINDOW
+
+    def _run(self) -> None:
+        assert self._sfr is not None
+        try:
+            while True:
+                start = self._q.get()
+                if start is None:
+                    return
+                if self._stop:
+                    continue  # finishing: skip what is queued, the kernel writes it back later
+                self._sfr(self._fd, start, _RECYCLE_WINDOW, _SFR_WRITE)
+                drop = start - _RECYCLE_LAG * _RECYCLE_WINDOW
+                if drop >= 0:
+                    try:
+                        os.posix_fadvise(self._fd, drop, _RECYCLE_WINDOW, _DONTNEED)
+                    except OSError:
+                        pass
+        finally:
+            os.close(self._fd)
+
+    def close(self) -> None:
+        """Stop after the call in progress (at most one window's I/O) and wait for the thread."""
+        if self._thread is not None:
+            self._stop = True
+            self._q.put(None)
+            self._thread.join()
+            self._thread = None
 
 
 def _sync_file_range() -> Any:
