@@ -7,8 +7,10 @@ that turns "decrypt" into "decrypt, bound, hash, compare, or leave nothing".
 
 The plaintext goes to a private temp file (0600, O_EXCL, hidden name) inside
 ``dest_dir`` so that the caller can ``os.replace`` it into place atomically on
-the same filesystem. SHA-256 runs in a second thread fed through a bounded
-queue, overlapping with decryption while keeping memory constant.
+the same filesystem. Decryption (this thread, in place into lent 1 MiB
+buffers), writing and SHA-256 (one thread each) overlap, with a fixed number
+of buffers in flight so memory stays constant; a fourth thread recycles the
+temp file's page cache behind the writer (see :class:`_PageRecycler`).
 The temp file is not fsynced: durability is the caller's choice after the
 rename, and an import does not need to survive a power cut.
 """
