@@ -352,3 +352,24 @@ def test_fbx6_model_meshes_are_read() -> None:
     data = fbxtree.MAGIC + struct.pack("<I", 6100) + objects + b"\0" * 13
     [mesh] = meshes_of(parse(data))
     assert mesh.vertices.shape == (3, 3) and mesh.triangles.tolist() == [[0, 1, 2]]
+
+
+def test_server_reuses_one_parsed_fbx_for_many_deliveries(
+    blender_fbx: Path, tmp_path: Path
+) -> None:
+    """The server's cache path: parse and plan once, mark each delivery with its own payload."""
+    from sealport.watermark.files import embed_prepared, prepare_file
+
+    prepared = prepare_file(blender_fbx, plan=True)
+    assert prepared.fbx is not None and len(prepared.meshes()) == 2
+    assert prepared.nbytes > blender_fbx.stat().st_size
+    before = [v.copy() for v, _ in prepared.meshes()]
+    outs = []
+    for i, payload in enumerate((PAYLOAD, bytes(reversed(PAYLOAD)))):
+        dst = tmp_path / f"d{i}.fbx"
+        report = embed_prepared(prepared, dst, payload, KEY)
+        assert (report.marked, report.total) == (1, 2)
+        assert verify_file(dst, KEY, payload).status == "verified"
+        outs.append(dst.read_bytes())
+    assert outs[0] != outs[1]
+    assert all(np.array_equal(a, v) for a, (v, _) in zip(before, prepared.meshes(), strict=True))

@@ -92,6 +92,29 @@ def load(path: Path) -> tuple[FbxTree, list[FbxMesh]]:
         raise _fail(path, exc.problem, exc.detail) from None
 
 
+@dataclass(frozen=True)
+class FbxPrepared:
+    """A parsed FBX kept by the server across deliveries (read-only, thread-safe)."""
+
+    tree: FbxTree
+    meshes: tuple[FbxMesh, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.tree.data) + sum(
+            m.vertices.nbytes + m.triangles.nbytes for m in self.meshes
+        )
+
+
+def prepare(path: Path) -> FbxPrepared:
+    """Parse once; every delivery then only marks and writes (:func:`write_marked`)."""
+    tree, meshes = load(path)
+    for m in meshes:
+        m.vertices.flags.writeable = False
+        m.triangles.flags.writeable = False
+    return FbxPrepared(tree, tuple(meshes))
+
+
 def fbx_meshes(path: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     """(vertices, triangles) of every mesh, for extract/verify."""
     return [(m.vertices, m.triangles) for m in load(path)[1]]

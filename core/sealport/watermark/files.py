@@ -25,7 +25,7 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
-from . import glb, stl
+from . import fbxmesh, glb, stl
 from .errors import WatermarkCapacityError, WatermarkFormatError
 from .mark import (
     EmbedPlan,
@@ -223,6 +223,7 @@ class PreparedFile:
     stl: stl.StlLayout | None = None
     plans: tuple[EmbedPlan | None, ...] = ()
     """Per mesh of :meth:`meshes` (empty: not planned; None: that mesh cannot be planned)."""
+    fbx: fbxmesh.FbxPrepared | None = None
 
     def meshes(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """The directly read meshes (float32 positions, triangles); empty for other formats."""
@@ -230,12 +231,14 @@ class PreparedFile:
             return [(m.vertices, m.triangles) for m in self.glb.meshes]
         if self.stl is not None:
             return [(self.stl.vertices, self.stl.triangles)]
+        if self.fbx is not None:
+            return [(m.vertices, m.triangles) for m in self.fbx.meshes]
         return []
 
     @property
     def nbytes(self) -> int:
         """Memory held (for bounded caches)."""
-        held = sum(x.nbytes for x in (self.glb, self.stl) if x is not None)
+        held = sum(x.nbytes for x in (self.glb, self.stl, self.fbx) if x is not None)
         for p in self.plans:
             if p is not None:
                 arrays = (p.centre, p.rho, p.weight, p.slot, p.rep)
@@ -265,11 +268,13 @@ def prepare_file(src: Path, *, plan: bool = False) -> PreparedFile:
         prepared = PreparedFile(src, glb=glb.read(src))
     elif _suffix(src) == ".stl":
         prepared = PreparedFile(src, stl=stl.read(src))
+    elif _suffix(src) == ".fbx":
+        prepared = PreparedFile(src, fbx=fbxmesh.prepare(src))
     else:
         return PreparedFile(src)
     if plan:
         plans = tuple(_plan(v, t) for v, t in prepared.meshes())
-        prepared = PreparedFile(src, prepared.glb, prepared.stl, plans)
+        prepared = PreparedFile(src, prepared.glb, prepared.stl, plans, prepared.fbx)
     return prepared
 
 
@@ -334,6 +339,15 @@ def embed_prepared(
         if new_stl is not None:
             stl.write(src, dst, new_stl)
         return _report(src, int(new_stl is not None), int(new_stl is None))
+    if prepared.fbx is not None:
+        new_fbx = {}
+        for i, fm in enumerate(prepared.fbx.meshes):
+            pts = mark(i, fm.vertices, fm.triangles)
+            if pts is not None:
+                new_fbx[fm.vertices_prop.start] = (fm.vertices_prop, pts)
+        if new_fbx:
+            fbxmesh.write_marked(prepared.fbx.tree, new_fbx, dst)
+        return _report(src, len(new_fbx), len(prepared.fbx.meshes) - len(new_fbx))
     marked = small = 0
     if suf in TRIMESH_SUFFIXES:
         scene = _trimesh_scene(src)
