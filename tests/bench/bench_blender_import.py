@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import statistics
@@ -119,6 +120,15 @@ def in_blender(spec_path: str) -> None:
             job = driver.mod("jobs").running()
             if job is not None:
                 seen.setdefault(job.stage, time.perf_counter() - t)
+                if not getattr(job, "_bench_timed", False):
+                    job._bench_timed = True
+                    on_done = job.on_done
+
+                    def timed_done(value: Any) -> None:  # the main-thread import
+                        seen["host import"] = time.perf_counter() - t
+                        on_done(value)
+
+                    job.on_done = timed_done
             return job is None
 
         driver.pump_until(idle_noting_stages, timeout=1800, draw=False)
@@ -147,18 +157,24 @@ def run_config(
 ) -> dict[str, Any]:
     """One server (with or without per-delivery watermarking) and one Blender process."""
     from sealport.server import ServerSettings
-    from sealport.server.watermarking import disabled
+    from sealport.server.watermarking import disabled, make_hook
 
     from tests.blender.conftest import blender_env
     from tests.fixtures.secret_service import SecretService
     from tests.fixtures.server import start_sealport_server
 
     tag = "wm" if watermark else "nowm"
-    settings = (
-        ServerSettings(device_interval=1)
-        if watermark
-        else ServerSettings(device_interval=1, watermark=disabled)
-    )
+    hook_times: list[tuple[float, float]] = []
+    studio_hook = make_hook(work / f"server-{tag}")  # the default hook, same data folder
+
+    def timed_hook(src: Path, workdir: Path, info: dict[str, Any]) -> Any:
+        """The server's default watermark hook, timed (wall, this thread's CPU)."""
+        w, c = time.perf_counter(), time.thread_time()
+        out = studio_hook(src, workdir, info)
+        hook_times.append((time.perf_counter() - w, time.thread_time() - c))
+        return out
+
+    settings = ServerSettings(device_interval=1, watermark=timed_hook if watermark else disabled)
     keyring = SecretService(root=work / f"keyring-{tag}")
     server = start_sealport_server(work / f"server-{tag}", settings=settings)
     try:
@@ -191,6 +207,7 @@ def run_config(
         if done.returncode != 0:
             raise SystemExit(done.stdout[-3000:] + done.stderr[-5000:])
         res: dict[str, Any] = json.loads(Path(spec["out"]).read_text())
+        res["hook_times"] = hook_times
         return res
     finally:
         server.stop()
@@ -207,9 +224,13 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument(
+        "--note", default="", help="a sentence for the docs, e.g. 'Measured under load: ...'"
+    )
+    ap.add_argument(
         "--blender-python", type=Path, default=REPO / "build" / "blender-venv" / "bin" / "python"
     )
     args = ap.parse_args()
+    load_start = os.getloadavg()[0]
     sys.path.insert(0, str(REPO))
     work = Path(tempfile.mkdtemp(prefix="sealport-bench-blender-", dir="/var/tmp"))
     try:
@@ -237,14 +258,18 @@ def main() -> int:
         results = {wm: run_config(args, work, glb, zip_path, wm) for wm in (True, False)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    load_end = os.getloadavg()[0]
     on, off = results[True], results[False]
     plain = statistics.median(on["times"]["plain"] + off["times"]["plain"])
     ratio_on = statistics.median(on["times"]["secure"]) / plain
     ratio_off = statistics.median(off["times"]["secure"]) / plain
 
     def stages(res: dict[str, Any]) -> str:
-        seen = ", ".join(f"{k} {v:.2f}" for k, v in res["stages"][0].items())
-        return f"{seen}, done {res['times']['secure'][0]:.2f}"
+        rounds = []
+        for i, st in enumerate(res["stages"]):
+            seen = ", ".join(f"{k} {v:.2f}" for k, v in st.items())
+            rounds.append(f"round {i + 1}: {seen}, done {res['times']['secure'][i]:.2f}")
+        return "; ".join(rounds)
 
     lines = [
         BEGIN,
@@ -255,7 +280,9 @@ def main() -> int:
         f"`python tests/bench/bench_blender_import.py --mb {args.mb:g} --rounds {args.rounds} --write-docs`.",
         f"File: one GLB of {size_mb:.1f} MB ({verts:,} vertices, {2 * (int(verts**0.5) - 1) ** 2:,} "
         "triangles), served by the reference server over TLS 1.3 on loopback, same Blender process "
-        "for plain and secure runs, interleaved, each from an empty scene.",
+        "for plain and secure runs, interleaved, each from an empty scene. "
+        f"1-minute load average at start / end: {load_start:.2f} / {load_end:.2f}."
+        + (f" {args.note}" if args.note else ""),
         "",
         "| | runs (s) | median (s) |",
         "|---|---|---|",
@@ -269,9 +296,14 @@ def main() -> int:
         "safe reader, watermark check, then the same glTF importer. All but the glTF import run "
         "off Blender's main thread.",
         "",
-        "Where the time goes (first round; seconds since the click when the add-on's progress "
-        "first showed each stage; `request` lasts until the server's sealed delivery is ready):",
-        f"with watermarking: {stages(on)}; without: {stages(off)}.",
+        "Where the time goes (seconds since the click when the add-on's progress first showed "
+        "each stage; `request` lasts until the server's sealed delivery is ready, `host import` "
+        "is when the verified file went to Blender's glTF importer on the main thread):",
+        f"with watermarking: {stages(on)}. Without: {stages(off)}.",
+        "",
+        "Server watermark hook per delivery (wall / CPU of its thread, s; the first delivery "
+        "parses the asset and makes its embed plan, later ones reuse them from the hook's "
+        "cache): " + ", ".join(f"{w:.2f} / {c:.2f}" for w, c in on["hook_times"]) + ".",
         END,
     ]
     section = "\n".join(lines)
@@ -287,8 +319,6 @@ def main() -> int:
 
 
 def _cpus() -> int:
-    import os
-
     return len(os.sched_getaffinity(0))
 
 
