@@ -257,3 +257,39 @@ def test_ascii_stl_falls_back_to_the_general_reader(tmp_path: Path, mesh) -> Non
     assert wm_stl.read(src) is None
     embed_file(src, dst, PAYLOAD, KEY)
     assert verify_file(dst, KEY, PAYLOAD).status == "verified"
+
+
+@pytest.mark.parametrize(
+    ("where", "field"),
+    [
+        ("accessors", "count"),
+        ("accessors", "byteOffset"),
+        ("accessors", "componentType"),
+        ("accessors", "bufferView"),
+        ("bufferViews", "byteOffset"),
+        ("bufferViews", "byteLength"),
+        ("bufferViews", "byteStride"),
+        ("buffers", "byteLength"),
+    ],
+)
+def test_hostile_numbers_are_refused_or_read_in_bounds(
+    tmp_path: Path, mesh, where: str, field: str
+) -> None:
+    """Every adversarial value either reads cleanly or is a WatermarkFormatError."""
+    v, f = mesh
+    base = _simple_doc(len(v), f.size)
+    binary = v.tobytes() + f.astype("<u4").tobytes()
+    for value in (-1, 0, 1, 3, 4, 13, 2**31, 2**63, 1.5, "7", None, True):
+        for index in range(len(base[where])):
+            doc = json.loads(json.dumps(base))
+            doc[where][index][field] = value
+            path = tmp_path / "h.glb"
+            path.write_bytes(_glb(doc, binary))
+            try:
+                layout = wm_glb.read(path)
+            except WatermarkFormatError:
+                continue
+            if layout is not None:
+                for m in layout.meshes:
+                    assert m.vertices.shape[1] == 3
+                    assert m.triangles.size == 0 or int(m.triangles.max()) < len(m.vertices)
