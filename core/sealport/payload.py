@@ -58,11 +58,22 @@ class _WriteFailed(Exception):
         self.err = err
 
 
-_Item = tuple[bytearray, int] | None  # (buffer, authenticated bytes) or end of stream
+class _Block:
+    """A lent buffer on its way through both workers; back to the pool when both are done."""
+
+    __slots__ = ("buf", "n", "left")
+
+    def __init__(self, buf: bytearray, n: int) -> None:
+        self.buf = buf
+        self.n = n  # authenticated plaintext bytes at the start of buf
+        self.left = 2  # workers (writer, hasher) still to handle it
+
+
+_Item = _Block | None  # None: end of stream
 
 
 class _Pipeline:
-    """Decrypted blocks flow: decoder (this thread) -> writer thread -> hasher thread -> pool.
+    """Decrypted blocks go from the decoder (this thread) to a writer and a hasher thread.
 
     Why three threads on a machine that may have two cores: ``decrypt_into``
     holds the GIL, but ``os.write`` and ``hashlib`` release it for large
@@ -72,9 +83,10 @@ class _Pipeline:
     gets a thread of its own instead of sharing one with the hash.
 
     Memory is constant: ``_BUFFERS`` plaintext blocks exist, lent to the
-    decoder by :meth:`buffer` and returned to the pool by the hasher. Both
-    workers always pass a buffer on, also after a write error or an abort,
-    so the decoder can never wait forever for one.
+    decoder by :meth:`buffer`, handed to both workers at once (neither
+    waits for the other) and returned to the pool by whichever finishes it
+    last. Both workers always release a buffer, also after a write error or
+    an abort, so the decoder can never wait forever for one.
     """
 
     def __init__(self, fd: int) -> None:
@@ -85,6 +97,7 @@ class _Pipeline:
         self._to_write: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._to_hash: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._h = hashlib.sha256()
+        self._release_lock = threading.Lock()
         self._abort = False
         self.write_error: OSError | None = None
         self._worker_error: BaseException | None = None
@@ -103,7 +116,16 @@ class _Pipeline:
         return self._free.get()
 
     def emit(self, buf: bytearray, n: int) -> None:
-        self._to_write.put((buf, n))
+        block = _Block(buf, n)
+        self._to_hash.put(block)
+        self._to_write.put(block)
+
+    def _release(self, block: _Block) -> None:
+        with self._release_lock:
+            block.left -= 1
+            last = block.left == 0
+        if last:
+            self._free.put(block.buf)
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -111,20 +133,20 @@ class _Pipeline:
         write = os.write
         while True:
             item = self._to_write.get()
-            if item is not None and not self._abort and self.write_error is None:
+            if item is None:
+                return
+            if not self._abort and self.write_error is None:
                 try:
-                    view = memoryview(item[0])[: item[1]]
+                    view = memoryview(item.buf)[: item.n]
                     while view:
                         view = view[write(self._fd, view) :]
-                    self._recycler.wrote(item[1])
+                    self._recycler.wrote(item.n)
                 except OSError as exc:
                     self.write_error = exc
                 except BaseException as exc:  # a bug must not leave the decoder waiting
                     self._worker_error = exc
                     self._abort = True
-            self._to_hash.put(item)
-            if item is None:
-                return
+            self._release(item)
 
     def _hash_loop(self) -> None:
         update = self._h.update
@@ -134,11 +156,11 @@ class _Pipeline:
                 return
             if not self._abort:
                 try:
-                    update(memoryview(item[0])[: item[1]])  # releases the GIL
+                    update(memoryview(item.buf)[: item.n])  # releases the GIL
                 except BaseException as exc:  # pragma: no cover - hashlib does not fail
                     self._worker_error = exc
                     self._abort = True
-            self._free.put(item[0])
+            self._release(item)
 
     def _raise_worker_error(self) -> None:
         if self.write_error is not None:
@@ -151,6 +173,7 @@ class _Pipeline:
     def finish(self) -> str:
         """Wait until every block is written and hashed; the hex digest."""
         self._to_write.put(None)
+        self._to_hash.put(None)
         for t in self._threads:
             t.join()
         self._recycler.close()
@@ -161,6 +184,7 @@ class _Pipeline:
         """Stop both workers (they drop what is queued) and wait for them."""
         self._abort = True
         self._to_write.put(None)
+        self._to_hash.put(None)
         for t in self._threads:
             t.join(timeout=30)
         self._recycler.close()
