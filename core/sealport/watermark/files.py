@@ -1,6 +1,9 @@
 """File layer: read meshes from asset files, rewrite marked points in place.
 
-Readers: OBJ/STL/PLY/GLB/GLTF (trimesh), USD/USDA/USDC/USDZ (pxr UsdGeom.Mesh
+Readers: GLB and binary STL directly (:mod:`.glb`, :mod:`.stl`: positions and
+indices straight into numpy, marked copies written by patching the position
+bytes; layouts they do not cover fall back to trimesh), OBJ/STL/PLY/GLB/GLTF
+(trimesh), USD/USDA/USDC/USDZ (pxr UsdGeom.Mesh
 points + faceVertexIndices, fan-triangulated), 3MF (zip + XML, defusedxml),
 FBX (own bounded binary node-tree reader, :mod:`.fbxmesh`). Writers: the trimesh
 formats, USD/USDA/USDC/USDZ (points rewritten with pxr, everything else kept),
@@ -10,6 +13,8 @@ byte; ASCII FBX is refused with WatermarkFormatError).
 
 Each mesh of a file is marked independently with the same key and payload;
 meshes too small to carry a mark are left unmarked and reported as such.
+:func:`prepare_file` / :func:`embed_prepared` split the work into the part a
+server can keep per asset version and the part each delivery pays for.
 """
 
 from __future__ import annotations
