@@ -58,6 +58,11 @@ _MAX_GOAL = 0.3
 _MAX_SHIFT = 3.0
 """First per-bin cap on the push, in units of alpha_b (doubled for bins that miss)."""
 _CAP_ROUNDS = 7
+_MAX_PASSES = 6
+_INNER_ROUNDS = 1
+_MAX_MRMS = 0.0025
+"""Repair rounds stop before the RMS displacement passes 0.25 % of the bbox diagonal."""
+"""Cap doublings predicted inside one apply (1 = none: the read-back rounds decide)."""
 _SAFE_MARGIN = 0.25
 """A bin counts as read back safely when its mean is this x alpha_b past 1/2."""
 _NEWTON_STEPS = 40
@@ -516,7 +521,7 @@ def _apply(
     goal0 = np.maximum(goal0, np.minimum(margin, 0.5))
     cap = cap.copy()
     fixed = goal is not None
-    for _ in range(1 if fixed else _CAP_ROUNDS):
+    for _ in range(1 if fixed else _INNER_ROUNDS):
         if fixed:
             k = _solve_k(tx, tw, tb, part.counts, 0.5 + sign * goal)
             break
@@ -553,15 +558,16 @@ def _apply(
     return _Applied(out, margin_new, alpha_b, usable, rho_new, part, margin, goal0, cap)
 
 
-def _read_back_wrong(
+def _read_back(
     plan: EmbedPlan,
     out: np.ndarray,
     tris: np.ndarray,
     levels: np.ndarray,
     sign: np.ndarray,
     alpha: float,
-) -> np.ndarray:
-    """Bins the extractor will read short of a safe margin (exactly its arithmetic).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(margin, usable, alpha_b) per bin as the extractor will read ``out`` (its
+    arithmetic exactly); None if the partition is degenerate.
 
     The plan's groups are the reader's distinct positions (copies move together),
     so the read-back needs no sort: one area-centre pass, the norms of one vertex
@@ -573,7 +579,7 @@ def _read_back_wrong(
         nm = _read_norms(out, tris)
         part = _partition(nm, levels) if nm is not None else None
         if nm is None or part is None:
-            return np.ones(n_code, bool)
+            return None
         means, counts, ev = _bin_means_sorted(nm, part), part.counts, part.edge_values
     else:
         c2 = area_centre(out, tris)
@@ -581,17 +587,16 @@ def _read_back_wrong(
         r = norms(out, c2) if len(plan.rho) == plan.n_vertices else norms(out, c2, plan.rep)
         ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (len(r) - 1)).astype(np.int64))
         if len(ranks) != n_code + 1:
-            return np.ones(n_code, bool)
+            return None
         ev = np.partition(r, ranks)[ranks]
         if not np.all(np.diff(ev) > 0):
-            return np.ones(n_code, bool)
+            return None
         rr = r[(r >= ev[0]) & (r < ev[-1])]
         b = np.searchsorted(ev, rr, side="right") - 1
         counts = np.bincount(b, minlength=n_code)
         sums = np.bincount(b, weights=rr, minlength=n_code)
         means = (sums / np.maximum(counts, 1) - ev[:-1]) / np.diff(ev)
-    margin = (means - 0.5) * sign
-    return (counts >= MIN_BIN_VERTICES) & (margin < _SAFE_MARGIN * _alpha_b(alpha, ev))
+    return (means - 0.5) * sign, counts >= MIN_BIN_VERTICES, _alpha_b(alpha, ev)
 
 
 def apply_plan(
@@ -632,25 +637,70 @@ def apply_plan(
     a = _apply(plan, src, levels, perm, sign, alpha, cap)
     out = a.points
     if faces is not None:
-        tris = as_triangles(faces)
-        first, cap = a, a.cap
-        best: tuple[int, np.ndarray] | None = None
-        for _ in range(_CAP_ROUNDS):
-            wrong = _read_back_wrong(plan, a.points, tris, levels, sign, alpha)
-            wrong_bytes = int(wrong[perm].reshape(-1, 8).any(axis=1).sum())
-            if best is None or wrong_bytes < best[0]:
-                best = (wrong_bytes, a.points)
-            if wrong_bytes == 0:
-                break
-            # The centre moved with the mark (small or lumpy meshes): re-plan the
-            # marked points in the reader's frame and move them to the goals again;
-            # bins still short get a doubled cap (cf. the old multi-pass embed).
-            cap = np.where(wrong, cap * 2.0, cap)
-            goal = np.minimum(first.goal0, first.margin0 + cap * first.alpha_b)
-            a = _apply(plan_embed(a.points, tris), a.points, levels, perm, sign, alpha, cap, goal)
-        assert best is not None
-        out = best[1]
+        out = _embed_rounds(plan, src, as_triangles(faces), levels, perm, sign, alpha, a)
     return out.astype(src.dtype if np.issubdtype(src.dtype, np.floating) else np.float64)
+
+
+def _rms(pts: np.ndarray, src: np.ndarray) -> float:
+    d = pts - src
+    return float(np.sqrt(np.einsum("ij,ij->", d, d) / max(len(d), 1)))
+
+
+def _diag(plan: EmbedPlan, src: np.ndarray) -> float:
+    """Bounding-box diagonal of the face-referenced vertices."""
+    used = src[plan.rep]
+    return float(np.linalg.norm(used.max(axis=0) - used.min(axis=0))) if len(used) else 0.0
+
+
+def _embed_rounds(
+    plan: EmbedPlan,
+    src: np.ndarray,
+    tris: np.ndarray,
+    levels: np.ndarray,
+    perm: np.ndarray,
+    sign: np.ndarray,
+    alpha: float,
+    first: _Applied,
+) -> np.ndarray:
+    """Read the result back as the extractor will and repair it (small or lumpy meshes).
+
+    A round starts from the original points with per-bin caps; while the read-back
+    misses the goals (the centre moved with the mark), the marked points are
+    re-planned in the reader's frame and moved to the same goals (<= _MAX_PASSES
+    passes). Bins still short of a safe margin get their cap doubled for the next
+    round (<= _CAP_ROUNDS); the round with the fewest wrong code bytes wins, the
+    earliest (least distorted) on ties; a later round whose RMS displacement exceeds
+    _MAX_MRMS of the bbox diagonal is not taken (a lumpy CAD part keeps a byte or
+    two for the RS code to correct rather than a visible push). Large meshes pass
+    the first read-back.
+    """
+    cap = first.cap
+    a = first
+    best: tuple[int, np.ndarray] | None = None
+    for _ in range(_CAP_ROUNDS):
+        goal = np.minimum(a.goal0, a.margin0 + a.cap * a.alpha_b)
+        pts = a.points
+        wrong = np.ones(len(sign), bool)
+        for step in range(_MAX_PASSES):
+            seen = _read_back(plan, pts, tris, levels, sign, alpha)
+            if seen is None:
+                break
+            margin, usable, ab = seen
+            wrong = usable & (margin < _SAFE_MARGIN * ab)
+            if step == _MAX_PASSES - 1 or np.all((margin >= goal - 0.05 * ab) | ~usable):
+                break
+            pts = _apply(plan_embed(pts, tris), pts, levels, perm, sign, alpha, a.cap, goal).points
+        wrong_bytes = int(wrong[perm].reshape(-1, 8).any(axis=1).sum())
+        if best is not None and _rms(pts, src) > _MAX_MRMS * _diag(plan, src):
+            break  # a bigger push would be visible: keep the best so far
+        if best is None or wrong_bytes < best[0]:
+            best = (wrong_bytes, pts)
+        if wrong_bytes == 0:
+            break
+        cap = np.where(wrong, a.cap * 2.0, a.cap)
+        a = _apply(plan, src, levels, perm, sign, alpha, cap)
+    assert best is not None
+    return best[1]
 
 
 def _check_plan(plan: EmbedPlan, v: np.ndarray) -> None:
