@@ -41,9 +41,11 @@ Method (after Cho, Prost & Jung, IEEE TSP 55(1), 2007, "Method I")
    one already past ``1/2 + alpha_b`` -- the informed tier reads the direction of
    the move. A bin far on the wrong side (lumpy bins of small or CAD-like meshes)
    moves at most ``3 alpha_b`` at first; embed doubles the cap of the bins that
-   stay short of ``alpha_b / 4`` past 1/2 (<= 7 rounds) and keeps the round with
-   the fewest wrong code bytes, so benign copies read back with 0 bit errors while
-   smooth meshes keep the small distortion.
+   stay short of ``alpha_b / 4`` past 1/2 (<= 7 rounds, stopping before the RMS
+   displacement passes 0.25 % of the bbox diagonal) and keeps the round with the
+   fewest wrong code bytes, so benign copies of smooth meshes read back with 0 bit
+   errors at small distortion, and a lumpy CAD part leaves a byte or two to the
+   RS code rather than take a visible push.
 5. *Extraction* is blind: bit = [mean_b > 1/2]; reliability ``|mean_b - 1/2| *
    sqrt(n_b)``; a bin with fewer than ``MIN_BIN_VERTICES = 8`` vertices is an
    erasure. *Verification* knows the expected payload (from the manifest): if
