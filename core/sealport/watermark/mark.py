@@ -11,7 +11,7 @@ same asset version can cache the first:
 ``plan = plan_embed(vertices, faces)`` (:class:`EmbedPlan`): merge coincident
 positions, area-weighted centre, the sorted distinct vertex norms and, for every
 input vertex, its slot in that order (and one vertex per slot). Cost: one argsort
-of the norms (as int64 bit patterns) plus one pass over the triangles; ~23 bytes
+of the norms (as int64 bit patterns) plus one pass over the triangles; ~16 bytes
 per vertex. ``plan.to_bytes()`` / ``EmbedPlan.from_bytes(data)`` serialise it
 (numpy ``.npz``, no pickle; ValueError if invalid). A plan is valid only for the
 vertex array it was made from (``apply_plan`` re-measures 64 vertices and raises
