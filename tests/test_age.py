@@ -394,3 +394,18 @@ def test_cli_rejects_what_we_reject(cli_key: tuple[Path, str, str], tmp_path: Pa
     assert res.returncode != 0
     with pytest.raises(age.AgePayloadError):
         _dec(bytes(raw), [identity])
+
+
+def test_block_sink_buffer_too_small_is_refused(ident: str) -> None:
+    """A sink lending less than a block is a programming error, not an endless loop."""
+
+    class Small:
+        def buffer(self) -> bytearray:
+            return bytearray(age.BLOCK_PLAINTEXT // 2)
+
+        def emit(self, buf: bytearray, n: int) -> None:  # pragma: no cover - never reached
+            raise AssertionError("emitted")
+
+    ct = _enc(b"x" * 100, [age.identity_to_recipient(ident)])
+    with pytest.raises(ValueError, match="must lend"):
+        age.decrypt_stream_blocks(io.BytesIO(ct), Small(), [ident])

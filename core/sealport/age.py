@@ -704,6 +704,8 @@ def _decrypt_payload(
     while not last:
         buf = sink.buffer()
         out = memoryview(buf)
+        if len(out) < room:  # would emit empty blocks forever
+            raise ValueError(f"BlockSink lent {len(out)} bytes; it must lend {BLOCK_PLAINTEXT}")
         pos = 0  # authenticated plaintext bytes in buf
         try:
             while not last and pos + room <= len(out):
