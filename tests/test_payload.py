@@ -46,7 +46,7 @@ def dest(tmp_path: Path) -> Path:
 
 def _no_hasher_threads() -> bool:
     """Neither pipeline worker (writer, hasher) outlives decrypt_payload."""
-    workers = {"sealport-sha256", "sealport-write", "sealport-recycle"}
+    workers = {"sealport-sha256", "sealport-write"}
     return not any(t.name in workers and t.is_alive() for t in threading.enumerate())
 
 
@@ -71,36 +71,6 @@ def test_good_file(sealed: tuple[str, Path, bytes, str], dest: Path) -> None:
     assert out.read_bytes() == data
     assert list(dest.iterdir()) == [out]
     assert seen and seen[-1] == ("decrypt", ct.stat().st_size, ct.stat().st_size)
-    assert _no_hasher_threads()
-
-
-def test_page_recycling_keeps_the_file_whole(
-    sealed: tuple[str, Path, bytes, str], dest: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """1 MiB recycle windows: sync_file_range + FADV_DONTNEED run for real, data intact."""
-    import sealport.payload as payload
-
-    calls: list[int] = []
-    three = threading.Event()
-    real = payload._sync_file_range()
-    assert real is not None  # Linux: the recycler is on
-
-    def spy(fd: int, off: int, n: int, flags: int) -> int:
-        calls.append(off)
-        if len(calls) == 3:
-            three.set()
-        return int(real(fd, off, n, flags))
-
-    def on_progress(stage: str, done: int, total: int) -> None:
-        if done == total:  # last block decrypted: let the recycler catch up before finishing
-            assert three.wait(30), calls
-
-    monkeypatch.setattr(payload, "_RECYCLE_WINDOW", 1 << 20)
-    monkeypatch.setattr(payload, "_sfr_fn", spy)
-    ident, ct, data, sha = sealed
-    out = _run(ct, dest, ident, SIZE, sha, progress=Progress(on_progress))
-    assert calls == [0, 1 << 20, 2 << 20]  # one per full window written, in order
-    assert out.read_bytes() == data
     assert _no_hasher_threads()
 
 

@@ -9,8 +9,10 @@ The plaintext goes to a private temp file (0600, O_EXCL, hidden name) inside
 ``dest_dir`` so that the caller can ``os.replace`` it into place atomically on
 the same filesystem. Decryption (this thread, in place into lent 1 MiB
 buffers), writing and SHA-256 (one thread each) overlap, with a fixed number
-of buffers in flight so memory stays constant; a fourth thread recycles the
-temp file's page cache behind the writer (see :class:`_PageRecycler`).
+of buffers in flight so memory stays constant. The written pages are left in
+the page cache on purpose: the format and watermark checks read the file
+right after, and dropping the pages behind the writer (sync_file_range +
+POSIX_FADV_DONTNEED, tried) made that read-back go to disk, ~2 s per GiB.
 The temp file is not fsynced: durability is the caller's choice after the
 rename, and an import does not need to survive a power cut.
 """
@@ -39,11 +41,6 @@ __all__ = ["decrypt_payload", "TEMP_PREFIX", "TEMP_SUFFIX"]
 TEMP_PREFIX = ".sealport-"
 TEMP_SUFFIX = ".part"
 _BUFFERS = 8  # plaintext blocks (1 MiB each) in flight between decoder, writer and hasher
-_RECYCLE_WINDOW = 16 << 20  # bytes per writeback window; 0 turns recycling off
-_RECYCLE_LAG = 2  # windows between starting a window's writeback and dropping its pages
-_SFR_WRITE = 2  # SYNC_FILE_RANGE_WRITE: start writeback, do not wait for it
-_DONTNEED = getattr(os, "POSIX_FADV_DONTNEED", 4)
-_sfr_fn: Any = None  # ctypes function, False when unavailable, None before first use
 _DISK_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _PREALLOCATE = True  # reserve expected_size with fallocate (tests switch it off to hit write())
@@ -101,7 +98,6 @@ class _Pipeline:
         self._abort = False
         self.write_error: OSError | None = None
         self._worker_error: BaseException | None = None
-        self._recycler = _PageRecycler(fd)
         self._threads = [
             threading.Thread(target=self._write_loop, name="sealport-write", daemon=True),
             threading.Thread(target=self._hash_loop, name="sealport-sha256", daemon=True),
@@ -140,7 +136,6 @@ class _Pipeline:
                     view = memoryview(item.buf)[: item.n]
                     while view:
                         view = view[write(self._fd, view) :]
-                    self._recycler.wrote(item.n)
                 except OSError as exc:
                     self.write_error = exc
                 except BaseException as exc:  # a bug must not leave the decoder waiting
@@ -176,7 +171,6 @@ class _Pipeline:
         self._to_hash.put(None)
         for t in self._threads:
             t.join()
-        self._recycler.close()
         self._raise_worker_error()
         return self._h.hexdigest()
 
@@ -187,94 +181,6 @@ class _Pipeline:
         self._to_hash.put(None)
         for t in self._threads:
             t.join(timeout=30)
-        self._recycler.close()
-
-
-class _PageRecycler:
-    """Starts writeback of the temp file behind the writer and drops the written pages.
-
-    Why: on a VM whose free memory goes back to the host (virtio-balloon free
-    page reporting), every fresh page of page cache costs a host page fault;
-    writing a GiB of plaintext into new page cache then costs more CPU than
-    decrypting it (docs/BENCHMARKS.md). Recycling a bounded window of pages
-    (``sync_file_range(SYNC_FILE_RANGE_WRITE)`` starts the I/O, then
-    ``POSIX_FADV_DONTNEED`` ``_RECYCLE_LAG`` windows later drops the pages that
-    are clean by then, never waiting) keeps the import's page cache small and
-    its pages warm, and keeps dirty data from piling up on large files.
-
-    It runs in a thread of its own on a duplicate descriptor, because
-    ``sync_file_range`` blocks when the disk queue is full: on a slow disk the
-    writer then simply goes on into fresh pages (as without recycling) instead
-    of waiting for the disk. Advisory only: errors are ignored, and it is off
-    where ``sync_file_range`` is missing (non-Linux).
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._sfr = _sync_file_range() if _RECYCLE_WINDOW > 0 else None
-        self._done = 0  # bytes written
-        self._posted = 0  # bytes handed to the recycling thread
-        self._stop = False
-        self._q: queue.SimpleQueue[int | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        if self._sfr is not None:
-            try:
-                self._fd = os.dup(fd)
-            except OSError:  # out of descriptors: recycling is only an optimisation
-                return
-            self._thread = threading.Thread(target=self._run, name="sealport-recycle", daemon=True)
-            self._thread.start()
-
-    def wrote(self, n: int) -> None:
-        """Called by the writer after each write; never blocks."""
-        if self._thread is None:
-            return
-        self._done += n
-        while self._done - self._posted >= _RECYCLE_WINDOW:
-            self._q.put(self._posted)
-            self._posted += _RECYCLE_WINDOW
-
-    def _run(self) -> None:
-        assert self._sfr is not None
-        try:
-            while True:
-                start = self._q.get()
-                if start is None:
-                    return
-                if self._stop:
-                    continue  # finishing: skip what is queued, the kernel writes it back later
-                self._sfr(self._fd, start, _RECYCLE_WINDOW, _SFR_WRITE)
-                drop = start - _RECYCLE_LAG * _RECYCLE_WINDOW
-                if drop >= 0:
-                    try:
-                        os.posix_fadvise(self._fd, drop, _RECYCLE_WINDOW, _DONTNEED)
-                    except OSError:
-                        pass
-        finally:
-            os.close(self._fd)
-
-    def close(self) -> None:
-        """Stop after the call in progress (at most one window's I/O) and wait for the thread."""
-        if self._thread is not None:
-            self._stop = True
-            self._q.put(None)
-            self._thread.join()
-            self._thread = None
-
-
-def _sync_file_range() -> Any:
-    """libc ``sync_file_range`` through ctypes (the os module lacks it), or None."""
-    global _sfr_fn
-    if _sfr_fn is None:
-        _sfr_fn = False
-        if sys.platform.startswith("linux") and hasattr(os, "posix_fadvise"):
-            try:
-                fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-                fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-                fn.restype = ctypes.c_int
-                _sfr_fn = fn
-            except (OSError, AttributeError):
-                pass
-    return _sfr_fn or None
 
 
 def _create_temp(dest_dir: Path) -> tuple[int, Path]:
