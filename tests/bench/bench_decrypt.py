@@ -280,7 +280,7 @@ def main() -> None:
         + " ".join(f"{s >> 20}M" for s in args.sizes)
         + " --write-docs`\n\n"
         "- **ours**: `sealport.payload.decrypt_payload` - age decrypt (`decrypt_into`, main "
-        "thread), write the 0600 temp file (writer thread, page-cache recycling), SHA-256 "
+        "thread), write the 0600 temp file (writer thread), SHA-256 "
         "(hasher thread), size + hash check\n"
         "- **peer**: `age -d -i KEY FILE | openssl dgst -sha256` (writes no file)\n"
         "- **ceiling**: `openssl dgst -sha256 PLAINTEXT` (hash only)\n"
