@@ -409,3 +409,37 @@ def test_block_sink_buffer_too_small_is_refused(ident: str) -> None:
     ct = _enc(b"x" * 100, [age.identity_to_recipient(ident)])
     with pytest.raises(ValueError, match="must lend"):
         age.decrypt_stream_blocks(io.BytesIO(ct), Small(), [ident])
+
+
+class _AeadWithoutDecryptInto:
+    """cryptography < 47's ChaCha20Poly1305 surface: encrypt/decrypt, no ``decrypt_into``.
+
+    The Blender extension's Linux wheel set carries cryptography 46; the decoder
+    must authenticate and copy the same way there (the crypto itself is still real).
+    """
+
+    def __init__(self, key: bytes) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+        self._aead = ChaCha20Poly1305(key)
+
+    def encrypt(self, nonce: bytes, data: bytes, aad: bytes | None) -> bytes:
+        return self._aead.encrypt(nonce, data, aad)
+
+    def decrypt(self, nonce: bytes, data: bytes, aad: bytes | None) -> bytes:
+        return self._aead.decrypt(nonce, data, aad)
+
+
+@pytest.mark.parametrize("size", [0, 65536, 3 * 1024 * 1024 + 5])
+def test_decoder_works_without_decrypt_into(
+    ident: str, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = os.urandom(size)
+    ct = _enc(data, [age.identity_to_recipient(ident)])
+    monkeypatch.setattr(age, "ChaCha20Poly1305", _AeadWithoutDecryptInto)
+    assert _dec(ct, [ident]) == data
+    if size:
+        bad = bytearray(ct)
+        bad[-20] ^= 1  # inside the last chunk's ciphertext
+        with pytest.raises(age.AgePayloadError):
+            _dec(bytes(bad), [ident])

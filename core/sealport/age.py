@@ -27,7 +27,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, cast
 
 import bech32
 from cryptography.exceptions import InvalidTag
@@ -684,6 +684,29 @@ def decrypt_stream_blocks(
     return _decrypt_payload(r, sink, aead, progress, max_plaintext, total)
 
 
+_DecryptInto = Callable[[bytes, memoryview, None, memoryview], object]
+
+
+def _decrypt_into(aead: ChaCha20Poly1305) -> _DecryptInto:
+    """``aead.decrypt_into`` (cryptography >= 47), or a copying stand-in for older releases.
+
+    DCC bundles resolve their own wheels per platform (the Blender extension's
+    manylinux_2_28 set carries cryptography 46, which has no ``decrypt_into``), so the
+    decoder must not depend on it; the stand-in authenticates the same way and copies
+    the plaintext into the lent buffer.
+    """
+    native = getattr(aead, "decrypt_into", None)
+    if native is not None:
+        return cast(_DecryptInto, native)
+
+    def copy_in(nonce: bytes, ct: memoryview, aad: None, out: memoryview) -> int:
+        plain = aead.decrypt(nonce, ct, aad)
+        out[:] = plain
+        return len(plain)
+
+    return copy_in
+
+
 def _decrypt_payload(
     r: _Reader,
     sink: BlockSink,
@@ -694,7 +717,7 @@ def _decrypt_payload(
 ) -> int:
     view = memoryview(bytearray(READ_CHUNKS * ENC_CHUNK_SIZE))
     room = READ_CHUNKS * CHUNK_SIZE  # plaintext one read can yield
-    decrypt_into = aead.decrypt_into
+    decrypt_into = _decrypt_into(aead)
     counter = 0
     written = 0
     limit = max_plaintext if max_plaintext is not None else -1
