@@ -99,16 +99,30 @@ def _remove_new(before: dict[str, set[Any]]) -> None:
 
 
 def geometry_sha256(obj: bpy.types.Object) -> str:
-    """Hash of a mesh object's vertex positions and topology, to notice edits later."""
+    """Hash of a mesh object's vertex positions and topology, to notice edits later.
+
+    Reads the ``position`` and ``.corner_vert`` attributes (Blender 4.0+), which copy
+    as whole arrays: ``loops.foreach_get("vertex_index")`` walks RNA per corner and
+    took 1.4-1.8 s of the main thread for a 16.6 M-corner GLB (0.07 s this way).
+    The bytes hashed are the same either way.
+    """
     h = hashlib.sha256()
     if obj.type == "MESH" and obj.data is not None:
         import numpy as np
 
         me = obj.data
         co = np.empty(len(me.vertices) * 3, dtype=np.float32)
-        me.vertices.foreach_get("co", co)
+        position = me.attributes.get("position")
+        if position is not None and position.data_type == "FLOAT_VECTOR":
+            position.data.foreach_get("vector", co)
+        else:
+            me.vertices.foreach_get("co", co)
         idx = np.empty(len(me.loops), dtype=np.int32)
-        me.loops.foreach_get("vertex_index", idx)
+        corner_vert = me.attributes.get(".corner_vert")
+        if corner_vert is not None and corner_vert.data_type == "INT":
+            corner_vert.data.foreach_get("value", idx)
+        else:
+            me.loops.foreach_get("vertex_index", idx)
         h.update(co.tobytes())
         h.update(idx.tobytes())
     return h.hexdigest()
