@@ -707,6 +707,14 @@ def _decrypt_into(aead: ChaCha20Poly1305) -> _DecryptInto:
     return copy_in
 
 
+def _open_final(decrypt_into: _DecryptInto, counter: int, ct: memoryview, pt: memoryview) -> None:
+    """Open chunk ``counter`` as the final one (nonce flag 1), or fail authentication."""
+    try:
+        decrypt_into(counter.to_bytes(11, "big") + b"\x01", ct, None, pt)
+    except InvalidTag:
+        raise AgePayloadError(detail=f"chunk {counter} failed authentication") from None
+
+
 def _decrypt_payload(
     r: _Reader,
     sink: BlockSink,
@@ -748,24 +756,14 @@ def _decrypt_payload(
                             )
                         if size == TAG_SIZE and counter:
                             raise AgePayloadError(detail="final chunk is empty")
-                        try:
-                            decrypt_into(counter.to_bytes(11, "big") + b"\x01", ct, None, pt)
-                        except InvalidTag:
-                            raise AgePayloadError(
-                                detail=f"chunk {counter} failed authentication"
-                            ) from None
+                        _open_final(decrypt_into, counter, ct, pt)
                         last = True
                     else:
                         try:
                             decrypt_into(counter.to_bytes(11, "big") + b"\x00", ct, None, pt)
                         except InvalidTag:
                             # A full-length chunk may be the final one.
-                            try:
-                                decrypt_into(counter.to_bytes(11, "big") + b"\x01", ct, None, pt)
-                            except InvalidTag:
-                                raise AgePayloadError(
-                                    detail=f"chunk {counter} failed authentication"
-                                ) from None
+                            _open_final(decrypt_into, counter, ct, pt)
                             last = True
                     if limit >= 0 and written + pos + size - TAG_SIZE > limit:
                         raise SizeMismatch(

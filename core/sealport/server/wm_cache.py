@@ -69,6 +69,14 @@ class PreparedCache(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def _hit(self, key: Key) -> T | None:
+        """The cached entry, marked most recently used (caller holds ``_lock``)."""
+        hit = self._items.get(key)
+        if hit is not None:
+            self._items.move_to_end(key)
+            self.hits += 1
+        return hit
+
     def get(
         self, path: Path, asset_id: str, version: int, sha256: str, build: Callable[[Path], T]
     ) -> T:
@@ -84,18 +92,14 @@ class PreparedCache(Generic[T]):
             st.st_mtime_ns,
         )
         with self._lock:
-            hit = self._items.get(key)
+            hit = self._hit(key)
             if hit is not None:
-                self._items.move_to_end(key)
-                self.hits += 1
                 return hit
             gate = self._building.setdefault(key, threading.Lock())
         with gate:  # one builder per key; the others wait and then hit
             with self._lock:
-                hit = self._items.get(key)
+                hit = self._hit(key)
                 if hit is not None:
-                    self._items.move_to_end(key)
-                    self.hits += 1
                     return hit
                 self.misses += 1
             try:
