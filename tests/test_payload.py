@@ -243,3 +243,44 @@ def test_unreadable_ciphertext(tmp_path: Path, dest: Path) -> None:
         _run(tmp_path / "nope.age", dest, age.generate_identity(), 1, "0" * 64)
     assert "cannot read the downloaded file" in ei.value.message
     assert list(dest.iterdir()) == []
+
+
+_HOLD_TEMP = """
+import sys
+from pathlib import Path
+from sealport.payload import _create_temp
+fd, path = _create_temp(Path(sys.argv[1]))
+print(path, flush=True)
+sys.stdin.read()  # hold the temp file (and its lock) until killed
+"""
+
+
+def test_sweep_removes_only_abandoned_temp_files(dest: Path) -> None:
+    """A killed import's plaintext temp is deleted; a live one, and other files, stay."""
+    from sealport.payload import sweep_abandoned
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_TEMP, str(dest)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        live = Path(proc.stdout.readline().strip())
+        live.write_bytes(b"half-written plaintext")
+        other = dest / "asset.glb"
+        other.write_bytes(b"placed asset")
+        lookalike = dest / f"{TEMP_PREFIX}not-ours{TEMP_SUFFIX}"
+        lookalike.write_bytes(b"x")
+        assert sweep_abandoned(dest) == []  # the owner is alive and holds its lock
+        assert live.exists()
+        proc.kill()  # SIGKILL: no cleanup code runs in the child
+        proc.wait(timeout=30)
+        assert sweep_abandoned(dest) == [live]
+        assert not live.exists()
+        assert other.exists() and lookalike.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)

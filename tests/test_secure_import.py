@@ -416,3 +416,21 @@ def test_ctrl_c_cancels_cooperatively() -> None:
         time.sleep(0.05)
         assert progress.cancelled  # first Ctrl-C: cooperative cancel, no exception yet
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_next_import_sweeps_a_killed_imports_plaintext(
+    signed_in: SealportClient, tmp_path: Path
+) -> None:
+    """A temp file whose owner died (no lock held) is deleted and audited; the import works."""
+    from sealport.payload import TEMP_PREFIX, TEMP_SUFFIX
+
+    out = tmp_path / "out"
+    out.mkdir()
+    leftover = out / f"{TEMP_PREFIX}{'0' * 16}{TEMP_SUFFIX}"
+    leftover.write_bytes(b"plaintext of an import whose DCC was killed")
+    asset = asset_by_format(signed_in, "obj")
+    result = signed_in.secure_import(asset["asset_id"], out)
+    assert not leftover.exists() and result.path.exists()
+    swept = [r for r in signed_in.audit.records() if r["event"] == "cleanup.abandoned_plaintext"]
+    assert [r["data"]["file"] for r in swept] == [leftover.name]
+    assert signed_in.audit.verify().ok

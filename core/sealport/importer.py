@@ -94,6 +94,14 @@ def decrypt_verified(
     )
 
 
+def sweep_leftovers(out_dir: Path, audit: Any) -> None:
+    """Delete plaintext temp files a killed import left behind, with an audit record each."""
+    from .payload import sweep_abandoned
+
+    for path in sweep_abandoned(out_dir):
+        audit("cleanup.abandoned_plaintext", file=path.name)
+
+
 def check_format(path: Path, m: Manifest) -> dict[str, Any]:
     from .errors import UnsafeAsset
     from .formats import check_file, detect_format
@@ -157,6 +165,7 @@ def secure_import(
     checks: list[str] = []
     try:
         make_output_dir(out_dir)
+        sweep_leftovers(out_dir, audit)
         user = client.user()
         key = client.device_key()
         progress.update("request", 0, 0)

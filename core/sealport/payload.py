@@ -27,16 +27,22 @@ import os
 import queue
 import re
 import secrets
+import stat
 import sys
 import threading
 from pathlib import Path
 from typing import Any
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; an open file cannot be deleted there
+    fcntl = None  # type: ignore[assignment]
+
 from . import age
 from .errors import HashMismatch, LocalIOError, SizeMismatch
 from .progress import Progress
 
-__all__ = ["decrypt_payload", "TEMP_PREFIX", "TEMP_SUFFIX"]
+__all__ = ["decrypt_payload", "sweep_abandoned", "TEMP_PREFIX", "TEMP_SUFFIX"]
 
 TEMP_PREFIX = ".sealport-"
 TEMP_SUFFIX = ".part"
@@ -194,8 +200,52 @@ def _create_temp(dest_dir: Path) -> tuple[int, Path]:
             continue
         if sys.platform != "win32":
             os.fchmod(fd, 0o600)  # umask can only narrow it, but be explicit
+            # Held until the fd closes or the process dies: tells sweep_abandoned
+            # that this temp file is in use.
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd, path
     raise FileExistsError(errno.EEXIST, "no free temp file name", str(dest_dir))
+
+
+_TEMP_NAME = re.compile(re.escape(TEMP_PREFIX) + r"[0-9a-f]{16}" + re.escape(TEMP_SUFFIX))
+
+
+def sweep_abandoned(dest_dir: Path) -> list[Path]:
+    """Delete plaintext temp files that a killed process left in ``dest_dir``; return them.
+
+    Why: every failure inside :func:`decrypt_payload` deletes its temp file, but a
+    process killed outright (SIGKILL, a crashed DCC, power loss) cannot, and the
+    half-written plaintext would stay in the cache folder. A live decrypt holds an
+    exclusive ``flock`` on its temp file, released by the OS when its process dies,
+    so a file whose lock can be taken is abandoned (another DCC's import in progress
+    is left alone). On Windows an open file cannot be deleted, which gives the same
+    guarantee. Only regular files with our exact temp name are touched.
+    """
+    removed: list[Path] = []
+    try:
+        names = os.listdir(dest_dir)
+    except OSError:
+        return removed
+    for name in names:
+        if not _TEMP_NAME.fullmatch(name):
+            continue
+        path = Path(dest_dir) / name
+        try:
+            if sys.platform == "win32":
+                os.unlink(path)  # fails while the owner still has it open
+            else:
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_CLOEXEC)
+                try:
+                    if not stat.S_ISREG(os.fstat(fd).st_mode):
+                        continue
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # in use: BlockingIOError
+                    os.unlink(path)
+                finally:
+                    os.close(fd)
+        except OSError:
+            continue  # in use, vanished, or not ours to delete
+        removed.append(path)
+    return removed
 
 
 def _preallocate(fd: int, size: int) -> None:
