@@ -373,3 +373,19 @@ def test_server_reuses_one_parsed_fbx_for_many_deliveries(
         outs.append(dst.read_bytes())
     assert outs[0] != outs[1]
     assert all(np.array_equal(a, v) for a, (v, _) in zip(before, prepared.meshes(), strict=True))
+
+
+def test_array_declaring_zero_values_does_not_inflate_its_bomb() -> None:
+    """zlib reads max_length 0 as "no limit": a 0-count array must not inflate 64 MiB."""
+    import tracemalloc
+
+    bomb = zlib.compress(b"\0" * (64 << 20), 9)
+    t = parse(_file(_node(b"V", _array_prop(b"d", 0, 1, bomb), 1, b"", 27)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(FbxTreeError, match="does not hold"):
+            t.array(t.roots[0].props[0])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak

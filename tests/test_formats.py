@@ -19,6 +19,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -873,3 +874,19 @@ def test_read_3mf_mesh_refuses_like_check(tmp_path: Path) -> None:
     p = _write_3mf(tmp_path / "bad.3mf", _model_xml(V3, np.array([[0, 1, 5]])))
     with pytest.raises(UnsafeAsset, match="does not exist"):
         read_3mf_mesh(p)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda d, b: d["accessors"][0].update(componentType=[5126]),
+        lambda d, b: d["accessors"][0].update(type={"a": 1}),
+        lambda d, b: d["accessors"][0].update(sparse={"count": 1, "indices": 5, "values": 6}),
+    ],
+    ids=["componentType-list", "type-object", "sparse-indices-int"],
+)
+def test_glb_wrongly_typed_json_values_refused(
+    tmp_path: Path, crate: tuple[dict, bytes], mutate: Any
+) -> None:
+    """A list or object where glTF wants a number or string is refused, not a TypeError."""
+    refused(_mutated(tmp_path, crate, mutate), "glb", "wrong type")

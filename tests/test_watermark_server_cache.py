@@ -172,3 +172,17 @@ def test_cached_plan_and_certified_fallback_for_a_lumpy_mesh(
     assert prepared.nbytes > prepared.stl.nbytes  # the plan counts against the bound
     key, payload, _ = parse_manifest_entry(entry)
     assert verify_file(path, key, payload).status == "verified"
+
+
+def test_racing_builders_of_one_key_are_counted_once() -> None:
+    """If two builds of one key both land (a failed build freed the gate), bytes stay true."""
+    from sealport.server.wm_cache import PreparedCache
+
+    class Entry:
+        nbytes = 40
+
+    cache: PreparedCache[Entry] = PreparedCache(max_bytes=100, max_entries=8)
+    key = ("a", 1, "0" * 64, 1, 2, 3, 4)
+    cache._put(key, Entry())  # type: ignore[arg-type]
+    cache._put(key, Entry())  # type: ignore[arg-type]
+    assert len(cache) == 1 and cache.nbytes == 40

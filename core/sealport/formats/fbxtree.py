@@ -129,7 +129,9 @@ class FbxTree:
             return np.frombuffer(raw, dtype, prop.count)
         dec = zlib.decompressobj()
         try:
-            out = dec.decompress(raw, size)
+            # max_length 0 means 'no limit' to zlib: an array declaring 0 values must
+            # not inflate a bomb, so ask for at least one byte (and refuse it below).
+            out = dec.decompress(raw, max(size, 1))
             extra = dec.decompress(dec.unconsumed_tail, 1) if dec.unconsumed_tail else b""
         except zlib.error as exc:
             raise FbxTreeError("a compressed array is corrupt", f"at {prop.start}: {exc}") from None

@@ -187,6 +187,21 @@ def _check_uri(obj: dict[str, Any], where: str) -> str | None:
     )
 
 
+def _checked_document(doc: dict[str, Any], bin_length: int) -> Any:
+    """:func:`_check_document`, with wrongly typed JSON values refused like any other lie.
+
+    The checks index dicts by values taken from the file (``componentType``, ``type``,
+    ``sparse``...); a list or object where a number or string belongs would otherwise
+    escape as TypeError/AttributeError instead of a refusal.
+    """
+    try:
+        return _check_document(doc, bin_length)
+    except (TypeError, AttributeError, KeyError) as exc:
+        raise _Bad(
+            "its JSON has a value of the wrong type", f"{type(exc).__name__}: {exc}"
+        ) from None
+
+
 def _check_document(
     doc: dict[str, Any], bin_length: int
 ) -> tuple[list[int], list[tuple[int, int, int, int, int]]]:
@@ -376,7 +391,7 @@ def read_document(path: Path) -> GlbDocument:
     try:
         raw_json, bin_offset, bin_length = _chunks(path, size)
         doc = _parse_json(raw_json)
-        _check_document(doc, bin_length)
+        _checked_document(doc, bin_length)
     except _Bad as bad:
         raise refuse(path, FMT, bad.problem, bad.detail) from None
     return GlbDocument(doc, 20 + len(raw_json), bin_offset, bin_length, size)
@@ -388,7 +403,7 @@ def check_glb(path: Path, *, max_bytes: int) -> FormatReport:
     try:
         raw_json, bin_offset, bin_length = _chunks(path, size)
         doc = _parse_json(raw_json)
-        _, index_reads = _check_document(doc, bin_length)
+        _, index_reads = _checked_document(doc, bin_length)
         _check_indices(path, bin_offset, index_reads)
     except _Bad as bad:
         raise refuse(path, FMT, bad.problem, bad.detail) from None

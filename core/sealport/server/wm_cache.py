@@ -125,6 +125,9 @@ class PreparedCache(Generic[T]):
         with self._lock:
             if size > self.max_bytes:
                 return  # larger than the whole budget: serve it, keep nothing
+            old = self._items.pop(key, None)
+            if old is not None:  # two builders raced (a failed build freed the gate)
+                self._bytes -= old.nbytes
             self._items[key] = value
             self._bytes += size
             while self._items and (

@@ -134,6 +134,8 @@ def read(path: Path) -> GlbLayout | None:
         for prim in mesh["primitives"]:
             pos = prim["attributes"].get("POSITION")
             mode = prim.get("mode", _TRIANGLES)
+            if not isinstance(mode, int):
+                return None  # not a glTF mode: the general reader decides (and refuses)
             if pos is None or mode in _POINTS_AND_LINES:
                 continue
             if mode != _TRIANGLES or prim.get("extensions"):
