@@ -411,11 +411,12 @@ def test_ctrl_c_cancels_cooperatively() -> None:
     from sealport.progress import Progress
 
     progress = Progress()
+    before = signal.getsignal(signal.SIGINT)  # default, or SIG_IGN under a background job
     with cancellable(progress):
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)
         assert progress.cancelled  # first Ctrl-C: cooperative cancel, no exception yet
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is back
 
 
 def test_next_import_sweeps_a_killed_imports_plaintext(
