@@ -17,6 +17,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -55,6 +56,7 @@ from tests.test_secure_import import (
 MESHES = Path(__file__).resolve().parents[2] / "shared" / "meshes"
 BPY_FBX = """
 import sys
+import threading
 import bpy
 src, dst = sys.argv[1], sys.argv[2]
 bpy.ops.wm.read_factory_settings(use_empty=True)
@@ -440,3 +442,31 @@ def test_disabled_server_sends_no_watermark(
     result = c.secure_import(asset_id(srv, "cube", "test"), tmp_path / "out")
     assert result.manifest.watermark is None and result.watermark_status == "none"
     assert not secret_path(srv.data_dir).exists()
+
+
+def test_hook_check_runs_beside_encryption_and_its_replacement_is_sealed(
+    sealport_server_factory: Callable[..., ServerHandle], tmp_path: Path
+) -> None:
+    """A hook may defer its check; sealing runs it on a second thread while it encrypts
+    the first file, and seals the file the check hands back instead (here: the source,
+    unmarked). What arrives is the replacement, byte for byte, with its own record."""
+    ran_on: list[str] = []
+
+    def deferred(src: Path, work: Path, info: dict[str, Any]) -> Any:
+        first = work / f"first{src.suffix}"
+        first.write_bytes(src.read_bytes() + b"\n# not what the user may get\n")
+
+        def check() -> tuple[Path, dict[str, Any]]:
+            ran_on.append(threading.current_thread().name)
+            return src, {"status": "unmarked", "reason": "check refused the first copy"}
+
+        return first, {"status": "unmarked", "reason": "first"}, check
+
+    srv = sealport_server_factory(settings=ServerSettings(device_interval=1, watermark=deferred))
+    c = make_client(srv, tmp_path / "ws")
+    sign_in(c, srv, srv.username, srv.password)
+    result = c.secure_import(asset_id(srv, "cube", "test"), tmp_path / "out")
+    assert result.watermark_status == "unmarked: check refused the first copy"
+    stored = srv.data_dir / "store" / result.manifest.asset_id / str(result.manifest.version)
+    assert result.path.read_bytes() == (stored / result.manifest.file.path).read_bytes()
+    assert len(ran_on) == 1 and ran_on[0].startswith("sealport-wm-check")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import sealport
 import trimesh
-from sealport.server.watermarking import make_hook
+from sealport.server.watermarking import make_hook, settle
 from sealport.server.wm_cache import PreparedCache
 from sealport.watermark import parse_manifest_entry, verify_file
 from sealport.watermark.files import PreparedFile
@@ -129,7 +129,7 @@ def test_hook_marks_each_delivery_from_one_parse(tmp_path: Path, glb_asset) -> N
         work = tmp_path / f"w{i}"
         work.mkdir()
         info = {"delivery_id": f"d_{i}", "asset_id": "a_1", "version": 1, "sha256": sha}
-        entries.append(hook(src, work, {**info, "format": "glb"}))
+        entries.append(settle(hook(src, work, {**info, "format": "glb"})))
     assert (cache.misses, cache.hits, len(cache)) == (1, 2, 1)
     payloads = set()
     for path, entry in entries:
@@ -147,7 +147,9 @@ def test_hook_without_a_content_hash_parses_per_delivery(tmp_path: Path, glb_ass
     src, _ = glb_asset
     cache: PreparedCache[PreparedFile] = PreparedCache()
     hook = make_hook(tmp_path / "data", cache)
-    path, entry = hook(src, tmp_path, {"delivery_id": "d_x", "asset_id": "a", "format": "glb"})
+    path, entry = settle(
+        hook(src, tmp_path, {"delivery_id": "d_x", "asset_id": "a", "format": "glb"})
+    )
     assert "status" not in entry and path != src and len(cache) == 0 and cache.misses == 0
 
 
@@ -164,7 +166,7 @@ def test_cached_plan_and_certified_fallback_for_a_lumpy_mesh(
     hook = make_hook(tmp_path / "data", cache)
     info = {"delivery_id": "d_gear", "asset_id": "a_gear", "version": 3, "sha256": sha}
     with caplog.at_level("INFO", logger="sealport.server.watermarking"):
-        path, entry = hook(src, tmp_path, {**info, "format": "stl"})
+        path, entry = settle(hook(src, tmp_path, {**info, "format": "stl"}))
     assert "certified embed" in caplog.text
     prepared = cache.get(src, "a_gear", 3, sha, lambda p: pytest.fail("rebuilt"))
     assert prepared.stl is not None and len(prepared.plans) == 1

@@ -20,6 +20,7 @@ import secrets
 import shutil
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .. import age, manifest, trust
 from ..paths import atomic_write_bytes, ensure_private_dir
 from .ledger import AssetRecord, DeliveryRecord, DeviceRecord, Ledger
-from .settings import WatermarkHook
+from .settings import WatermarkCheck, WatermarkHook
 from .store import asset_path
 
 CERT_DAYS = 365
@@ -118,6 +119,14 @@ class _Hashing:
         return self._h.hexdigest()
 
 
+def _encrypt(plain: Path, out: Path, recipient: str) -> tuple[int, str, int, str]:
+    """age-encrypt ``plain`` to ``out``: (plain size, plain SHA-256, ciphertext size, its SHA-256)."""
+    with plain.open("rb") as src_fh, out.open("wb") as dst_fh:
+        src, dst = _Hashing(src_fh), _Hashing(dst_fh)
+        age.encrypt_stream(cast(BinaryIO, src), cast(BinaryIO, dst), [recipient])
+    return src.size, src.hexdigest(), dst.size, dst.hexdigest()
+
+
 def manifest_path(data_dir: Path, delivery_id: str) -> Path:
     return data_dir / "deliveries" / f"{delivery_id}.manifest.json"
 
@@ -147,6 +156,7 @@ def seal_delivery(
         work = Path(tmp)
         wm: dict[str, Any] | None = None
         plain = source
+        check: WatermarkCheck | None = None
         if watermark is not None:
             info = {
                 "delivery_id": delivery_id,
@@ -158,13 +168,24 @@ def seal_delivery(
                 "device_id": device.device_id,
                 "issued_at": issued_at,
             }
-            plain, wm = watermark(source, work, info)
+            marked = watermark(source, work, info)
+            plain, wm = marked[0], marked[1]
+            check = marked[2] if len(marked) > 2 else None
         tmp_payload = work / "payload.age"
-        with plain.open("rb") as src_fh, tmp_payload.open("wb") as dst_fh:
-            src, dst = _Hashing(src_fh), _Hashing(dst_fh)
-            age.encrypt_stream(cast(BinaryIO, src), cast(BinaryIO, dst), [device.public_key])
-        plain_size, plain_sha = src.size, src.hexdigest()
-        payload_size, payload_sha = dst.size, dst.hexdigest()
+        if check is None:
+            sealed = _encrypt(plain, tmp_payload, device.public_key)
+        else:
+            # The hook's check of the marked copy runs while that copy is encrypted;
+            # if it hands back another file (re-marked, or the source unmarked), that
+            # one is sealed instead and the first ciphertext is discarded.
+            with ThreadPoolExecutor(1, thread_name_prefix="sealport-wm-check") as pool:
+                pending = pool.submit(check)
+                sealed = _encrypt(plain, tmp_payload, device.public_key)
+                replacement = pending.result()
+            if replacement is not None:
+                plain, wm = replacement
+                sealed = _encrypt(plain, tmp_payload, device.public_key)
+        plain_size, plain_sha, payload_size, payload_sha = sealed
         final = payload_path(data_dir, delivery_id)
         shutil.move(str(tmp_payload), final)
     m = manifest.Manifest(

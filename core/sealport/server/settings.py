@@ -16,11 +16,20 @@ API_AUDIENCE = "sealport-api"
 CLIENT_ID = "sealport"
 CLIENT_NAME = "Sealport"
 
-WatermarkHook = Callable[[Path, Path, dict[str, Any]], tuple[Path, dict[str, Any]]]
-"""(plaintext source, private work dir, delivery info) -> (file to seal, watermark dict).
+WatermarkCheck = Callable[[], tuple[Path, dict[str, Any]] | None]
+"""A hook's deferred check, run by sealing on a second thread while it encrypts:
+None keeps the sealed copy; a (file, watermark dict) pair replaces it (sealed anew)."""
+
+WatermarkHook = Callable[
+    [Path, Path, dict[str, Any]],
+    tuple[Path, dict[str, Any]] | tuple[Path, dict[str, Any], WatermarkCheck],
+]
+"""(plaintext source, private work dir, delivery info) -> (file to seal, watermark dict[, check]).
 
 ``delivery info`` holds delivery_id, asset_id, version, sha256 (of the stored
 asset file), format, user, device_id, issued_at. The returned dict becomes the manifest's ``watermark`` field.
+The optional third element is a :data:`WatermarkCheck` that sealing overlaps with
+the encryption (why: checking a marked 100 MB mesh costs as much as sealing it).
 """
 
 

@@ -17,7 +17,9 @@ provides that hook for the library in :mod:`sealport.watermark`.
   client reports "unmarked: <reason>" and never "verified".
 - After embedding, the marked copy is checked with ``verify_file`` (what the
   client will run); if the mark did not survive the writer the delivery goes
-  out unmarked with that reason rather than blocking the artist's import.
+  out unmarked with that reason rather than blocking the artist's import. The
+  hook hands that check to sealing, which runs it while encrypting
+  (:func:`start_marking`); :func:`mark_delivery` is the same, synchronous.
 - What does not depend on the recipient (the parsed file and each mesh's
   embed plan) is kept per asset version in a bounded
   :class:`~sealport.server.wm_cache.PreparedCache` owned by the hook, so a
@@ -45,7 +47,7 @@ from ..watermark import (
     verify_file,
 )
 from ..watermark.files import PreparedFile, embed_prepared, prepare_file
-from .settings import ServerSettings, WatermarkHook
+from .settings import ServerSettings, WatermarkCheck, WatermarkHook
 from .wm_cache import PreparedCache
 
 log = logging.getLogger(__name__)
@@ -136,38 +138,85 @@ def mark_delivery(
     info: dict[str, Any],
     cache: PreparedCache[PreparedFile] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Embed this delivery's payload into a copy of ``src`` in ``workdir``.
+    """Embed this delivery's payload into a copy of ``src`` in ``workdir``, checked.
 
     Returns (file to seal, manifest watermark object). Never raises for "cannot
     mark" cases; raises only for a broken studio key or unexpected bugs.
     ``cache`` keeps the parsed asset and its embed plans across deliveries
     (keyed by ``info``'s ``asset_id``, ``version`` and ``sha256``).
     """
+    return settle(start_marking(data_dir, src, workdir, info, cache))
+
+
+def settle(
+    marked: tuple[Path, dict[str, Any]] | tuple[Path, dict[str, Any], WatermarkCheck],
+) -> tuple[Path, dict[str, Any]]:
+    """A hook's result made final on this thread: its deferred check run, if any."""
+    if len(marked) == 2:
+        return marked
+    path, entry, check = marked
+    return check() or (path, entry)
+
+
+def start_marking(
+    data_dir: Path,
+    src: Path,
+    workdir: Path,
+    info: dict[str, Any],
+    cache: PreparedCache[PreparedFile] | None = None,
+) -> tuple[Path, dict[str, Any]] | tuple[Path, dict[str, Any], WatermarkCheck]:
+    """:func:`mark_delivery` split in two: the marked copy now, its check deferred.
+
+    Returns (path, entry) when the outcome is already final (unmarked cases), else
+    (marked path, entry, check): ``check()`` reads the written file as the client
+    will (``verify_file``) and returns None if it verifies, otherwise the pair to
+    seal instead: a certified re-embed (read-back loop) into a new file, or the
+    source unmarked with the reason. Sealing runs ``check`` while it encrypts the
+    marked copy (the check is as costly as the encryption), so the delivery waits
+    for the longer of the two, not their sum.
+    """
     delivery_id = str(info["delivery_id"])
     fmt = str(info.get("format", "")).lower()
     secret = load_or_create_secret(data_dir)
     payload = delivery_payload(secret, delivery_id)
     key = derive_delivery_key(secret, delivery_id)
-    dst = Path(workdir) / f"marked{src.suffix.lower()}"
+    suffix = src.suffix.lower()
+    dst = Path(workdir) / f"marked{suffix}"
     try:
         prepared = _prepared(src, info, cache)
-        # Planned meshes: the O(N) apply, then the one read-back that matters, the
-        # written file's; only if that fails, the certified apply (read-back loop).
+        # Planned meshes: the O(N) apply now; the read-back that matters (the
+        # written file's) in ``check``; only if that fails, the certified apply.
         report = embed_prepared(prepared, dst, payload, key, certify=not prepared.plans)
-        check = verify_file(dst, key, payload)
-        if check.status != "verified" and prepared.plans:
-            log.info("delivery %s: quick mark short, certified embed", delivery_id)
-            report = embed_prepared(prepared, dst, payload, key, certify=True)
-            check = verify_file(dst, key, payload)
     except WatermarkCapacityError:
         return src, unmarked("mesh too small")
     except WatermarkFormatError as exc:
-        log.warning("delivery %s not watermarked: %s (%s)", delivery_id, exc.message, exc.detail)
-        return src, unmarked(f"{fmt or src.suffix} not supported: {exc.message}")
-    if check.status != "verified":
-        log.warning("delivery %s: mark did not survive writing %s: %s", delivery_id, fmt, check)
-        return src, unmarked(f"mark did not survive the {fmt or src.suffix} writer")
-    return dst, manifest_entry(payload, key, report)
+        return src, _unsupported(delivery_id, fmt or suffix, exc)
+
+    def check() -> tuple[Path, dict[str, Any]] | None:
+        try:
+            result = verify_file(dst, key, payload)
+            if result.status == "verified":
+                return None
+            if prepared.plans:
+                log.info("delivery %s: quick mark short, certified embed", delivery_id)
+                again = Path(workdir) / f"marked-certified{suffix}"  # dst may be being read
+                report2 = embed_prepared(prepared, again, payload, key, certify=True)
+                result = verify_file(again, key, payload)
+                if result.status == "verified":
+                    return again, manifest_entry(payload, key, report2)
+        except WatermarkCapacityError:
+            return src, unmarked("mesh too small")
+        except WatermarkFormatError as exc:
+            return src, _unsupported(delivery_id, fmt or suffix, exc)
+        log.warning("delivery %s: mark did not survive writing %s: %s", delivery_id, fmt, result)
+        return src, unmarked(f"mark did not survive the {fmt or suffix} writer")
+
+    return dst, manifest_entry(payload, key, report), check
+
+
+def _unsupported(delivery_id: str, fmt: str, exc: WatermarkFormatError) -> dict[str, Any]:
+    log.warning("delivery %s not watermarked: %s (%s)", delivery_id, exc.message, exc.detail)
+    return unmarked(f"{fmt} not supported: {exc.message}")
 
 
 def make_hook(data_dir: Path, cache: PreparedCache[PreparedFile] | None = None) -> WatermarkHook:
@@ -178,8 +227,10 @@ def make_hook(data_dir: Path, cache: PreparedCache[PreparedFile] | None = None) 
     data_dir = Path(data_dir)
     prepared: PreparedCache[PreparedFile] = cache if cache is not None else PreparedCache()
 
-    def hook(src: Path, workdir: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
-        return mark_delivery(data_dir, src, workdir, info, prepared)
+    def hook(
+        src: Path, workdir: Path, info: dict[str, Any]
+    ) -> tuple[Path, dict[str, Any]] | tuple[Path, dict[str, Any], WatermarkCheck]:
+        return start_marking(data_dir, src, workdir, info, prepared)
 
     hook.cache = prepared  # type: ignore[attr-defined]  # for tests and diagnostics
     hook.__name__ = "sealport_watermark_hook"
