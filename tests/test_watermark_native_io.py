@@ -293,3 +293,77 @@ def test_hostile_numbers_are_refused_or_read_in_bounds(
                 for m in layout.meshes:
                     assert m.vertices.shape[1] == 3
                     assert m.triangles.size == 0 or int(m.triangles.max()) < len(m.vertices)
+
+
+# --- review finding 1: POSITION bytes shared with other data ------------------------------
+def _aliased(v: np.ndarray, f: np.ndarray, case: str) -> bytes:
+    """A valid GLB whose POSITION bytes are also read by something else."""
+    doc = _simple_doc(len(v), f.size)
+    n = len(v)
+    if case == "u8 indices":  # a second primitive indexing with the position bytes
+        doc["accessors"].append(
+            {"bufferView": 0, "componentType": 5121, "count": 3000, "type": "SCALAR"}
+        )
+        doc["meshes"][0]["primitives"].append({"attributes": {"POSITION": 0}, "indices": 2})
+    elif case == "normals":  # NORMAL reads the very same floats
+        doc["accessors"].append(
+            {"bufferView": 0, "componentType": 5126, "count": n, "type": "VEC3"}
+        )
+        doc["meshes"][0]["primitives"][0]["attributes"]["NORMAL"] = 2
+    elif case == "image":  # an image view over the last 1 KB of positions
+        doc["bufferViews"].append({"buffer": 0, "byteOffset": n * 12 - 1024, "byteLength": 1024})
+        doc["images"] = [{"bufferView": 2, "mimeType": "image/png"}]
+    elif case == "sparse":  # sparse values of another accessor stored in the position bytes
+        doc["accessors"].append(
+            {
+                "componentType": 5126,
+                "count": 10,
+                "type": "SCALAR",
+                "sparse": {
+                    "count": 2,
+                    "indices": {"bufferView": 1, "componentType": 5125},
+                    "values": {"bufferView": 0, "byteOffset": 40},
+                },
+            }
+        )
+    return _glb(doc, v.tobytes() + f.astype("<u4").tobytes())
+
+
+@pytest.mark.parametrize("case", ["u8 indices", "normals", "image", "sparse"])
+def test_positions_sharing_bytes_with_other_data_go_out_unmarked(
+    tmp_path: Path, mesh, case: str
+) -> None:
+    """Patching shared bytes would change the other data: refuse to mark, deliver as is."""
+    from sealport.server.watermarking import mark_delivery
+
+    v, f = mesh
+    src = tmp_path / "aliased.glb"
+    src.write_bytes(_aliased(v, f, case))
+    original = src.read_bytes()
+    check_glb(src, max_bytes=1 << 30)  # valid glTF: importing aliased reads harms nothing
+    with pytest.raises(WatermarkFormatError) as err:
+        wm_glb.read(src)
+    assert "cannot carry a watermark" in err.value.message
+    assert "share bytes" in err.value.message and str(src) in err.value.detail
+    with pytest.raises(WatermarkFormatError):
+        prepare_file(src, plan=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    out, entry = mark_delivery(tmp_path, src, work, {"delivery_id": "d-alias", "format": "glb"})
+    assert out == src and src.read_bytes() == original  # delivered whole, nothing patched
+    assert entry["status"] == "unmarked" and "share bytes" in entry["reason"]
+    assert not list(work.iterdir())
+
+
+def test_interleaved_and_neighbouring_data_are_not_aliasing(tmp_path: Path, mesh) -> None:
+    """No false refusals: attributes interleaved in one stride, views that only touch."""
+    v, f = mesh
+    data, _, _ = _interleaved_two_primitives(v, f)
+    src = tmp_path / "inter.glb"
+    src.write_bytes(data)
+    assert wm_glb.read(src) is not None
+    doc = _simple_doc(len(v), f.size)
+    doc["bufferViews"].append({"buffer": 0, "byteOffset": len(v) * 12, "byteLength": 64})
+    doc["images"] = [{"bufferView": 2, "mimeType": "image/png"}]  # starts right after
+    src.write_bytes(_glb(doc, v.tobytes() + f.astype("<u4").tobytes()))
+    assert wm_glb.read(src) is not None

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import UnsafeAsset
 from .errors import WatermarkFormatError
+from .glbalias import aliasing_problem
 
 _FLOAT = 5126
 _INDEX_DTYPE = {5121: "<u1", 5123: "<u2", 5125: "<u4"}
@@ -117,8 +118,10 @@ def _read_accessor(
 def read(path: Path) -> GlbLayout | None:
     """The file's meshes and layout; None if its layout needs the general reader.
 
-    Raises WatermarkFormatError if the safe reader refuses the file or an index
-    points past its vertices.
+    Raises WatermarkFormatError if the safe reader refuses the file, an index
+    points past its vertices, or the POSITION bytes are shared with any other
+    accessor or bufferView (patching them would change that data too, see
+    :mod:`.glbalias`).
     """
     from ..formats.glb import read_document
 
@@ -174,6 +177,13 @@ def read(path: Path) -> GlbLayout | None:
             tris = parts[0] if len(parts) == 1 else np.concatenate(parts)
             tris.flags.writeable = False
             meshes.append(GlbMesh(pos, offset, stride, vertices, tris))
+    problem = aliasing_problem(doc, list(groups))
+    if problem is not None:
+        raise WatermarkFormatError(
+            f"This GLB file cannot carry a watermark: {problem}.",
+            f"{path}: POSITION bytes are shared with other data; patching them in place "
+            "would corrupt it (the file itself is valid and imports unmarked)",
+        )
     return GlbLayout(doc, d.json_end, d.size, tuple(meshes))
 
 
