@@ -367,3 +367,31 @@ def test_interleaved_and_neighbouring_data_are_not_aliasing(tmp_path: Path, mesh
     doc["images"] = [{"bufferView": 2, "mimeType": "image/png"}]  # starts right after
     src.write_bytes(_glb(doc, v.tobytes() + f.astype("<u4").tobytes()))
     assert wm_glb.read(src) is not None
+
+
+# --- review finding 2a: one index accessor, many primitives -------------------------------
+def test_shared_index_accessor_is_decoded_once(tmp_path: Path, mesh) -> None:
+    """100 primitives drawing one index accessor: one decoded copy, not 100."""
+    import tracemalloc
+
+    from tests.watermark.hostile import glb_shared_indices
+
+    v, f = mesh
+    src = tmp_path / "shared.glb"
+    src.write_bytes(glb_shared_indices(v, f, 100))
+    index_bytes = f.size * 4
+    tracemalloc.start()
+    try:
+        layout = wm_glb.read(src)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert layout is not None and len(layout.meshes) == 1
+    assert np.array_equal(layout.meshes[0].triangles.astype(np.int64), f)  # counted once
+    # positions + one index copy + JSON; 100 copies would be ~100 * index_bytes
+    assert peak < v.nbytes + 4 * index_bytes + (1 << 20), peak
+    assert layout.nbytes == v.nbytes + index_bytes
+    check_glb(src, max_bytes=1 << 30)
+    dst = tmp_path / "marked.glb"
+    assert embed_file(src, dst, PAYLOAD, KEY).marked == 1
+    assert verify_file(dst, KEY, PAYLOAD).status == "verified"

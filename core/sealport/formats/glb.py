@@ -341,7 +341,8 @@ def _check_indices(
     if not reads:
         return
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        for offset, count, comp, stride, vertices in reads:
+        # primitives sharing an index accessor (and vertex count) are scanned once
+        for offset, count, comp, stride, vertices in dict.fromkeys(reads):
             if count == 0:
                 continue
             dtype = np.dtype(COMPONENT_DTYPE[comp])

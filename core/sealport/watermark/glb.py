@@ -16,7 +16,8 @@ interleaved), triangle-list primitives (mode 4), indices u8/u16/u32 or none,
 no sparse accessors. Anything else (data-URI buffers, strips/fans, quantised
 or Draco positions) makes :func:`read` return None, and the caller falls back
 to the general trimesh path. Primitives that share a POSITION accessor are one
-mesh (their triangles together), so shared vertices are marked once.
+mesh (their triangles together), so shared vertices are marked once; an index
+accessor is decoded once per file, and one used twice by a mesh counts once.
 """
 
 from __future__ import annotations
@@ -66,8 +67,13 @@ class GlbLayout:
 
     @property
     def nbytes(self) -> int:
-        """Memory held by the arrays (for bounded caches)."""
-        return sum(m.vertices.nbytes + m.triangles.nbytes for m in self.meshes)
+        """Memory held by the arrays (for bounded caches; an array shared by meshes once)."""
+        held: dict[int, int] = {}
+        for m in self.meshes:
+            for a in (m.vertices, m.triangles):
+                at = a.__array_interface__["data"][0]
+                held[at] = max(held.get(at, 0), a.nbytes)
+        return sum(held.values())
 
 
 def _bad(path: Path, problem: str) -> WatermarkFormatError:
@@ -149,6 +155,9 @@ def read(path: Path) -> GlbLayout | None:
             groups.setdefault(pos, []).append(prim.get("indices"))
     meshes = []
     bin_end = d.bin_offset + d.bin_length
+    # Each index accessor is read and scanned once, however many primitives use it
+    # (100 primitives sharing one 6 MB accessor held 100 copies: 1.2 GB peak).
+    decoded: dict[int, tuple[np.ndarray, int]] = {}  # accessor -> ((T, 3) triangles, max)
     with open(path, "rb") as fh:
         for pos, index_list in groups.items():
             got = _read_accessor(fh, path, doc, d.bin_offset, bin_end, pos, "<f4", 3)
@@ -157,23 +166,27 @@ def read(path: Path) -> GlbLayout | None:
             vertices, offset, stride = got
             n = len(vertices)
             parts = []
-            for ind in index_list:
+            # the same triangles drawn by two primitives are one surface: counted once
+            for ind in dict.fromkeys(index_list):
                 if ind is None:
                     if n % 3:
                         return None
                     parts.append(np.arange(n, dtype=np.uint32).reshape(-1, 3))
                     continue
-                acc = accessors[ind]
-                dtype = _INDEX_DTYPE.get(acc.get("componentType", 0))
-                if dtype is None or acc.get("type") != "SCALAR":
-                    return None
-                got_i = _read_accessor(fh, path, doc, d.bin_offset, bin_end, ind, dtype, 1)
-                if got_i is None or len(got_i[0]) % 3:
-                    return None
-                flat = got_i[0].reshape(-1)
-                if flat.size and int(flat.max()) >= n:
+                if ind not in decoded:
+                    acc = accessors[ind]
+                    dtype = _INDEX_DTYPE.get(acc.get("componentType", 0))
+                    if dtype is None or acc.get("type") != "SCALAR":
+                        return None
+                    got_i = _read_accessor(fh, path, doc, d.bin_offset, bin_end, ind, dtype, 1)
+                    if got_i is None or len(got_i[0]) % 3:
+                        return None
+                    flat = got_i[0].reshape(-1)
+                    decoded[ind] = (flat.reshape(-1, 3), int(flat.max()) if flat.size else -1)
+                tri, top = decoded[ind]
+                if top >= n:
                     raise _bad(path, f"accessor {ind}: an index points past the {n} vertices")
-                parts.append(flat.reshape(-1, 3))
+                parts.append(tri)
             tris = parts[0] if len(parts) == 1 else np.concatenate(parts)
             tris.flags.writeable = False
             meshes.append(GlbMesh(pos, offset, stride, vertices, tris))
