@@ -389,3 +389,51 @@ def test_array_declaring_zero_values_does_not_inflate_its_bomb() -> None:
     finally:
         tracemalloc.stop()
     assert peak < 4 << 20, peak
+
+
+# --- review finding 2b: memory bounded by the file's size --------------------------------------
+def test_property_count_is_bounded_by_the_file_size(tmp_path: Path, check_path: str) -> None:
+    """300,000 one-byte properties (600 KB) would build ~42 MB of objects: refused first."""
+    import tracemalloc
+
+    from tests.watermark.hostile import fbx_many_properties
+
+    data = fbx_many_properties(300_000)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FbxTreeError, match="more nodes and properties"):
+            parse(data)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, peak  # refused on the declared count, before building any
+    path = tmp_path / "props.fbx"
+    path.write_bytes(data)
+    with pytest.raises(UnsafeAsset, match="more nodes and properties"):
+        check_file(path, "fbx")
+    # the same count in a file large enough to hold it honestly is read
+    assert parse(fbx_many_properties(100_000)).props == 100_000
+
+
+def test_zlib_arrays_are_bounded_per_file(tmp_path: Path, check_path: str) -> None:
+    """Five meshes of zlib-compressed zeros (~40 KB file) expand to >64 MiB: refused,
+    by the check, by the watermark reader, and the server delivers it unmarked."""
+    from sealport.server.watermarking import mark_delivery
+    from sealport.watermark.files import prepare_file
+
+    from tests.watermark.hostile import fbx_zlib_geometries
+
+    src = tmp_path / "bomb.fbx"
+    src.write_bytes(fbx_zlib_geometries(5, 400_002))
+    with pytest.raises(UnsafeAsset, match="expands to more than"):
+        check_file(src, "fbx")
+    with pytest.raises(WatermarkFormatError, match="expands to more than"):
+        prepare_file(src, plan=True)
+    work = tmp_path / "work"
+    work.mkdir()
+    out, entry = mark_delivery(tmp_path, src, work, {"delivery_id": "d-bomb", "format": "fbx"})
+    assert out == src and entry["status"] == "unmarked" and "expands" in entry["reason"]
+    assert fbxtree.memory_budget(src.stat().st_size) == fbxtree.MEMORY_FLOOR
+    # one such mesh fits the floor and is read (budget is per file, not per array)
+    tree = parse(fbx_zlib_geometries(1, 400_002))
+    assert len(meshes_of(tree)) == 1 and 0 < tree.charged <= tree.budget

@@ -16,11 +16,15 @@ read ended (ok / the typed error it raised). Cases:
 - ``fbx-zlib``: FBX of 8 geometries whose Vertices/PolygonVertexIndex hold
   3,000,000 zlib-compressed zeros each (2b); ``sealport.watermark.fbxmesh.prepare``
   (what the server caches).
+- ``fbx-props-fit`` / ``fbx-zlib-fit``: the worst such files the limits still
+  accept (4 MB with 650,000 properties plus a 2.7 MB blob; one zlib geometry of
+  999,999 values, just under the 64 MiB floor of the array budget).
 """
 
 from __future__ import annotations
 
 import argparse
+import struct
 import subprocess
 import sys
 import tempfile
@@ -30,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.watermark.hostile import (  # noqa: E402
+    FbxNode,
+    fbx_bytes,
     fbx_many_properties,
     fbx_zlib_geometries,
     glb_shared_indices,
@@ -44,6 +50,8 @@ READERS = {
     "def run(p): return parse(p.read_bytes())\n",
     "fbx-zlib": "from sealport.watermark.fbxmesh import prepare as run\n",
 }
+READERS["fbx-props-fit"] = READERS["fbx-props"]
+READERS["fbx-zlib-fit"] = READERS["fbx-zlib"]
 RUN = """
 import sys
 from pathlib import Path
@@ -65,6 +73,16 @@ def build(case: str, folder: Path) -> Path:
         path, data = folder / "shared.glb", glb_shared_indices(v, f, 100)
     elif case == "fbx-props":
         path, data = folder / "props.fbx", fbx_many_properties(2_000_000)
+    elif case == "fbx-props-fit":
+        data = fbx_bytes(
+            [
+                FbxNode(b"P", [b"C\x01"] * 650_000),
+                FbxNode(b"Blob", [b"R" + struct.pack("<I", 2_700_000) + bytes(2_700_000)]),
+            ]
+        )
+        path = folder / "props-fit.fbx"
+    elif case == "fbx-zlib-fit":
+        path, data = folder / "zlib-fit.fbx", fbx_zlib_geometries(1, 999_999)
     else:
         path, data = folder / "zlib.fbx", fbx_zlib_geometries(8, 3_000_000)
     path.write_bytes(data)

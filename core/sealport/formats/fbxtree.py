@@ -22,6 +22,21 @@ request, zlib output is limited to the declared size (a zlib bomb cannot
 allocate more than the array it claims to be). Parsing is pure Python, so a
 hostile file can raise :class:`FbxTreeError` and nothing else.
 
+Memory is bounded per file, relative to the file's size, because one small
+file can otherwise claim a lot (security review, measured in
+``docs/SERVER_SECURITY.md``): a 4 MB file of 2,000,000 one-byte properties
+built ~270 MB of Python objects, and zlib arrays (up to ~1000:1 each) decoded
+for every mesh made a 0.3 MB file hold 1.1 GB. So:
+
+- **objects**: nodes + properties may not exceed ``size / BYTES_PER_OBJECT``
+  (at least :data:`OBJECT_FLOOR`; never more than :data:`MAX_NODES` nodes or
+  :data:`MAX_PROPERTIES` properties). A node's declared property count is
+  charged before its properties are built.
+- **arrays**: bytes decoded, plus the arrays derived from them by the mesh
+  readers (float64 points, int64 indices, triangles), may not exceed
+  ``MEMORY_RATIO x size`` (at least :data:`MEMORY_FLOOR`, at most
+  :data:`MEMORY_CAP`); see :meth:`FbxTree.charge`. Charged before allocating.
+
 The writer re-serialises the tree from the original bytes with some array
 properties replaced, recomputing every end offset and the footer's alignment
 padding. With no replacement it reproduces the input byte for byte (tested).
@@ -43,7 +58,23 @@ MIN_VERSION, MAX_VERSION = 6100, 7700
 MAX_DEPTH = 64
 """Real files nest 4-6 deep (Objects > Geometry > LayerElementNormal > Normals)."""
 MAX_NODES = 4_000_000
-"""Bounds the Python objects a file can make us build (~1 KB each at worst)."""
+"""Absolute cap on nodes (~270 B of Python objects each, measured with tracemalloc)."""
+MAX_PROPERTIES = 16_000_000
+"""Absolute cap on properties (~140 B each); a 100k-object scene has ~10 M."""
+BYTES_PER_OBJECT = 6
+"""A file may hold one node or property per 6 of its bytes. Real files use 12-130
+(Blender's texture fixtures 12.5, the demo chair 134): a 2x margin, while a file
+of 2-byte properties (~140 B each in Python) is held to ~23x its size."""
+OBJECT_FLOOR = 250_000
+"""Objects any file may have, however small (~50 MB at worst)."""
+MEMORY_RATIO = 64
+"""Decoded + derived array bytes per byte of file. A flat regular grid with
+nothing but positions and quads (the most compressible mesh an exporter writes)
+needs 19.4x; real files carry normals and UVs that are never decoded, so less."""
+MEMORY_FLOOR = 64 * 1024**2
+"""Array bytes any file may decode, however small."""
+MEMORY_CAP = 8 * 1024**3
+"""Array bytes no file may exceed, however large."""
 MAX_ARRAY_BYTES = 2 * 1024**3
 """Largest decoded array (a 10M-vertex mesh's Vertices is 240 MB)."""
 ZLIB_MAX_RATIO = 1100
@@ -100,6 +131,11 @@ class Node:
         return next((c for c in self.children if c.name == name), None)
 
 
+def memory_budget(size: int) -> int:
+    """Array bytes (decoded + derived) a file of ``size`` bytes may make us hold."""
+    return min(MEMORY_CAP, max(MEMORY_FLOOR, MEMORY_RATIO * size))
+
+
 @dataclass(slots=True)
 class FbxTree:
     data: bytes | mmap.mmap
@@ -109,6 +145,26 @@ class FbxTree:
     roots_end: int
     """Offset just past the top-level null record; the footer follows."""
     nodes: int
+    props: int = 0
+    budget: int = MEMORY_FLOOR
+    """Array bytes this tree may still hand out (see :meth:`charge`)."""
+    charged: int = 0
+
+    def charge(self, nbytes: int, what: str) -> None:
+        """Account for ``nbytes`` of arrays about to be made from this file, or refuse.
+
+        Readers call this *before* allocating (decoded arrays, float64/int64
+        copies, triangles), so a file whose arrays expand far beyond its size is
+        refused after a bounded amount of work instead of exhausting memory.
+        """
+        if self.charged + nbytes > self.budget:
+            raise FbxTreeError(
+                "its compressed data expands to more than a file of its size may hold",
+                f"{what}: {nbytes} bytes on top of {self.charged}, budget {self.budget} "
+                f"({MEMORY_RATIO}x of {len(self.data)} bytes, floor {MEMORY_FLOOR}, "
+                f"cap {MEMORY_CAP})",
+            )
+        self.charged += nbytes
 
     def root(self, name: bytes) -> Node | None:
         return next((n for n in self.roots if n.name == name), None)
@@ -124,6 +180,8 @@ class FbxTree:
         if dtype is None:
             raise FbxTreeError("a property is not an array", f"{prop.code!r} at {prop.start}")
         size = prop.count * np.dtype(dtype).itemsize
+        if prop.encoding == 1:
+            self.charge(size, f"array at {prop.start}")
         raw = self.data[prop.data_start : prop.data_start + prop.data_len]
         if prop.encoding == 0:
             return np.frombuffer(raw, dtype, prop.count)
@@ -160,6 +218,8 @@ class _Parser:
         self.null_len = 25 if self.wide else 13
         self.max_nodes = max_nodes
         self.count = 0
+        self.props_count = 0
+        self.max_objects = max(OBJECT_FLOOR, len(data) // BYTES_PER_OBJECT)
 
     def _fail(self, problem: str, at: int, more: str = "") -> FbxTreeError:
         return FbxTreeError(problem, f"offset {at}{': ' + more if more else ''}")
@@ -179,6 +239,15 @@ class _Parser:
         self.count += 1
         if self.count > self.max_nodes:
             raise self._fail("it has too many nodes", pos, f"limit {self.max_nodes}")
+        self.props_count += nprops  # charged before any of them is built
+        if self.props_count > MAX_PROPERTIES or (self.count + self.props_count > self.max_objects):
+            raise self._fail(
+                "it has more nodes and properties than a file of its size may hold",
+                pos,
+                f"{self.count} nodes + {self.props_count} properties; limit "
+                f"{self.max_objects} objects (1 per {BYTES_PER_OBJECT} bytes, floor "
+                f"{OBJECT_FLOOR}), {MAX_PROPERTIES} properties",
+            )
         name_at = pos + self.head.size
         props_at = name_at + nlen
         props_end = props_at + plen
@@ -291,7 +360,9 @@ def parse(data: bytes | mmap.mmap, *, max_nodes: int = MAX_NODES) -> FbxTree:
             break
         roots.append(node)
         pos = node.end
-    return FbxTree(data, version, roots, pos + p.null_len, p.count)
+    return FbxTree(
+        data, version, roots, pos + p.null_len, p.count, p.props_count, memory_budget(len(data))
+    )
 
 
 # --- meshes ----------------------------------------------------------------------------
@@ -332,6 +403,7 @@ def points(tree: FbxTree, geo: Geometry) -> np.ndarray:
     flat = tree.array(geo.vertices)
     if flat.size % 3:
         raise FbxTreeError("a mesh's vertex array is not a list of points", f"{flat.size} values")
+    tree.charge(flat.size * 8, f"points of the mesh at {geo.node.start}")
     return flat.astype(np.float64).reshape(-1, 3)
 
 
@@ -343,7 +415,10 @@ def polygons(tree: FbxTree, geo: Geometry, nverts: int) -> tuple[np.ndarray, np.
     """
     if geo.polygons is None:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    pvi = tree.array(geo.polygons).astype(np.int64)
+    raw = tree.array(geo.polygons)
+    tree.charge(raw.size * 17, f"polygons of the mesh at {geo.node.start}")  # 2 int64 + mask
+    pvi = raw.astype(np.int64)
+    del raw
     ends = pvi < 0
     idx = np.where(ends, ~pvi, pvi)
     if idx.size and int(idx.max()) >= nverts:

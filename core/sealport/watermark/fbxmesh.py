@@ -77,6 +77,8 @@ def meshes_of(tree: FbxTree) -> list[FbxMesh]:
     for geo in geometries(tree):
         verts = points(tree, geo)
         counts, idx = polygons(tree, geo, len(verts))
+        triangles = int(np.maximum(counts - 2, 0).sum())
+        tree.charge(triangles * 24, f"triangles of the mesh at {geo.node.start}")
         out.append(FbxMesh(geo.vertices, verts, _fan(counts, idx)))
     return out
 
