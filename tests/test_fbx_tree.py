@@ -437,3 +437,32 @@ def test_zlib_arrays_are_bounded_per_file(tmp_path: Path, check_path: str) -> No
     # one such mesh fits the floor and is read (budget is per file, not per array)
     tree = parse(fbx_zlib_geometries(1, 400_002))
     assert len(meshes_of(tree)) == 1 and 0 < tree.charged <= tree.budget
+
+
+def test_prepared_fbx_size_counts_its_node_tree(tmp_path: Path) -> None:
+    """The server cache's size of a parsed FBX includes the node objects (review 2c)."""
+    import gc
+    import tracemalloc
+
+    from sealport.watermark.files import prepare_file
+
+    from tests.watermark.hostile import FbxNode, fbx_bytes, fbx_geometry, triangles_pvi
+    from tests.watermark.meshgen import blob
+
+    v, f = blob(4, seed=3)
+    props = [FbxNode(b"P", [b"S\x01\x00\x00\x00a", b"I\x01\x00\x00\x00"]) for _ in range(15_000)]
+    objects = FbxNode(b"Objects", [], [fbx_geometry(7, v, triangles_pvi(f)), *props])
+    src = tmp_path / "many-nodes.fbx"
+    src.write_bytes(fbx_bytes([objects]))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        prepared = prepare_file(src)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert prepared.fbx is not None and prepared.fbx.tree.nodes > 15_000
+    assert held > 2 * (src.stat().st_size + v.nbytes * 2)  # the premise: objects dominate
+    assert 0.7 * held <= prepared.nbytes <= 1.5 * held, (prepared.nbytes, held)

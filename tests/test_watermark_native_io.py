@@ -390,8 +390,50 @@ def test_shared_index_accessor_is_decoded_once(tmp_path: Path, mesh) -> None:
     assert np.array_equal(layout.meshes[0].triangles.astype(np.int64), f)  # counted once
     # positions + one index copy + JSON; 100 copies would be ~100 * index_bytes
     assert peak < v.nbytes + 4 * index_bytes + (1 << 20), peak
-    assert layout.nbytes == v.nbytes + index_bytes
+    assert layout.nbytes - layout.json_nbytes == v.nbytes + index_bytes  # shared array once
     check_glb(src, max_bytes=1 << 30)
     dst = tmp_path / "marked.glb"
     assert embed_file(src, dst, PAYLOAD, KEY).marked == 1
     assert verify_file(dst, KEY, PAYLOAD).status == "verified"
+
+
+# --- review finding 2c: the cache counts the parsed JSON, not only the arrays ------------
+def _held(build):  # type: ignore[no-untyped-def]
+    """(result, bytes it keeps alive) measured with tracemalloc."""
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        result = build()
+        gc.collect()
+        return result, tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+def test_prepared_glb_size_counts_its_json_and_bounds_the_cache(tmp_path: Path, mesh) -> None:
+    """A GLB whose JSON (15,000 nodes) holds far more than its arrays."""
+    import hashlib
+
+    from sealport.server.wm_cache import PreparedCache
+
+    v, f = mesh
+    doc = _simple_doc(len(v), f.size)
+    doc["nodes"] = [{"name": f"node {i}", "translation": [i, 0.5, 1.5]} for i in range(15_000)]
+    src = tmp_path / "many-nodes.glb"
+    src.write_bytes(_glb(doc, v.tobytes() + f.astype("<u4").tobytes()))
+    prepared, held = _held(lambda: prepare_file(src))
+    arrays = v.nbytes + f.size * 4
+    assert held > 10 * arrays  # the premise: the JSON dominates
+    assert 0.8 * held <= prepared.nbytes <= 1.6 * held, (prepared.nbytes, held)
+    # a cache whose budget the arrays alone would fit keeps nothing of this entry
+    cache: PreparedCache[Any] = PreparedCache(max_bytes=held // 2)
+    sha = hashlib.sha256(src.read_bytes()).hexdigest()
+    cache.get(src, "asset", 1, sha, prepare_file)
+    assert len(cache) == 0 and cache.nbytes == 0
+    small = PreparedCache[Any](max_bytes=4 * held)
+    small.get(src, "asset", 1, sha, prepare_file)
+    assert len(small) == 1 and small.nbytes == prepared.nbytes

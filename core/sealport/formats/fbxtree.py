@@ -58,9 +58,13 @@ MIN_VERSION, MAX_VERSION = 6100, 7700
 MAX_DEPTH = 64
 """Real files nest 4-6 deep (Objects > Geometry > LayerElementNormal > Normals)."""
 MAX_NODES = 4_000_000
-"""Absolute cap on nodes (~270 B of Python objects each, measured with tracemalloc)."""
+"""Absolute cap on nodes."""
+NODE_BYTES = 270
+"""Python memory of one parsed node (tracemalloc: 268 B with a one-byte name)."""
+PROP_BYTES = 140
+"""Python memory of one parsed property (tracemalloc: 136 B)."""
 MAX_PROPERTIES = 16_000_000
-"""Absolute cap on properties (~140 B each); a 100k-object scene has ~10 M."""
+"""Absolute cap on properties; a 100k-object scene has ~10 M."""
 BYTES_PER_OBJECT = 6
 """A file may hold one node or property per 6 of its bytes. Real files use 12-130
 (Blender's texture fixtures 12.5, the demo chair 134): a 2x margin, while a file
@@ -149,6 +153,12 @@ class FbxTree:
     budget: int = MEMORY_FLOOR
     """Array bytes this tree may still hand out (see :meth:`charge`)."""
     charged: int = 0
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held (for bounded caches): the file's bytes plus the node objects,
+        estimated at :data:`NODE_BYTES` per node and :data:`PROP_BYTES` per property."""
+        return len(self.data) + self.nodes * NODE_BYTES + self.props * PROP_BYTES
 
     def charge(self, nbytes: int, what: str) -> None:
         """Account for ``nbytes`` of arrays about to be made from this file, or refuse.

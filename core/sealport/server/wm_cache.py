@@ -12,6 +12,12 @@ bytes the ledger names, and a file replaced behind the store's back is a miss
 (and, if its hash no longer matches, is not cached at all). Bounded by total
 bytes held and by entry count; least recently used entries go first. Entries
 are immutable and shared by concurrent deliveries.
+
+"Bytes held" is each entry's ``nbytes``, which must count everything the entry
+keeps alive, not only its numpy arrays: the parsed GLB JSON (``sys.getsizeof``
+summed over the document) and the FBX node tree (file bytes plus ~270 B per
+node and ~140 B per property, measured with tracemalloc). The size charged
+when an entry is put is what its eviction gives back.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ class PreparedCache(Generic[T]):
         self.max_bytes = max_bytes
         self.max_entries = max_entries
         self._items: OrderedDict[Key, T] = OrderedDict()
+        self._sizes: dict[Key, int] = {}  # nbytes as charged when put: evictions give back the same
         self._bytes = 0
         self._lock = threading.Lock()
         self._building: dict[Key, threading.Lock] = {}
@@ -125,18 +132,20 @@ class PreparedCache(Generic[T]):
         with self._lock:
             if size > self.max_bytes:
                 return  # larger than the whole budget: serve it, keep nothing
-            old = self._items.pop(key, None)
-            if old is not None:  # two builders raced (a failed build freed the gate)
-                self._bytes -= old.nbytes
+            if self._items.pop(key, None) is not None:
+                # two builders raced (a failed build freed the gate): count it once
+                self._bytes -= self._sizes.pop(key)
             self._items[key] = value
+            self._sizes[key] = size
             self._bytes += size
             while self._items and (
                 self._bytes > self.max_bytes or len(self._items) > self.max_entries
             ):
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old.nbytes
+                gone, _ = self._items.popitem(last=False)
+                self._bytes -= self._sizes.pop(gone)
 
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self._sizes.clear()
             self._bytes = 0

@@ -103,9 +103,8 @@ class FbxPrepared:
 
     @property
     def nbytes(self) -> int:
-        return len(self.tree.data) + sum(
-            m.vertices.nbytes + m.triangles.nbytes for m in self.meshes
-        )
+        """The file's bytes, its node objects (estimated) and the mesh arrays."""
+        return self.tree.nbytes + sum(m.vertices.nbytes + m.triangles.nbytes for m in self.meshes)
 
 
 def prepare(path: Path) -> FbxPrepared:
