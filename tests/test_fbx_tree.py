@@ -466,3 +466,47 @@ def test_prepared_fbx_size_counts_its_node_tree(tmp_path: Path) -> None:
     assert prepared.fbx is not None and prepared.fbx.tree.nodes > 15_000
     assert held > 2 * (src.stat().st_size + v.nbytes * 2)  # the premise: objects dominate
     assert 0.7 * held <= prepared.nbytes <= 1.5 * held, (prepared.nbytes, held)
+
+
+# --- review finding 3: 32-bit offsets, several meshes, duplicate arrays ------------------------
+def test_pre_7500_output_past_4_gib_is_a_typed_refusal(tmp_path: Path) -> None:
+    """A 7400 file just under 4 GiB (a sparse blob) whose marked vertices compress worse:
+    the rewrite would need offsets past 2**32. WatermarkFormatError, nothing written,
+    and no 4 GiB copy is built first (it would not fit this test's memory)."""
+    import mmap
+
+    from sealport.watermark.fbxmesh import FbxPrepared
+    from sealport.watermark.files import PreparedFile, embed_prepared
+
+    from tests.watermark.hostile import FbxNode, fbx_bytes, fbx_geometry, triangles_pvi
+    from tests.watermark.meshgen import blob
+
+    v, f = blob(4, seed=5)
+    v = v.astype(np.float32).astype(np.float64)  # float32-exact doubles compress well
+    mesh = fbx_bytes([FbxNode(b"Objects", [], [fbx_geometry(9, v, triangles_pvi(f))])])
+    body = mesh[:-13]  # the closing null record comes after the blob node
+    name, slack = b"Blob", 64
+    prefix = len(body) + 13 + len(name) + 5
+    blob_len = fbxtree.NARROW_LIMIT - slack - 13 - prefix
+    end = prefix + blob_len
+    head = struct.pack("<IIIB", end, 1, 5 + blob_len, len(name)) + name
+    src = tmp_path / "huge.fbx"
+    with open(src, "wb") as fh:
+        fh.write(body + head + b"R" + struct.pack("<I", blob_len))
+        fh.seek(end)  # the blob stays a hole: no disk, no memory
+        fh.write(b"\0" * 13)
+    assert src.stat().st_size == fbxtree.NARROW_LIMIT - slack
+    dst = tmp_path / "marked.fbx"
+    with open(src, "rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        tree = parse(data)
+        prepared = PreparedFile(src, fbx=FbxPrepared(tree, tuple(meshes_of(tree))))
+        with pytest.raises(WatermarkFormatError, match="larger than FBX 7400 can address") as err:
+            embed_prepared(prepared, dst, PAYLOAD, KEY)
+        assert "cannot carry a watermark" in err.value.message
+        assert str(fbxtree.NARROW_LIMIT) in err.value.detail
+        del tree, prepared
+    assert not dst.exists()
+    small = tmp_path / "small.fbx"  # the same mesh without the blob is marked
+    small.write_bytes(mesh)
+    assert embed_file(small, dst, PAYLOAD, KEY).marked == 1
+    assert verify_file(dst, KEY, PAYLOAD).status == "verified"

@@ -471,6 +471,29 @@ def _footer(tree: FbxTree, out_len: int, version: int) -> bytes:
     return foot[:20] + b"\0" * new_pad + struct.pack("<I", version) + tail[4:]
 
 
+NARROW_LIMIT = 0xFFFFFFFF
+"""Largest offset a node header can hold before version 7500 (uint32)."""
+
+
+def _too_large(version: int, size: int) -> FbxTreeError:
+    return FbxTreeError(
+        f"the rewritten file would be larger than FBX {version} can address (4 GiB)",
+        f"{size} bytes > {NARROW_LIMIT}; only FBX 7500+ has 64-bit offsets",
+    )
+
+
+def _prop_len(d: bytes | mmap.mmap, start: int) -> int:
+    """Encoded length of the (already validated) property at ``start``."""
+    code = d[start : start + 1]
+    if code in _SCALARS:
+        return 1 + struct.calcsize(_SCALARS[code])
+    if code in (b"S", b"R"):
+        return 5 + struct.unpack_from("<I", d, start + 1)[0]
+    if code in ARRAY_DTYPES:
+        return 13 + struct.unpack_from("<I", d, start + 9)[0]
+    raise FbxTreeError("a replaced property is not a property", f"code {code!r} at {start}")
+
+
 def serialize(
     tree: FbxTree, replace: dict[int, bytes] | None = None, *, version: int | None = None
 ) -> bytes:
@@ -480,11 +503,21 @@ def serialize(
     (see :func:`encode_array`). End offsets are recomputed throughout.
     ``version`` re-encodes the node headers for another version (32-bit offsets
     before 7500, 64-bit from 7500); by default the file keeps its own.
+
+    Raises FbxTreeError if the result needs offsets past 4 GiB and the version
+    has 32-bit ones (a pre-7500 file whose marked arrays compress worse): checked
+    before copying when the version is kept, and at every header in any case.
     """
     replace = replace or {}
     d = tree.data
     version = tree.version if version is None else version
     wide = version >= 7500
+    if not wide and version == tree.version:
+        # Every end offset is at most the new end of the node list: check it before
+        # copying anything (a 4 GiB output is not built only to fail at the end).
+        growth = sum(len(new) - _prop_len(d, start) for start, new in replace.items())
+        if tree.roots_end + growth > NARROW_LIMIT:
+            raise _too_large(version, tree.roots_end + growth)
     head = struct.Struct("<QQQB" if wide else "<IIIB")
     null = b"\0" * (25 if wide else 13)
     out = bytearray(d[:23] + struct.pack("<I", version))
@@ -501,6 +534,8 @@ def serialize(
             for c in node.children:
                 write(c)
             out.extend(null)
+        if not wide and len(out) > NARROW_LIMIT:
+            raise _too_large(version, len(out))  # never a struct.error
         head.pack_into(out, at, len(out), len(node.props), plen, len(node.name))
 
     for n in tree.roots:

@@ -128,12 +128,19 @@ def write_marked(
 
     ``new_vertices`` maps a vertex property's offset to (property, (N, 3)
     positions); each array keeps its type (double/float) and encoding.
+    WatermarkFormatError if the file cannot be written back (nothing is written).
     """
     replace = {
         start: encode_array(prop.code, np.asarray(v).reshape(-1), prop.encoding)
         for start, (prop, v) in new_vertices.items()
     }
-    Path(dst).write_bytes(serialize(tree, replace))
+    try:
+        data = serialize(tree, replace)
+    except FbxTreeError as exc:  # e.g. past 4 GiB with 32-bit offsets
+        raise WatermarkFormatError(
+            f"This FBX file cannot carry a watermark: {exc.problem}.", f"{dst}: {exc.detail}"
+        ) from None
+    Path(dst).write_bytes(data)
 
 
 def embed_fbx(
