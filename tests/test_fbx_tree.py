@@ -510,3 +510,39 @@ def test_pre_7500_output_past_4_gib_is_a_typed_refusal(tmp_path: Path) -> None:
     small.write_bytes(mesh)
     assert embed_file(small, dst, PAYLOAD, KEY).marked == 1
     assert verify_file(dst, KEY, PAYLOAD).status == "verified"
+
+
+def test_every_mesh_is_marked_and_duplicate_lists_are_refused(
+    tmp_path: Path, check_path: str
+) -> None:
+    """Each mesh has its own Geometry and each is marked; a Geometry with a second
+    Vertices/PolygonVertexIndex (which Blender and ufbx ignore, another reader may
+    not) is refused instead of marking or checking only the first."""
+    from tests.watermark.hostile import (
+        FbxNode,
+        fbx_bytes,
+        fbx_geometry,
+        fbx_mesh_file,
+        prop_array,
+        triangles_pvi,
+    )
+    from tests.watermark.meshgen import blob
+
+    a, b = blob(4, seed=21), blob(4, seed=22)
+    src, dst = tmp_path / "two.fbx", tmp_path / "two-marked.fbx"
+    src.write_bytes(fbx_mesh_file([a, b]))
+    report = embed_file(src, dst, PAYLOAD, KEY)
+    assert (report.marked, report.total) == (2, 2)
+    result = verify_file(dst, KEY, PAYLOAD)
+    assert result.status == "verified" and [m.status for m in result.meshes] == ["verified"] * 2
+    for name in (b"Vertices", b"PolygonVertexIndex"):
+        geo = fbx_geometry(5, a[0], triangles_pvi(a[1]))
+        values = b[0].reshape(-1) if name == b"Vertices" else triangles_pvi(b[1])
+        code = b"d" if name == b"Vertices" else b"i"
+        geo.children.append(FbxNode(name, [prop_array(code, values, compress=True)]))
+        bad = tmp_path / "dup.fbx"
+        bad.write_bytes(fbx_bytes([FbxNode(b"Objects", [], [geo])]))
+        with pytest.raises(UnsafeAsset, match=f"more than one {name.decode()} list"):
+            check_file(bad, "fbx")
+        with pytest.raises(WatermarkFormatError, match="more than one"):
+            embed_file(bad, tmp_path / "dup-marked.fbx", PAYLOAD, KEY)

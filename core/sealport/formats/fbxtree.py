@@ -389,6 +389,9 @@ def geometries(tree: FbxTree) -> list[Geometry]:
     """Every mesh geometry under ``Objects`` that stores positions (blend shapes excluded).
 
     FBX 7 keeps meshes in ``Geometry`` nodes; FBX 6 kept them in the ``Model``.
+    Each mesh has its own node (instances share one), so every mesh is listed.
+    A mesh node with two ``Vertices`` or ``PolygonVertexIndex`` lists is refused:
+    exporters write one, and readers disagree on which of two they would use.
     """
     objects = tree.root(b"Objects")
     out: list[Geometry] = []
@@ -398,6 +401,14 @@ def geometries(tree: FbxTree) -> list[Geometry]:
             continue
         if geo.props[-1].code != b"S" or tree.string(geo.props[-1]) != b"Mesh":
             continue
+        for name in (b"Vertices", b"PolygonVertexIndex"):
+            if sum(c.name == name for c in geo.children) > 1:
+                # Writers emit one; Blender and ufbx read the first. A second one is a
+                # parser differential (another importer may read the unchecked one).
+                raise FbxTreeError(
+                    f"a mesh has more than one {name.decode()} list",
+                    f"geometry at {geo.start}",
+                )
         vnode, pnode = geo.child(b"Vertices"), geo.child(b"PolygonVertexIndex")
         if vnode is None or not vnode.props or vnode.props[0].code not in (b"d", b"f"):
             continue  # no positions: nothing to read or mark
