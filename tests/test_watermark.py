@@ -366,3 +366,39 @@ def test_informed_false_positives_on_unrelated_meshes():
         c = correspond(v + rng.normal(size=v.shape) * 1e-4, f, v, f)
         for _ in range(10):
             assert informed_verify(c, rng.bytes(32), rng.bytes(8)).status == "not_found"
+
+
+# --- reader front end: the tie-aware norm sort equals the reference pair sort ----------
+def _norms_reference(v: np.ndarray, t: np.ndarray):
+    from sealport.watermark import mark
+    from sealport.watermark.geometry import area_centre, norms, referenced
+
+    used = referenced(len(v), t)
+    pts = v if used.all() else v[np.flatnonzero(used)]
+    centre = area_centre(v, t)
+    return mark._read_norms_pairs(centre, pts, norms(pts, centre))
+
+
+@pytest.mark.parametrize("shape", ["blob", "exporter copies", "soup", "symmetric box"])
+def test_read_norms_equals_the_pair_sort(shape: str) -> None:
+    """`_read_norms` sorts only the norms and pair-sorts just the tied vertices (or the
+    whole soup); what it returns must be exactly the reference's: same sorted distinct
+    norms, same distinct-position weights, same count."""
+    from sealport.watermark import mark
+
+    v, f = blob(4, seed=5)
+    if shape == "exporter copies":
+        v, f = unweld(v, f, 0.3, seed=2)
+    elif shape == "soup":  # every corner stored per triangle, as STL does
+        v, f = v[f].reshape(-1, 3), np.arange(3 * len(f)).reshape(-1, 3)
+    elif shape == "symmetric box":  # many distinct positions share a norm exactly
+        box = trimesh.creation.box().subdivide().subdivide().subdivide()
+        v, f = np.asarray(box.vertices), np.asarray(box.faces)
+    got, want = mark._read_norms(v, f), _norms_reference(v, f)
+    assert got is not None
+    assert np.array_equal(got.rho, want.rho) and got.m == want.m
+    if shape == "symmetric box":
+        assert got.weight is not None and (got.weight > 1).any()
+        assert np.array_equal(got.weight, want.weight)
+    else:
+        assert got.weight is None and want.weight is None
