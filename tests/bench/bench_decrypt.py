@@ -233,7 +233,23 @@ def machine() -> str:
         model = m.group(1).strip() if m else model
     except (OSError, subprocess.CalledProcessError):
         pass
-    return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}"
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (
+        f"{model}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, Linux {platform.release()}, "
+        f"{dirty_limits()}"
+    )
+
+
+def dirty_limits() -> str:
+    """The kernel's write-back limits: they decide whether writing a multi-GiB plaintext
+    runs at memory speed or is throttled to the disk's (see the docs' notes)."""
+    vals = []
+    for name in ("dirty_ratio", "dirty_background_ratio", "dirty_bytes"):
+        try:
+            vals.append(f"vm.{name}={Path('/proc/sys/vm', name).read_text().strip()}")
+        except OSError:
+            pass
+    return ", ".join(vals) or "write-back limits unknown"
 
 
 BEGIN, END = "<!-- decrypt:begin -->", "<!-- decrypt:end -->"
