@@ -437,3 +437,39 @@ def test_prepared_glb_size_counts_its_json_and_bounds_the_cache(tmp_path: Path, 
     small = PreparedCache[Any](max_bytes=4 * held)
     small.get(src, "asset", 1, sha, prepare_file)
     assert len(small) == 1 and small.nbytes == prepared.nbytes
+
+
+# --- review finding 3: NaN/Infinity, non-integer modes ----------------------------------
+@pytest.mark.parametrize("token", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_json_nan_and_infinity_are_refused(tmp_path: Path, mesh, token: str) -> None:
+    """Python's json accepts them; JSON and glTF do not, and the marker would write them back."""
+    from sealport.errors import UnsafeAsset
+
+    v, f = mesh
+    doc = _simple_doc(len(v), f.size)
+    doc["accessors"][0]["min"] = ["__placeholder__", 0, 0]
+    data = _glb(doc, v.tobytes() + f.astype("<u4").tobytes())
+    path = tmp_path / "nan.glb"
+    path.write_bytes(data.replace(b'"__placeholder__"', token.encode().ljust(17)))
+    with pytest.raises(UnsafeAsset, match="NaN or Infinity|too large to represent"):
+        check_glb(path, max_bytes=1 << 30)
+    with pytest.raises(WatermarkFormatError):
+        wm_glb.read(path)
+
+
+def test_non_finite_positions_go_out_unmarked(tmp_path: Path, mesh) -> None:
+    """A NaN in the BIN positions: a typed refusal (it escaped as ValueError before)."""
+    from sealport.server.watermarking import mark_delivery
+
+    v, f = mesh
+    bad = v.copy()
+    bad[7] = np.nan
+    src = tmp_path / "nan-bin.glb"
+    src.write_bytes(_glb(_simple_doc(len(v), f.size), bad.tobytes() + f.astype("<u4").tobytes()))
+    with pytest.raises(WatermarkFormatError) as err:
+        wm_glb.read(src)
+    assert "NaN or infinite" in err.value.detail
+    work = tmp_path / "work"
+    work.mkdir()
+    out, entry = mark_delivery(tmp_path, src, work, {"delivery_id": "d-nan", "format": "glb"})
+    assert out == src and entry["status"] == "unmarked"

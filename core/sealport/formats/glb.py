@@ -3,7 +3,9 @@
 The container is small enough to parse exactly (12-byte header, then chunks of
 ``length, type, data``), and doing it ourselves means every length is checked
 against the real file size before anything trusts it. The JSON chunk must come
-first and is size-bounded and depth-bounded; the BIN chunk (if any) second.
+first and is size-bounded and depth-bounded, strict JSON (no ``NaN``/``Infinity``,
+which Python's parser would accept, no duplicate keys); the BIN chunk (if any)
+second.
 
 Then the glTF references are checked, because host importers follow them:
 a ``uri`` on a buffer or image must be absent (data lives in the BIN chunk via
@@ -19,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import mmap
 import struct
 from dataclasses import dataclass
@@ -126,8 +129,23 @@ def _parse_json(raw: bytes) -> dict[str, Any]:
             out[k] = v
         return out
 
+    def finite(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):  # 1e999 parses as infinity
+            raise _Bad("its JSON has a number too large to represent", text[:40])
+        return value
+
+    def no_constants(name: str) -> float:
+        # Python's json accepts NaN/Infinity; JSON (RFC 8259) and glTF do not.
+        raise _Bad("its JSON contains NaN or Infinity, which JSON and glTF do not allow", name)
+
     try:
-        doc = json.loads(raw.decode("utf-8").rstrip(" \x00"), object_pairs_hook=no_duplicates)
+        doc = json.loads(
+            raw.decode("utf-8").rstrip(" \x00"),
+            object_pairs_hook=no_duplicates,
+            parse_float=finite,
+            parse_constant=no_constants,
+        )
     except RecursionError as exc:
         raise _Bad("its JSON is nested too deeply") from exc
     except (UnicodeDecodeError, ValueError) as exc:

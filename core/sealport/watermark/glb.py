@@ -200,6 +200,8 @@ def read(path: Path) -> GlbLayout | None:
             if got is None:
                 return None
             vertices, offset, stride = got
+            if not np.isfinite(vertices).all():  # the mark (and min/max in JSON) need numbers
+                raise _bad(path, f"accessor {pos} has positions that are NaN or infinite")
             n = len(vertices)
             parts = []
             # the same triangles drawn by two primitives are one surface: counted once
@@ -249,7 +251,14 @@ def _json_chunk(doc: dict[str, Any], marked: dict[int, np.ndarray]) -> bytes:
             "min": [float(c.min()) for c in cols],
             "max": [float(c.max()) for c in cols],
         }
-    raw = json.dumps({**doc, "accessors": accessors}, separators=(",", ":")).encode()
+    try:
+        raw = json.dumps(
+            {**doc, "accessors": accessors}, separators=(",", ":"), allow_nan=False
+        ).encode()
+    except ValueError as exc:  # a non-finite min/max: never write invalid JSON
+        raise WatermarkFormatError(
+            "The marked GLB file could not be written.", f"JSON chunk: {exc}"
+        ) from None
     return raw + b" " * (-len(raw) % 4)
 
 
