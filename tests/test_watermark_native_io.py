@@ -161,7 +161,7 @@ def test_load_meshes_matches_trimesh(tmp_path: Path, mesh) -> None:
     assert np.array_equal(lv, np.asarray(g.vertices)) and np.array_equal(lf, g.faces)
 
 
-def _simple_doc(n: int, n_idx: int, *, mode: int = 4) -> dict[str, Any]:
+def _simple_doc(n: int, n_idx: int, *, mode: Any = 4) -> dict[str, Any]:
     return {
         "asset": {"version": "2.0"},
         "meshes": [{"primitives": [{"attributes": {"POSITION": 0}, "indices": 1, "mode": mode}]}],
@@ -473,3 +473,25 @@ def test_non_finite_positions_go_out_unmarked(tmp_path: Path, mesh) -> None:
     work.mkdir()
     out, entry = mark_delivery(tmp_path, src, work, {"delivery_id": "d-nan", "format": "glb"})
     assert out == src and entry["status"] == "unmarked"
+
+
+@pytest.mark.parametrize("mode", ["4", 4.0, 7, -1, True, None, [4]])
+def test_primitive_mode_must_be_a_gltf_mode(tmp_path: Path, mesh, mode: Any) -> None:
+    """glTF modes are the integers 0-6: anything else is refused, not read as 0 faces."""
+    from sealport.errors import UnsafeAsset
+
+    v, f = mesh
+    path = tmp_path / "mode.glb"
+    path.write_bytes(
+        _glb(_simple_doc(len(v), f.size, mode=mode), v.tobytes() + f.astype("<u4").tobytes())
+    )
+    with pytest.raises(UnsafeAsset, match="invalid drawing mode"):
+        check_glb(path, max_bytes=1 << 30)
+    with pytest.raises(WatermarkFormatError, match="invalid drawing mode"):
+        wm_glb.read(path)
+    for good in range(7):
+        path.write_bytes(
+            _glb(_simple_doc(len(v), f.size, mode=good), v.tobytes() + f.astype("<u4").tobytes())
+        )
+        report = check_glb(path, max_bytes=1 << 30)
+        assert report.summary["faces"] == (len(f) if good == 4 else 0)

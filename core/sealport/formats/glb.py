@@ -319,6 +319,10 @@ def _check_document(
             where = f"mesh {m} primitive {p}"
             if not isinstance(prim, dict) or not isinstance(prim.get("attributes"), dict):
                 raise _Bad(f"{where} is malformed")
+            mode = prim.get("mode", 4)
+            if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 6:
+                # glTF modes are the integers 0-6; anything else was counted as 0 faces
+                raise _Bad(f"{where} has an invalid drawing mode", repr(mode)[:40])
             for name, a in prim["attributes"].items():
                 if isinstance(a, bool) or not isinstance(a, int) or not 0 <= a < len(accessors):
                     raise _Bad(f"{where} attribute {name} points to a missing accessor")
