@@ -495,3 +495,36 @@ def test_primitive_mode_must_be_a_gltf_mode(tmp_path: Path, mesh, mode: Any) -> 
         )
         report = check_glb(path, max_bytes=1 << 30)
         assert report.summary["faces"] == (len(f) if good == 4 else 0)
+
+
+def test_a_tangle_of_overlapping_accessors_is_refused_with_bounded_work(tmp_path: Path) -> None:
+    """20 interleaved POSITION accessors and 50,001 byte accessors over the same stride:
+    none collide, but checking every overlapping pair has a cap (1 M pairs) -> refused."""
+    from sealport.watermark.glbalias import MAX_PAIRS
+
+    n, stride, others = 999, 252, 50_001
+    assert 20 * others > MAX_PAIRS
+    accessors: list[dict[str, Any]] = [
+        {"bufferView": 0, "byteOffset": 12 * s, "componentType": 5126, "count": n, "type": "VEC3"}
+        for s in range(20)
+    ]
+    accessors += [
+        {"bufferView": 0, "byteOffset": 245, "componentType": 5121, "count": n, "type": "SCALAR"}
+    ] * others
+    doc = {
+        "asset": {"version": "2.0"},
+        "meshes": [{"primitives": [{"attributes": {"POSITION": s}} for s in range(20)]}],
+        "buffers": [{"byteLength": stride * n}],
+        "bufferViews": [{"buffer": 0, "byteLength": stride * n, "byteStride": stride}],
+        "accessors": accessors,
+    }
+    rng = np.random.default_rng(5)
+    path = tmp_path / "tangle.glb"
+    path.write_bytes(_glb(doc, rng.normal(size=stride * n // 4).astype("<f4").tobytes()))
+    check_glb(path, max_bytes=1 << 30)
+    with pytest.raises(WatermarkFormatError, match="too many of its accessors overlap"):
+        wm_glb.read(path)
+    doc["accessors"] = accessors[: 20 + 1000]  # the same layout, checkable: no refusal
+    path.write_bytes(_glb(doc, rng.normal(size=stride * n // 4).astype("<f4").tobytes()))
+    layout = wm_glb.read(path)
+    assert layout is not None and len(layout.meshes) == 20
