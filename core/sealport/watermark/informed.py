@@ -475,13 +475,16 @@ def _indexed(orig: Welded, leak: Welded, pairs: np.ndarray) -> Correspondence:
     resid = np.where(sel[:, None], al - pk, 0.0)
     rms = float(np.sqrt(np.mean(resid[sel] ** 2))) / _diag(orig.points[sel])
     if k == 0:
-        g = np.einsum("ij,ij->i", resid, u)
         model = "noise"
     else:
-        g = np.einsum("ij,ij->i", _deconvolve(orig, k, resid), u)
+        resid = _deconvolve(orig, k, resid)
         model = f"smoothing k={k}"
-    g = np.where(sel, g, 0.0)
-    return Correspondence(orig, g, sel.astype(np.float64), sel, rms, cov, model)
+    y = np.einsum("ij,ij->i", resid, u)
+    # Noise variance from the tangential part (the mark is radial): inverse-variance units.
+    var = float(np.mean(np.einsum("ij,ij->i", resid, resid)[sel] - y[sel] ** 2)) / 2.0
+    var = max(var, 1e-30 * _diag(orig.points[sel]) ** 2)
+    g = np.where(sel, y / var, 0.0)
+    return Correspondence(orig, g, sel / var, sel, rms, cov, model)
 
 
 def _unindexed(orig: Welded, leak: Welded) -> Correspondence:
