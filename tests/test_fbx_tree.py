@@ -546,3 +546,22 @@ def test_every_mesh_is_marked_and_duplicate_lists_are_refused(
             check_file(bad, "fbx")
         with pytest.raises(WatermarkFormatError, match="more than one"):
             embed_file(bad, tmp_path / "dup-marked.fbx", PAYLOAD, KEY)
+
+
+def test_non_finite_positions_go_out_unmarked(tmp_path: Path) -> None:
+    """A NaN vertex: a typed refusal and an unmarked delivery (a ValueError escaped before)."""
+    from sealport.server.watermarking import mark_delivery
+
+    from tests.watermark.hostile import fbx_mesh_file
+    from tests.watermark.meshgen import blob
+
+    v, f = blob(4, seed=11)
+    v[7] = np.nan
+    src = tmp_path / "nan.fbx"
+    src.write_bytes(fbx_mesh_file([(v, f)]))
+    with pytest.raises(WatermarkFormatError, match="NaN or infinite"):
+        load_meshes(src)
+    work = tmp_path / "work"
+    work.mkdir()
+    out, entry = mark_delivery(tmp_path, src, work, {"delivery_id": "d-nan", "format": "fbx"})
+    assert out == src and entry["status"] == "unmarked" and "NaN" in entry["reason"]

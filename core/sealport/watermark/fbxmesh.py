@@ -76,6 +76,11 @@ def meshes_of(tree: FbxTree) -> list[FbxMesh]:
     out = []
     for geo in geometries(tree):
         verts = points(tree, geo)
+        if not np.isfinite(verts).all():  # the mark needs numbers (ValueError otherwise)
+            raise FbxTreeError(
+                "a mesh has vertex positions that are NaN or infinite",
+                f"geometry at {geo.node.start}",
+            )
         counts, idx = polygons(tree, geo, len(verts))
         triangles = int(np.maximum(counts - 2, 0).sum())
         tree.charge(triangles * 24, f"triangles of the mesh at {geo.node.start}")
