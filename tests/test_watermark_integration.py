@@ -470,3 +470,19 @@ def test_hook_check_runs_beside_encryption_and_its_replacement_is_sealed(
     stored = srv.data_dir / "store" / result.manifest.asset_id / str(result.manifest.version)
     assert result.path.read_bytes() == (stored / result.manifest.file.path).read_bytes()
     assert len(ran_on) == 1 and ran_on[0].startswith("sealport-wm-check")
+
+
+def test_nan_positions_go_out_unmarked_with_the_reason(tmp_path: Path) -> None:
+    """A vertex that is not a number cannot carry a mark; the hook says so (typed),
+    instead of an untyped error from the embedder failing the delivery."""
+    mesh = trimesh.load(MESHES / "bunny.ply", process=False)
+    v = np.array(mesh.vertices)
+    v[7] = np.nan
+    src = tmp_path / "nan.stl"
+    trimesh.Trimesh(v, mesh.faces, process=False).export(str(src))
+    (tmp_path / "work").mkdir()
+    path, entry = mark_delivery(
+        tmp_path / "data", src, tmp_path / "work", {"delivery_id": "d1", "format": "stl"}
+    )
+    assert path == src and entry["status"] == "unmarked"
+    assert "not numbers" in entry["reason"]

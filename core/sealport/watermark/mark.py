@@ -40,7 +40,7 @@ from typing import Literal
 import numpy as np
 
 from .codec import decode_bits, encode_bits, max_attempts
-from .errors import WatermarkCapacityError
+from .errors import WatermarkCapacityError, WatermarkFormatError
 from .geometry import (
     Welded,
     area_centre,
@@ -412,6 +412,13 @@ class EmbedPlan:
 def plan_embed(vertices: np.ndarray, faces: np.ndarray) -> EmbedPlan:
     """The per-asset part of embedding (module docstring): no key involved."""
     v, tris = _mesh(vertices, faces)
+    finite = np.isfinite(v).all(axis=1)
+    if not finite.all():
+        raise WatermarkFormatError(
+            "This mesh has vertex positions that are not numbers (NaN or infinite), "
+            "so it cannot carry a watermark.",
+            f"{int((~finite).sum())} of {len(v)} vertices are not finite",
+        )
     n = len(v)
     used = referenced(n, tris)
     idx = None if used.all() else np.flatnonzero(used)
