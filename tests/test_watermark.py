@@ -405,7 +405,9 @@ def test_informed_matched_filter_per_attack_model(attack: str):
     else:
         leak = _quantise(w, 8)
     c = correspond(leak, f, v, f)
-    assert c.model == {"noise": "noise", "smoothing": "smoothing k=30"}.get(attack, attack)
+    assert c.model == {"noise": "noise", "smoothing": "smoothing k=30 lambda=0.1"}.get(
+        attack, attack
+    )
     r = informed_verify(c, KEY, PAYLOAD)
     assert r.status == "verified" and r.p_value < 1e-12, r
     assert informed_verify(c, derive_delivery_key(SECRET, "delivery-2"), PAYLOAD).status == (

@@ -26,9 +26,10 @@ original.
        "moved up" vs "moved down" (:func:`_lattice_llr`): vertices whose move
        cannot cross a cell boundary say nothing, the others say it almost
        noise-free, far beyond what treating rounding as noise allows.
-     - *Laplacian smoothing*: ``k`` umbrella steps of ``lambda = 0.1`` (the
-       operator of the benchmark; ``k`` in 0..200 by least squares of the
-       similarity-aligned leak against the smoothed original). Smoothing is
+     - *Laplacian smoothing*: ``k`` umbrella steps of ``lambda`` in
+       ``SMOOTH_LAMBDAS`` (0.1 is the benchmark's operator; ``lambda, k`` by least
+       squares of the similarity-aligned leak against the smoothed original,
+       ``k <= 200``). Smoothing is
        linear, so ``leak - S^k original = S^k mark``; ``S^-k`` (one sparse LU of
        the step, ``k`` solves) recovers the mark, read along ``u`` (a plain
        correlation with ``S^k`` of the expected move leaves the bins mixed: each
@@ -80,8 +81,8 @@ original.
 Limits: at a fixed mark energy ``E`` (sum of squared displacements) and white
 noise ``sigma`` per coordinate no reader beats a matched filter's
 ``z = sqrt(E) / sigma``; accepting at 1e-9 needs ``z`` of about 6.5. The smoothing
-model is the umbrella operator with ``lambda = 0.1``: another smoother (other
-``lambda``, cotangent weights, Taubin) is only approximated by it.
+model is the umbrella operator with ``lambda`` in ``SMOOTH_LAMBDAS``: another
+smoother (cotangent weights, Taubin, lambda > 0.5) is only approximated by it.
 """
 
 from __future__ import annotations
@@ -119,8 +120,10 @@ SAME_TANGENT = 0.002
 The mark moves a vertex along its ray only; a simplifier's new vertex sits off it.
 Measured (fandisk, keep 30 % of the faces): distance alone at 0.05 / 0.02 edge
 gave p = 1e-15 / 1e-8 (2 trials) against 1e-29 / 1e-31 with the ray test."""
-SMOOTH_LAMBDA = 0.1
-"""Step of the modelled umbrella smoothing (the benchmark's attack)."""
+SMOOTH_LAMBDAS = (0.1, 0.3, 0.5)
+"""Steps of the modelled umbrella smoothing (0.1: the benchmark's attack; <= 0.5 keeps
+every step invertible). Measured with 0.1 alone, a leak smoothed with lambda 0.5 x 10
+steps read at p = 1e-4 (bunny) / 1e-1 (fandisk)."""
 SMOOTH_MAX_STEPS = 200
 _SMOOTH_PATIENCE = 20
 """Stop the k search after this many steps without a better fit."""
@@ -400,32 +403,40 @@ def _cell_mean(o: np.ndarray, obs: np.ndarray, q: np.ndarray, tau: float) -> np.
 
 def _fit_smoothing(
     orig: Welded, obs: np.ndarray, sel: np.ndarray
-) -> tuple[int, np.ndarray, np.ndarray]:
-    """(k, aligned leak, S^k original): the umbrella smoothing that best explains the leak."""
+) -> tuple[float, int, np.ndarray, np.ndarray]:
+    """(lambda, k, aligned leak, S^k original): the umbrella smoothing that best explains
+    the leak (k = 0: none). Other step sizes are tried only when ``SMOOTH_LAMBDAS[0]``
+    already found smoothing."""
     op = _umbrella(orig)
-    p = orig.points.copy()
-    best: tuple[float, int, np.ndarray, np.ndarray] | None = None
-    res0: float | None = None
-    al0 = obs
-    for k in range(SMOOTH_MAX_STEPS + 1):
-        if k:
-            p = p + SMOOTH_LAMBDA * (op @ p - p)
-        s, rot, t = _umeyama(obs[sel], p[sel])
-        al = s * obs @ rot.T + t
-        res = float(((al[sel] - p[sel]) ** 2).sum())
-        if k == 0:
-            res0, al0 = res, al
-        if best is None or res < best[0]:
-            best = (res, k, al, p.copy())
-        elif k > best[1] + _SMOOTH_PATIENCE:
-            break
-    assert best is not None and res0 is not None
-    if best[1] and best[0] > _SMOOTH_GAIN * res0:  # noise alone can favour k = 1..2 a little
-        return 0, al0, orig.points
-    return best[1], best[2], best[3]
+    best: tuple[float, float, int, np.ndarray, np.ndarray] | None = None
+    res0, al0 = math.inf, obs
+    for lam in SMOOTH_LAMBDAS:
+        p = orig.points.copy()
+        top: tuple[float, int] = (math.inf, 0)
+        for k in range(0 if best is None else 1, SMOOTH_MAX_STEPS + 1):
+            if k:
+                p = p + lam * (op @ p - p)
+            s, rot, t = _umeyama(obs[sel], p[sel])
+            al = s * obs @ rot.T + t
+            res = float(((al[sel] - p[sel]) ** 2).sum())
+            if k == 0:
+                res0, al0 = res, al
+            if res < top[0]:
+                top = (res, k)
+                if best is None or res < best[0]:
+                    best = (res, lam, k, al, p.copy())
+            elif k > top[1] + _SMOOTH_PATIENCE:
+                break
+        assert best is not None
+        if best[2] == 0 or best[0] > _SMOOTH_GAIN * res0:
+            break  # noise alone can favour k = 1..2 a little: not smoothing
+    assert best is not None
+    if best[2] == 0 or best[0] > _SMOOTH_GAIN * res0:
+        return 0.0, 0, al0, orig.points
+    return best[1], best[2], best[3], best[4]
 
 
-def _deconvolve(orig: Welded, k: int, resid: np.ndarray) -> np.ndarray:
+def _deconvolve(orig: Welded, lam: float, k: int, resid: np.ndarray) -> np.ndarray:
     """``S^-k resid`` (module doc): k solves with one sparse LU of the smoothing step.
 
     Exact inversion is affordable and, measured, better than a damped solve: a
@@ -438,7 +449,7 @@ def _deconvolve(orig: Welded, k: int, resid: np.ndarray) -> np.ndarray:
     from scipy.sparse.linalg import splu
 
     n = len(orig.points)
-    step = (1.0 - SMOOTH_LAMBDA) * sp.identity(n) + SMOOTH_LAMBDA * _umbrella(orig)
+    step = (1.0 - lam) * sp.identity(n) + lam * _umbrella(orig)
     lu = splu(sp.csc_matrix(step))
     x = resid
     for _ in range(k):
@@ -510,14 +521,14 @@ def _indexed(orig: Welded, leak: Welded, pairs: np.ndarray) -> Correspondence:
     if lat is not None:
         rms = float(np.sqrt(np.mean((lat.obs[sel] - lat.o[sel]) ** 2))) / _diag(lat.o[sel])
         return Correspondence(orig, zero, zero.copy(), sel, rms, cov, "quantisation", lat)
-    k, al, pk = _fit_smoothing(orig, obs, sel)
+    lam, k, al, pk = _fit_smoothing(orig, obs, sel)
     resid = np.where(sel[:, None], al - pk, 0.0)
     rms = float(np.sqrt(np.mean(resid[sel] ** 2))) / _diag(orig.points[sel])
     if k == 0:
         model = "noise"
     else:
-        resid = _deconvolve(orig, k, resid)
-        model = f"smoothing k={k}"
+        resid = _deconvolve(orig, lam, k, resid)
+        model = f"smoothing k={k} lambda={lam}"
     y = np.einsum("ij,ij->i", resid, u)
     # Noise variance from the tangential part (the mark is radial): inverse-variance units.
     var = float(np.mean(np.einsum("ij,ij->i", resid, resid)[sel] - y[sel] ** 2)) / 2.0
