@@ -2,12 +2,19 @@
 
 Adds the bearer token to every request, refreshes once on an expired token,
 maps HTTP errors to typed errors with the server's artist-facing message,
-and bounds every JSON body it reads (endless-data defence for metadata).
+bounds every JSON body it reads (endless-data defence for metadata), and
+retries a GET whose reply broke off mid-body. urllib3's ``Retry`` (see
+:func:`sealport.transport.build_session`) only covers failures before a
+response exists; with ``stream=True`` the body is read here, so a dropped link
+or a truncated TLS stream after the headers would otherwise fail the import.
+Only GET is retried: a POST (a delivery) creates a ledger record.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -21,9 +28,27 @@ from .errors import (
     SessionRevoked,
     TransportError,
 )
+from .progress import Progress
 from .transport import describe_request_error, read_bounded
 
 MAX_JSON_BYTES = 4 * 1024 * 1024
+
+BODY_RETRY_BACKOFF = (0.5, 1.0)
+"""Seconds before each retry of a GET whose body broke off (like the transport's
+backoff_factor 0.5); its length is the number of retries. Small and bounded: the
+caller is often a DCC's UI thread, and the final failure is still a typed error."""
+
+RETRY_METHODS = frozenset({"GET"})
+"""Methods safe to send again. Never POST: a delivery POST creates a ledger record."""
+
+_BROKEN_BODY: tuple[type[requests.RequestException], ...] = (
+    # urllib3's ProtocolError / IncompleteRead arrive as ChunkedEncodingError; a cut or
+    # damaged TLS record (SSLError), a reset or a read timeout as ConnectionError.
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.ConnectionError,
+)
+
+log = logging.getLogger(__name__)
 
 
 class TokenSource(Protocol):
@@ -118,14 +143,28 @@ class ApiClient:
         """Fresh auth headers per call (downloads that resume send several requests)."""
         return lambda: self.auth_headers(method, url)
 
-    def request(self, method: str, path: str, *, limit: int = MAX_JSON_BYTES, **kw: Any) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        limit: int = MAX_JSON_BYTES,
+        progress: Progress | None = None,
+        **kw: Any,
+    ) -> Any:
+        """Send one API request and return its JSON reply, or raise a typed error.
+
+        ``progress`` (optional) makes the backoff before a body retry cancellable.
+        """
         url = self.url(path)
         nonce_retry, refresh_retry = True, True
-        for _ in range(3):
+        body_retries = 0
+        for _ in range(3 + len(BODY_RETRY_BACKOFF)):
             try:
                 resp = self.session.request(
                     method,
                     url,
+                    # Fresh per attempt: a DPoP proof is single-use.
                     headers=self.auth_headers(method, url),
                     timeout=self.timeout,
                     stream=True,
@@ -146,9 +185,26 @@ class ApiClient:
                             continue
                     raise_for_response(resp)
                     return read_json(resp, limit)
+            except _BROKEN_BODY as exc:
+                # The reply broke off after its headers (dropped link, cut or damaged TLS
+                # record). A GET is sent again after a short pause; otherwise, or once the
+                # retries are used up, a typed error, never a bare requests exception.
+                if method.upper() not in RETRY_METHODS or body_retries >= len(BODY_RETRY_BACKOFF):
+                    raise describe_request_error(exc, url) from exc
+                delay = BODY_RETRY_BACKOFF[body_retries]
+                body_retries += 1
+                log.warning(
+                    "%s %s: reply broke off mid-body (%s: %s); retry %d of %d in %.1f s",
+                    method,
+                    url,
+                    type(exc).__name__,
+                    exc,
+                    body_retries,
+                    len(BODY_RETRY_BACKOFF),
+                    delay,
+                )
+                _pause(delay, progress)
             except requests.RequestException as exc:
-                # The reply broke off after its headers (dropped connection, damaged TLS
-                # record): still a typed error, never a bare requests exception.
                 raise describe_request_error(exc, url) from exc
         raise AssertionError("unreachable")
 
@@ -164,3 +220,11 @@ class ApiClient:
 
     def post(self, path: str, payload: Any, **kw: Any) -> Any:
         return self.request("POST", path, json=payload, **kw)
+
+
+def _pause(seconds: float, progress: Progress | None) -> None:
+    """Wait ``seconds`` before a retry; a cancel on ``progress`` ends the wait at once."""
+    if progress is None:
+        time.sleep(seconds)
+    else:
+        progress.wait(seconds)

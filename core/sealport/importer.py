@@ -45,8 +45,11 @@ def request_delivery(client: SealportClient, asset_id: str, device_id: str) -> d
     return reply
 
 
-def fetch_manifest(client: SealportClient, delivery: dict[str, Any]) -> Any:
-    return client.api.get(delivery["manifest_url"], limit=MAX_ENVELOPE_BYTES)
+def fetch_manifest(
+    client: SealportClient, delivery: dict[str, Any], progress: Progress | None = None
+) -> Any:
+    """The signed envelope; ``progress`` lets a cancel cut short a retry's backoff."""
+    return client.api.get(delivery["manifest_url"], limit=MAX_ENVELOPE_BYTES, progress=progress)
 
 
 def verify_manifest(
@@ -170,7 +173,7 @@ def secure_import(
         key = client.device_key()
         progress.update("request", 0, 0)
         delivery = request_delivery(client, asset_id, key.device_id or "")
-        envelope = fetch_manifest(client, delivery)
+        envelope = fetch_manifest(client, delivery, progress)
         vm = verify_manifest(client, envelope, user=user, recipient=key.recipient)
         m = vm.manifest
         checks += ["signature chain", "expiry", "recipient", "user", "rollback"]

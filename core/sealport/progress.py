@@ -32,6 +32,14 @@ class Progress:
         if self._cancelled.is_set():
             raise Cancelled()
 
+    def wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds`` (a retry's backoff), waking at once on ``cancel()``.
+
+        Raises :class:`~sealport.errors.Cancelled` if cancelled, before or during.
+        """
+        self._cancelled.wait(seconds)
+        self.check()
+
     def update(self, stage: str, done: int, total: int = 0) -> None:
         self.check()
         if self._callback is not None:

@@ -49,6 +49,10 @@ class Fault:
     mode: str = "pass"
     at: int = 0
     stall_seconds: float = 0.0
+    in_record: int | None = None
+    """If set, ``at`` counts from the start of the first TLS record of exactly this
+    length (header included) instead of from the start of the stream: aims at one
+    reply's body whatever came before it on the connection."""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -120,9 +124,15 @@ class _Connection:
     """One client connection and its upstream, relayed by two threads."""
 
     def __init__(
-        self, proxy: FaultProxy, client: socket.socket, upstream: socket.socket, fault: Fault
+        self,
+        proxy: FaultProxy,
+        client: socket.socket,
+        upstream: socket.socket,
+        fault: Fault,
+        records: list[int] | None = None,
     ) -> None:
         self.proxy = proxy
+        self.records = records if records is not None else []
         self.client = client
         self.upstream = upstream
         self.fault = fault
@@ -161,6 +171,7 @@ class _Connection:
     def _down(self) -> None:
         f = self.fault
         sent = 0
+        target = f.at if f.in_record is None else None  # absolute offset, once known
         try:
             while not self.done.is_set():
                 header = _recv_exact(self.upstream, _RECORD_HEADER)
@@ -173,8 +184,11 @@ class _Connection:
                     self.close()
                     return
                 end = sent + len(record)
-                if f.mode != "pass" and not self.fired and end > f.at:
-                    cut = f.at - sent  # index inside this record
+                self.records.append(len(record))
+                if target is None and len(record) == f.in_record:
+                    target = sent + f.at
+                if f.mode != "pass" and not self.fired and target is not None and end > target:
+                    cut = target - sent  # index inside this record
                     if f.mode == "truncate":
                         if cut > 0:
                             self.client.sendall(record)
@@ -233,6 +247,9 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._live: set[_Connection] = set()
         self.connections = 0
+        self.records: dict[int, list[int]] = {}
+        """Per connection index: the sizes of the TLS records read from upstream, in order
+        (what a test needs to aim a fault at one reply's body)."""
         self.fired: Counter[str] = Counter()
         self._stopped = threading.Event()
         self._release = threading.Event()
@@ -302,8 +319,10 @@ class FaultProxy:
                 continue
             for s in (client, upstream):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = _Connection(self, client, upstream, self.plan(index))
+            records: list[int] = []
+            conn = _Connection(self, client, upstream, self.plan(index), records)
             with self._lock:
+                self.records[index] = records
                 self._live.add(conn)
             conn.start()
 
