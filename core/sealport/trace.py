@@ -26,9 +26,13 @@ tried deliveries, every leaked mesh is registered once to every original mesh
 (:func:`sealport.watermark.informed.correspond`, scipy's cKDTree), and each
 delivery of that asset is tested with its key and expected payload
 (:func:`~sealport.watermark.informed.informed_verify`, false-positive bound
-``INFORMED_FPR`` per check). This survives cropping, simplification and the
-stronger quantisation far better than the blind reader (docs/BENCHMARKS.md,
-"Watermark"). It needs scipy (the ``server`` / ``trace`` extras).
+``INFORMED_FPR`` per check). It reads each candidate's known displacement as a
+matched filter after modelling the attack on the original, and survives
+cropping, simplification, quantisation and smoothing far better than the blind
+reader (docs/BENCHMARKS.md, "Watermark"). ``correspond`` (the costly part:
+registration, attack model) runs once per leaked mesh and original; each
+delivery check adds one partition and two Newton solves. It needs scipy (the
+``server`` / ``trace`` extras).
 """
 
 from __future__ import annotations

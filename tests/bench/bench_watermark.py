@@ -670,8 +670,8 @@ def render(
         f"Informed: {ifpr[1]:,} checks (random keys/payloads against unmarked meshes, each "
         f"registered to itself after 0.01 % noise) accepted {ifpr[0]}; analytic bound 1e-9 "
         "per check (Chernoff bound of the Rademacher sum / binomial tail over the keyed, "
-        "whitened bin signs, x2 for the two tests; every attack-model choice uses the leak and "
-        "the original only, never a key), and `sealport trace` reports the union bound over "
+        "whitened bin signs, x2 for the two tests; no attack-model choice looks at the "
+        "expected signs), and `sealport trace` reports the union bound over "
         "all its checks.",
         "",
         f"Speed (one core, best of 3 on a shared 2-CPU machine; bumpy torus {int(speed['n']):,} "

@@ -97,22 +97,28 @@ add a second, server-only layer; that is not implemented here.
 
 Informed tier (``informed.py``, used by ``sealport trace --data``)
 -----------------------------------------------------------------
-The server has the original: register the leak to it (moments + similarity ICP
-with scipy's cKDTree), measure the leak's point-to-plane offset at every original
-vertex along the original's rays, project out what smoothing does to the original
-(the attack space), and score each bin of the *original's* keyed partition. The
-expected bin signs are keyed and whitened, so for an unrelated mesh or key the
-agreement is a fair coin per bin: Hoeffding / binomial tails give an analytic
-false-positive bound, accepted at <= 1e-9 per check. Cropping and moderate
-simplification, which defeat the blind reader, leave it readable.
+The server has the original and every delivery key, so for each candidate it
+knows the displacement its mark made at every original vertex. It models the
+attack on the original (same vertex order: quantisation grid, inverted Laplacian
+smoothing or noise; other connectivity: similarity ICP refitted on the surviving
+vertices, the rest projected onto the original surface), and scores each bin of
+the *original's* keyed partition with the log-likelihood ratio of the two moves
+the embedder would have made (a matched filter). The expected bin signs are
+keyed and whitened, so for an unrelated mesh or key they are fair coins
+independent of the scores: a Chernoff bound on that Rademacher sum / the
+binomial tail give an analytic false-positive bound, accepted at <= 1e-9 per
+check. No attack-model choice looks at the expected signs, so the bound holds
+whatever it picks.
 
 Limits (measured in docs/BENCHMARKS.md, "Watermark"): blind decoding survives
 float32, reordering, triangulation, similarity transforms, exporter vertex splits
 and Blender round trips exactly; additive noise, smoothing, quantisation,
 simplification and especially cropping degrade or destroy it, as for every
-histogram-of-norms method with this many bins; the informed tier recovers
-cropping, simplification to 70 % and quantisation to 8 bits, not heavy noise,
->= 10 smoothing steps or remeshing.
+histogram-of-norms method with this many bins. The informed tier names the
+delivery under cropping, simplification to 30 % of the faces, quantisation to 7
+bits and 50 Laplacian steps; not under noise beyond what any reader can do at
+this distortion (``informed`` module doc: ``z = sqrt(E) / sigma``), nor
+remeshing.
 """
 
 from .errors import WatermarkCapacityError, WatermarkFormatError
