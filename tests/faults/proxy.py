@@ -12,7 +12,9 @@ absolute offset in that stream. :meth:`FaultProxy.plan` (a callable) chooses
 the fault for each accepted connection, so a test can inject faults randomly
 per connection with a seeded RNG. Server->client bytes are relayed record by
 record (TLS record header: type, version, 16-bit length) so that "truncate"
-can stop cleanly *between* records, whereas "drop" cuts at any byte.
+can stop cleanly *between* records, whereas "drop" cuts at any byte. With
+``Fault(in_record=N)`` the offset counts from the first record of N bytes, to
+aim at one reply's body (tests/faults/test_api_retry.py).
 
 Modes:
 

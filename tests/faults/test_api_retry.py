@@ -28,8 +28,12 @@ from typing import Any
 
 import pytest
 from sealport.api import BODY_RETRY_BACKOFF
+from sealport.client import SealportClient
+from sealport.config import load_config
 from sealport.errors import Cancelled, SealportError, TransportError
 from sealport.progress import Progress
+
+from tests.test_secure_import import sign_in
 
 from .harness import client_behind, leftovers, make_stl, sha256, start_server_behind
 from .proxy import Fault, FaultProxy
@@ -170,6 +174,41 @@ def test_manifest_cut_once_mid_body_is_retried_and_import_succeeds(
     assert leftovers(tmp_path / "out", private_tmp) == [str(result.path)]
 
 
+def test_retry_sends_a_fresh_dpop_proof(
+    rig: dict[str, Any], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With DPoP, each attempt carries a new proof: the server's jti replay cache would
+    answer a resent one with 401 (and the client would then refresh, hiding it)."""
+    server = rig["server"]
+    home = tmp_path / "ws-dpop"
+    client_behind(server, home, sign=False)  # writes the profile and its config
+    config = home / "sealport.toml"
+    config.write_text(config.read_text().replace("[idp]\n", "[idp]\ndpop = true\n", 1))
+    client = SealportClient(load_config(config), demo=True)
+    client.session.headers["Connection"] = "close"
+    sign_in(client, server, server.username, server.password)
+    caplog.set_level(logging.WARNING, logger="sealport.api")
+    refused: list[str] = []
+    proofs: list[str] = []
+
+    def watch(resp: Any, *args: Any, **kwargs: Any) -> Any:
+        if resp.status_code == 401:
+            refused.append(f"{resp.url} {resp.headers.get('WWW-Authenticate', '')}")
+        if resp.url.endswith("/manifest"):
+            proofs.append(resp.request.headers["DPoP"])
+        return resp
+
+    client.session.hooks["response"].append(watch)
+    try:
+        result = _import_with_plan_after_delivery(rig, tmp_path / "out", "drop", 1, client)
+    finally:
+        rig["plan"].disarm()
+    assert sha256(result.path) == rig["sha256"]
+    assert len(_retries(caplog, "/manifest")) == 1, caplog.text
+    assert len(proofs) == 2 and proofs[0] != proofs[1], proofs
+    assert refused == [], refused
+
+
 def test_manifest_cut_every_time_fails_typed_nothing_imported(
     rig: dict[str, Any], tmp_path: Path, private_tmp: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -254,9 +293,11 @@ def test_cancel_ends_the_backoff_before_a_retry(
     assert proxy.connections == connections + 1
 
 
-def _import_with_plan_after_delivery(rig: dict[str, Any], out: Path, mode: str, count: int) -> Any:
+def _import_with_plan_after_delivery(
+    rig: dict[str, Any], out: Path, mode: str, count: int, client: Any = None
+) -> Any:
     """Run one import with the plan armed only once the delivery POST has its reply."""
-    client = rig["client"]
+    client = client or rig["client"]
     plan: ArmedPlan = rig["plan"]
     fault = _cut(mode, rig["bodies"]["manifest"])
     plan.disarm()
