@@ -609,9 +609,9 @@ def render(
         "matched filter of that displacement (per-bin log-likelihood ratio of the two moves "
         "the embedder would have made), after modelling the attack on the original: same "
         "vertex order -> index correspondence, then quantisation grid likelihood, inverted "
-        "Laplacian smoothing (umbrella, lambda = 0.1, k fitted: the benchmark's smoother; "
-        "another smoother is only approximated) or noise; other connectivity -> similarity "
-        "ICP refitted on the surviving vertices, the rest projected onto the original's "
+        "Laplacian smoothing (umbrella, step 0.1 / 0.3 / 0.5 and count fitted; 0.1 is the "
+        "benchmark's smoother; cotangent or Taubin smoothing is only approximated) or noise; "
+        "other connectivity -> similarity ICP refitted on the surviving vertices, the rest projected onto the original's "
         "surface. The bound is a Chernoff bound on the keyed signs (module "
         "`sealport.watermark.informed`). Remeshing removes the mark for both tiers.",
         "",
