@@ -611,8 +611,8 @@ def render(
         "vertex order -> index correspondence, then quantisation grid likelihood, inverted "
         "Laplacian smoothing (umbrella, step 0.1 / 0.3 / 0.5 and count fitted; 0.1 is the "
         "benchmark's smoother; cotangent or Taubin smoothing is only approximated) or noise; "
-        "other connectivity -> similarity ICP refitted on the surviving vertices, the rest projected onto the original's "
-        "surface. The bound is a Chernoff bound on the keyed signs (module "
+        "other connectivity -> similarity ICP refitted on the surviving vertices, the rest "
+        "projected onto the original's surface. The bound is a Chernoff bound on the keyed signs (module "
         "`sealport.watermark.informed`). Remeshing removes the mark for both tiers.",
         "",
         f"Measured {dt.date.today().isoformat()} on {machine()}; "
