@@ -40,7 +40,6 @@ from .mark import (
     embed,
     extract,
     plan_embed,
-    read_back_ok,
     verify,
 )
 
@@ -380,41 +379,6 @@ def embed_prepared(
     else:
         raise WatermarkFormatError("This file type cannot carry a geometry watermark.", str(src))
     return _report(src, marked, small)
-
-
-def quick_check(prepared: PreparedFile, dst: Path, payload: bytes, key: bytes) -> bool:
-    """Cheap proof that ``dst`` (written by ``embed_prepared(prepared, ..., certify=False)``)
-    carries the mark: True only if every mesh reads back. False is inconclusive.
-
-    Reads ``dst`` with the same direct reader the client's check uses, requires the
-    triangles unchanged, and runs the extractor's arithmetic on the positions as
-    written with each mesh's plan (:func:`~sealport.watermark.mark.read_back_ok`, no
-    sort). The server runs this instead of :func:`verify_file` (2.8 M vertices:
-    ~0.25 s against ~0.8 s) and falls back to ``verify_file`` when it says False.
-    """
-    if not prepared.plans or any(p is None for p in prepared.plans):
-        return False
-    try:
-        if prepared.glb is not None:
-            layout = glb.read(dst)
-            got = [] if layout is None else [(m.vertices, m.triangles) for m in layout.meshes]
-        elif prepared.stl is not None:
-            tri = stl.read(dst)
-            got = [] if tri is None else [(tri.vertices, tri.triangles)]
-        elif prepared.fbx is not None:
-            got = [(m.vertices, m.triangles) for m in fbxmesh.prepare(dst).meshes]
-        else:
-            return False
-    except WatermarkFormatError:
-        return False
-    originals = prepared.meshes()
-    if len(got) != len(originals):
-        return False
-    for plan, (v, t), (_, t0) in zip(prepared.plans, got, originals, strict=True):
-        assert plan is not None
-        if not np.array_equal(t, t0) or not read_back_ok(plan, v, t, payload, key):
-            return False
-    return True
 
 
 def _report(src: Path, marked: int, small: int) -> EmbedReport:

@@ -705,36 +705,6 @@ def apply_plan(
     return out.astype(src.dtype if np.issubdtype(src.dtype, np.floating) else np.float64)
 
 
-def read_back_ok(
-    plan: EmbedPlan,
-    marked: np.ndarray,
-    faces: np.ndarray,
-    payload: bytes,
-    key: bytes,
-    *,
-    strength: float | None = None,
-) -> bool:
-    """True when the extractor will read every usable code bin of ``marked`` (the
-    positions exactly as written, e.g. float32) on its bit's side with the safe margin.
-
-    Why: a server that marked a delivery with :func:`apply_plan` (no read-back) must
-    know the mark reads before it ships; the full reader sorts every norm (0.8 s for
-    2.8 M vertices), this runs the extractor's arithmetic with the plan's groups and
-    no sort (``_read_back``). False means "not shown", not "unreadable": the caller
-    then runs the full ``verify``.
-    """
-    alpha = DEFAULT_STRENGTH if strength is None else float(strength)
-    pts = np.asarray(marked)
-    if pts.shape != (plan.n_vertices, 3):
-        return False
-    levels, _perm, sign = _keyed_signs(payload, key)
-    seen = _read_back(plan, pts, as_triangles(faces), levels, sign, alpha)
-    if seen is None:
-        return False
-    margin, usable, ab = seen
-    return not bool(np.any(usable & (margin < _SAFE_MARGIN * ab)))
-
-
 def _rms(pts: np.ndarray, src: np.ndarray) -> float:
     d = pts - src
     return float(np.sqrt(np.einsum("ij,ij->", d, d) / max(len(d), 1)))
