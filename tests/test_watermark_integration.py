@@ -56,7 +56,6 @@ from tests.test_secure_import import (
 MESHES = Path(__file__).resolve().parents[2] / "shared" / "meshes"
 BPY_FBX = """
 import sys
-import threading
 import bpy
 src, dst = sys.argv[1], sys.argv[2]
 bpy.ops.wm.read_factory_settings(use_empty=True)

@@ -67,10 +67,11 @@ from .tls import (
 )
 from .watermarking import resolve_hook
 
-CHUNK = 1024 * 1024
+CHUNK = 256 * 1024
 """Payload read/send block. Starlette iterates a sync generator on its thread pool,
-one hop per block: with 64 KiB blocks curl fetched a sealed payload over loopback
-TLS at 126 MB/s, with 1 MiB at 396 MB/s (tests/bench/bench_download.py, 256 MiB)."""
+one hop per block: curl fetched a sealed 256 MiB payload over loopback TLS at 126 MB/s
+with 64 KiB blocks and 527 MB/s with 256 KiB (tests/bench/bench_download.py; 1 MiB gave
+no more and holds ~3 MB per stalled connection instead of ~1 MB)."""
 MAX_AUDIT_EVENT_BYTES = 16 * 1024
 
 

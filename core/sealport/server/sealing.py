@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import secrets
 import shutil
 import tempfile
@@ -32,6 +33,8 @@ from ..paths import atomic_write_bytes, ensure_private_dir
 from .ledger import AssetRecord, DeliveryRecord, DeviceRecord, Ledger
 from .settings import WatermarkCheck, WatermarkHook
 from .store import asset_path
+
+log = logging.getLogger(__name__)
 
 CERT_DAYS = 365
 CERT_RENEW_BEFORE = 7 * 86400
@@ -180,7 +183,12 @@ def seal_delivery(
             # one is sealed instead and the first ciphertext is discarded.
             with ThreadPoolExecutor(1, thread_name_prefix="sealport-wm-check") as pool:
                 pending = pool.submit(check)
-                sealed = _encrypt(plain, tmp_payload, device.public_key)
+                try:
+                    sealed = _encrypt(plain, tmp_payload, device.public_key)
+                except BaseException:
+                    if pending.exception() is not None:  # waits; both failed: say so
+                        log.error("watermark check failed too", exc_info=pending.exception())
+                    raise
                 replacement = pending.result()
             if replacement is not None:
                 plain, wm = replacement
