@@ -138,6 +138,8 @@ steps read at p = 1e-4 (bunny) / 1e-1 (fandisk)."""
 SMOOTH_MAX_STEPS = 200
 _SMOOTH_PATIENCE = 20
 """Stop the k search after this many steps without a better fit."""
+_FIT_POINTS = 50_000
+"""Points the similarity / attack-model fits use (evenly strided; all on smaller meshes)."""
 _SMOOTH_GAIN = 0.5
 """k > 0 only when it halves the squared residual of k = 0 (else: noise model)."""
 _ROBUST_CLIP = 2.0
@@ -373,17 +375,24 @@ def _lattice(orig: Welded, obs: np.ndarray, sel: np.ndarray, u: np.ndarray) -> L
     if any(g is None for g in grids):
         return None
     q = np.array([g[0] for g in grids if g is not None])
-    target = obs[sel]
+    fit = _sample(sel, _FIT_POINTS)  # 7 similarity parameters: a sample pins them
+    src, dst = orig.points[fit], obs[fit]
+    target = dst
     tau = 1.0
     for i in range(LATTICE_ROUNDS):
-        s, rot, t = _umeyama(orig.points[sel], target)  # original -> leak frame
-        o = s * orig.points @ rot.T + t
+        s, rot, t = _umeyama(src, target)  # original -> leak frame
+        o = s * src @ rot.T + t
         if i % 20 == 0 or i == LATTICE_ROUNDS - 1:
-            few = slice(None, None, max(1, int(sel.sum()) // 20000))
-            tau = _fit_tau(o[sel][few], obs[sel][few], q)
+            tau = _fit_tau(o, dst, q)
         # EM step: the rounded points' expected true positions given their cells.
-        target = _cell_mean(o[sel], obs[sel], q, tau)
-    return Lattice(q, tau, s, o, u @ rot.T, obs)
+        target = _cell_mean(o, dst, q, tau)
+    return Lattice(q, tau, s, s * orig.points @ rot.T + t, u @ rot.T, obs)
+
+
+def _sample(sel: np.ndarray, most: int) -> np.ndarray:
+    """Indices of at most ``most`` selected points, evenly strided (deterministic)."""
+    idx = np.flatnonzero(sel)
+    return idx[:: max(1, len(idx) // most)]
 
 
 def _fit_tau(o: np.ndarray, obs: np.ndarray, q: np.ndarray) -> float:
@@ -419,23 +428,23 @@ def _fit_smoothing(
     the leak (k = 0: none). Other step sizes are tried only when ``SMOOTH_LAMBDAS[0]``
     already found smoothing."""
     op = _umbrella(orig)
-    best: tuple[float, float, int, np.ndarray, np.ndarray] | None = None
-    res0, al0 = math.inf, obs
+    fit = _sample(sel, _FIT_POINTS)
+    best: tuple[float, float, int, tuple, np.ndarray] | None = None
+    res0, sim0 = math.inf, (1.0, np.eye(3), np.zeros(3))
     for lam in SMOOTH_LAMBDAS:
         p = orig.points.copy()
         top: tuple[float, int] = (math.inf, 0)
         for k in range(0 if best is None else 1, SMOOTH_MAX_STEPS + 1):
             if k:
                 p = p + lam * (op @ p - p)
-            s, rot, t = _umeyama(obs[sel], p[sel])
-            al = s * obs @ rot.T + t
-            res = float(((al[sel] - p[sel]) ** 2).sum())
+            sim = _umeyama(obs[fit], p[fit])
+            res = float(((sim[0] * obs[fit] @ sim[1].T + sim[2] - p[fit]) ** 2).sum())
             if k == 0:
-                res0, al0 = res, al
+                res0, sim0 = res, sim
             if res < top[0]:
                 top = (res, k)
                 if best is None or res < best[0]:
-                    best = (res, lam, k, al, p.copy())
+                    best = (res, lam, k, sim, p.copy())
             elif k > top[1] + _SMOOTH_PATIENCE:
                 break
         assert best is not None
@@ -443,8 +452,9 @@ def _fit_smoothing(
             break  # noise alone can favour k = 1..2 a little: not smoothing
     assert best is not None
     if best[2] == 0 or best[0] > _SMOOTH_GAIN * res0:
-        return 0.0, 0, al0, orig.points
-    return best[1], best[2], best[3], best[4]
+        best = (res0, 0.0, 0, sim0, orig.points)
+    s, rot, t = best[3]
+    return best[1], best[2], s * obs @ rot.T + t, best[4]
 
 
 def _deconvolve(orig: Welded, lam: float, k: int, resid: np.ndarray) -> np.ndarray:
