@@ -95,8 +95,8 @@ each candidate delivery's key and tests it (``extract`` / ``verify``). A studio
 that distrusts recipients more should not send the key (verify server-side) or
 add a second, server-only layer; that is not implemented here.
 
-Informed tier (``informed.py``, used by ``sealport trace --data``)
------------------------------------------------------------------
+Informed tier (``informed.py``, ``attack_model.py``; ``sealport trace --data``)
+-------------------------------------------------------------------------------
 The server has the original and every delivery key, so for each candidate it
 knows the displacement its mark made at every original vertex. It models the
 attack on the original (same vertex order: quantisation grid, inverted Laplacian
