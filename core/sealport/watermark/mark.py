@@ -412,12 +412,12 @@ class EmbedPlan:
 def plan_embed(vertices: np.ndarray, faces: np.ndarray) -> EmbedPlan:
     """The per-asset part of embedding (module docstring): no key involved."""
     v, tris = _mesh(vertices, faces)
-    finite = np.isfinite(v).all(axis=1)
-    if not finite.all():
+    if not np.isfinite(v).all():  # flat: ``.all(axis=1)`` first costs 8x as much
+        bad = int((~np.isfinite(v).all(axis=1)).sum())
         raise WatermarkFormatError(
             "This mesh has vertex positions that are not numbers (NaN or infinite), "
             "so it cannot carry a watermark.",
-            f"{int((~finite).sum())} of {len(v)} vertices are not finite",
+            f"{bad} of {len(v)} vertices are not finite",
         )
     n = len(v)
     used = referenced(n, tris)
