@@ -20,7 +20,6 @@ urllib3's retry, not this one).
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,16 +119,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         server.stop()
         proxy.stop()
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the process temp dir at an empty folder, to prove nothing lands there."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setenv("TMPDIR", str(tmp))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    return tmp
 
 
 def _retries(caplog: pytest.LogCaptureFixture, suffix: str) -> list[str]:

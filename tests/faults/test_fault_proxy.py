@@ -10,7 +10,6 @@ chain must verify. The proxy's own counters prove the faults really fired.
 
 from __future__ import annotations
 
-import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,16 +57,6 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     finally:
         server.stop()
         proxy.stop()
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point the process temp dir at an empty folder, to prove nothing lands there."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setenv("TMPDIR", str(tmp))
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    return tmp
 
 
 @pytest.mark.parametrize("mode", ["drop", "truncate", "bitflip", "stall", "reset"])
