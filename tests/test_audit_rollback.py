@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from sealport.audit import AuditLog
 from sealport.errors import RollbackDetected
 from sealport.rollback import RollbackState

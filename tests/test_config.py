@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from sealport.config import load_config
 from sealport.errors import ConfigError
 

@@ -8,7 +8,6 @@ import time
 from dataclasses import replace
 
 import pytest
-
 from sealport import trust
 from sealport.errors import (
     MalformedManifest,

@@ -124,11 +124,10 @@ def main() -> int:
 
 
 def run_client(work: Path, info: dict, runs: int, size: int) -> dict[str, list[float]]:
+    import requests
     from sealport.client import SealportClient
     from sealport.config import load_config
     from sealport.demo import DEMO_MARKER, approve_via_page
-
-    import requests
 
     home = work / "client"
     home.mkdir()
