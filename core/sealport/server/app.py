@@ -184,6 +184,7 @@ def create_app(
 
     install_openapi(app)  # 400 for validation, IdP routes described (openapi.py)
     watermark_hook = resolve_hook(settings, data_dir)  # studio mark unless disabled
+    app.state.premarks = getattr(watermark_hook, "premarks", None)  # closed with the server
 
     idp: idp_mod.DevIdP | None = None
     if settings.external_issuer:
@@ -527,6 +528,8 @@ class BackgroundServer(RunningServer):
     def stop(self, timeout: float = 10.0) -> None:
         super().stop(timeout)
         self.app.state.siem.close()  # drain the SIEM export before the ledger closes
+        if self.app.state.premarks is not None:
+            self.app.state.premarks.close()  # never-issued marked copies are deleted
         self.ledger.close()
 
 
@@ -607,7 +610,11 @@ def serve_forever(
         host=host,
         port=sock.getsockname()[1],
     )
-    run_foreground(config, sock)
+    try:
+        run_foreground(config, sock)
+    finally:
+        if app.state.premarks is not None:
+            app.state.premarks.close()  # never-issued marked copies are deleted
 
 
 def _url_host(url: str) -> str:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .. import age, manifest, trust
 from ..paths import atomic_write_bytes, ensure_private_dir
 from .ledger import AssetRecord, DeliveryRecord, DeviceRecord, Ledger
+from .premark import Premarked, PremarkPool
 from .settings import WatermarkCheck, WatermarkHook
 from .store import asset_path
 
@@ -150,9 +151,53 @@ def seal_delivery(
     ttl: int = 3600,
     watermark: WatermarkHook | None = None,
 ) -> DeliveryRecord:
-    """Seal ``asset`` for ``device`` of ``user``; writes payload + envelope, records it."""
-    delivery_id = "d_" + secrets.token_hex(12)
+    """Seal ``asset`` for ``device`` of ``user``; writes payload + envelope, records it.
+
+    With the studio hook's pool (:mod:`.premark`), a copy marked ahead of time for a
+    fresh delivery id is taken if one is ready (this delivery then has that id), and
+    the pool is refilled in the background afterwards.
+    """
     issued_at = int(time.time())
+    source = asset_path(data_dir, asset)
+    info: dict[str, Any] = {
+        "asset_id": asset.asset_id,
+        "version": asset.version,
+        "sha256": asset.sha256,  # keys the hook's per-asset cache
+        "format": asset.format,
+        "user": user,
+        "device_id": device.device_id,
+        "issued_at": issued_at,
+    }
+    pool: PremarkPool | None = getattr(watermark, "premarks", None)
+    ready = pool.take(info) if pool is not None else None
+    delivery_id = ready.delivery_id if ready is not None else "d_" + secrets.token_hex(12)
+    info["delivery_id"] = delivery_id
+    try:
+        rec = _seal(
+            data_dir, ledger, keys, asset, device, user, client_ip, ttl, watermark, info, ready
+        )
+    finally:
+        if ready is not None:
+            ready.discard()
+        if pool is not None:
+            pool.refill(source, info)
+    return rec
+
+
+def _seal(
+    data_dir: Path,
+    ledger: Ledger,
+    keys: SigningKeys,
+    asset: AssetRecord,
+    device: DeviceRecord,
+    user: str,
+    client_ip: str,
+    ttl: int,
+    watermark: WatermarkHook | None,
+    info: dict[str, Any],
+    ready: Premarked | None,
+) -> DeliveryRecord:
+    delivery_id, issued_at = str(info["delivery_id"]), int(info["issued_at"])
     out_dir = ensure_private_dir(data_dir / "deliveries")
     source = asset_path(data_dir, asset)
     with tempfile.TemporaryDirectory(prefix=".seal-", dir=out_dir) as tmp:
@@ -160,17 +205,9 @@ def seal_delivery(
         wm: dict[str, Any] | None = None
         plain = source
         check: WatermarkCheck | None = None
-        if watermark is not None:
-            info = {
-                "delivery_id": delivery_id,
-                "asset_id": asset.asset_id,
-                "version": asset.version,
-                "sha256": asset.sha256,  # keys the hook's per-asset cache
-                "format": asset.format,
-                "user": user,
-                "device_id": device.device_id,
-                "issued_at": issued_at,
-            }
+        if ready is not None:  # marked and checked ahead of this request
+            plain, wm = ready.path, ready.watermark
+        elif watermark is not None:
             marked = watermark(source, work, info)
             plain, wm = marked[0], marked[1]
             check = marked[2] if len(marked) > 2 else None

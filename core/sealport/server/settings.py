@@ -68,6 +68,9 @@ class ServerSettings:
     dpop_window: int = 60
     """Accepted age of a DPoP proof's ``iat`` (seconds, either direction)."""
     watermark: WatermarkHook | None = None
+    watermark_premarked: int = 1
+    """Copies of each recently delivered asset version that the studio watermark hook
+    marks ahead of the next request (server/premark.py); 0 marks every delivery on request."""
     # --- authorization, detection and SIEM (issue 6; docs/SERVER_SECURITY.md) ---------
     pipeline_token_ttl: int = 300
     """Lifetime of client-credentials tokens of pipeline clients (capped at 300 s)."""

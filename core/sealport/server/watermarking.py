@@ -47,6 +47,7 @@ from ..watermark import (
     verify_file,
 )
 from ..watermark.files import PreparedFile, embed_prepared, prepare_file
+from .premark import DEFAULT_PER_ASSET, PremarkPool
 from .settings import ServerSettings, WatermarkCheck, WatermarkHook
 from .wm_cache import PreparedCache
 
@@ -219,10 +220,23 @@ def _unsupported(delivery_id: str, fmt: str, exc: WatermarkFormatError) -> dict[
     return unmarked(f"{fmt} not supported: {exc.message}")
 
 
-def make_hook(data_dir: Path, cache: PreparedCache[PreparedFile] | None = None) -> WatermarkHook:
+def new_delivery_id() -> str:
+    """A fresh delivery id: random, so nobody can guess another delivery's payload."""
+    return "d_" + secrets.token_hex(12)
+
+
+def make_hook(
+    data_dir: Path,
+    cache: PreparedCache[PreparedFile] | None = None,
+    *,
+    premarked: int = DEFAULT_PER_ASSET,
+) -> WatermarkHook:
     """The hook for ``ServerSettings.watermark``, bound to one data folder.
 
-    It owns a bounded cache of parsed assets (``cache``, default 1 GiB / 32 assets).
+    It owns a bounded cache of parsed assets (``cache``, default 1 GiB / 32 assets)
+    and, unless ``premarked`` is 0, a :class:`~.premark.PremarkPool` that keeps
+    ``premarked`` copies of each recently delivered asset version marked ahead of
+    the next request (``hook.premarks``; sealing takes from it and refills it).
     """
     data_dir = Path(data_dir)
     prepared: PreparedCache[PreparedFile] = cache if cache is not None else PreparedCache()
@@ -232,9 +246,21 @@ def make_hook(data_dir: Path, cache: PreparedCache[PreparedFile] | None = None) 
     ) -> tuple[Path, dict[str, Any]] | tuple[Path, dict[str, Any], WatermarkCheck]:
         return start_marking(data_dir, src, workdir, info, prepared)
 
+    def mark_ahead(src: Path, workdir: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        return settle(start_marking(data_dir, src, workdir, info, prepared))
+
     hook.cache = prepared  # type: ignore[attr-defined]  # for tests and diagnostics
+    hook.premarks = (  # type: ignore[attr-defined]
+        PremarkPool(premark_dir(data_dir), mark_ahead, new_delivery_id, per_asset=premarked)
+        if premarked > 0
+        else None
+    )
     hook.__name__ = "sealport_watermark_hook"
     return hook
+
+
+def premark_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / "deliveries" / ".premarked"
 
 
 def disabled(src: Path, workdir: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
@@ -253,7 +279,7 @@ def resolve_hook(settings: ServerSettings, data_dir: Path) -> WatermarkHook | No
     :func:`disabled` -> no watermark; any other callable is used as given.
     """
     if settings.watermark is None:
-        return make_hook(data_dir)
+        return make_hook(data_dir, premarked=settings.watermark_premarked)
     if settings.watermark is disabled:
         return None
     return settings.watermark

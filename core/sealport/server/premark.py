@@ -1,0 +1,233 @@
+"""Pre-marked copies: the next delivery of an asset is watermarked before it is asked for.
+
+Why: marking a delivery is per recipient only through its delivery id (the
+payload is ``HMAC(secret, delivery_id)``, see :mod:`.watermarking`), and the id
+is a random name the server picks. So the server can pick the id of the *next*
+delivery of an asset ahead of time, mark and check a copy in the background,
+and hand that copy to the next request, which then costs what an unmarked
+delivery costs (encryption to the device key, the manifest). On a 100 MB GLB
+that takes marking and its read-back check (~1.1 s of CPU) off the artist's
+wait. Every copy is still marked for exactly one delivery: a pooled copy is
+taken by one request and deleted after sealing; the ledger records the
+delivery (user, device, time) under the id the copy was marked with.
+
+What is kept and where: at most ``per_asset`` copies per asset version
+(default 1), for the most recently delivered ``max_assets`` versions and at
+most ``max_bytes`` in total, in ``<data>/deliveries/.premarked/`` (0700, files
+0600 as written by the marker). A copy exists only on the server until it is
+issued; the folder is emptied when the pool starts, so ids that were never
+issued never reach the ledger. Only assets that have been delivered once are
+pre-marked (a catalogue of never-requested assets costs nothing), and only
+copies whose mark was verified by the read-back check are pooled: an asset
+that cannot be marked (too small, unsupported file) is delivered on request as
+before. Refills run on one background thread at lower CPU priority (Linux
+``setpriority`` on the thread), so they yield to live requests.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from queue import Queue
+from typing import Any
+
+from ..paths import ensure_private_dir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PER_ASSET = 1
+DEFAULT_MAX_ASSETS = 16
+DEFAULT_MAX_BYTES = 2 * 1024**3
+REFILL_NICENESS = 10
+
+AssetKey = tuple[str, int, str]
+"""(asset id, version, SHA-256 of the stored file)."""
+
+MarkFn = Callable[[Path, Path, dict[str, Any]], tuple[Path, dict[str, Any]]]
+"""(asset source, private work dir, delivery info naming the id) -> (file, manifest watermark)."""
+
+
+@dataclass(frozen=True)
+class Premarked:
+    """A copy marked for ``delivery_id``; the taker seals ``path`` and then calls ``discard``."""
+
+    delivery_id: str
+    path: Path
+    watermark: dict[str, Any]
+    size: int
+
+    def discard(self) -> None:
+        shutil.rmtree(self.path.parent, ignore_errors=True)
+
+
+@dataclass
+class RefillStats:
+    """What the background refills cost (for benchmarks and the server log)."""
+
+    wall: list[float]
+    cpu: list[float]
+    spans: list[tuple[float, float]]
+    """(start, end) of each refill, wall-clock epoch seconds."""
+
+
+def asset_key(info: dict[str, Any]) -> AssetKey | None:
+    sha = info.get("sha256")
+    if not isinstance(sha, str) or "asset_id" not in info:
+        return None
+    return str(info["asset_id"]), int(info.get("version", 0)), sha
+
+
+class PremarkPool:
+    """Pre-marked copies per asset version, refilled in the background after each delivery."""
+
+    def __init__(
+        self,
+        root: Path,
+        mark: MarkFn,
+        new_id: Callable[[], str],
+        *,
+        per_asset: int = DEFAULT_PER_ASSET,
+        max_assets: int = DEFAULT_MAX_ASSETS,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        self.root = Path(root)
+        self._mark = mark
+        self._new_id = new_id
+        self.per_asset = per_asset
+        self.max_assets = max_assets
+        self.max_bytes = max_bytes
+        self._copies: OrderedDict[AssetKey, list[Premarked]] = OrderedDict()
+        self._unpoolable: set[AssetKey] = set()
+        self._queued: set[AssetKey] = set()
+        self._lock = threading.Lock()
+        self._jobs: Queue[tuple[AssetKey, Path, dict[str, Any]] | None] = Queue()
+        self._worker: threading.Thread | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+        self.stats = RefillStats(wall=[], cpu=[], spans=[])
+        shutil.rmtree(self.root, ignore_errors=True)  # never-issued ids from a previous run
+
+    # --- requests ---------------------------------------------------------------------
+    def take(self, info: dict[str, Any]) -> Premarked | None:
+        """A pooled copy of this asset version for the delivery being sealed, if one is ready."""
+        key = asset_key(info)
+        if key is None:
+            return None
+        with self._lock:
+            copies = self._copies.get(key)
+            if not copies:
+                return None
+            self._copies.move_to_end(key)
+            return copies.pop(0)
+
+    def refill(self, src: Path, info: dict[str, Any]) -> None:
+        """Queue marking copies of this asset version until ``per_asset`` are ready."""
+        key = asset_key(info)
+        if key is None or self.per_asset <= 0:
+            return
+        with self._lock:
+            if key in self._unpoolable or key in self._queued:
+                return
+            if len(self._copies.get(key, ())) >= self.per_asset:
+                return
+            self._queued.add(key)
+            self._idle.clear()
+            if self._worker is None or not self._worker.is_alive():
+                self._worker = threading.Thread(
+                    target=self._run, name="sealport-premark", daemon=True
+                )
+                self._worker.start()
+        self._jobs.put((key, Path(src), dict(info)))
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no refill is queued or running (tests, benchmarks, shutdown)."""
+        return self._idle.wait(timeout)
+
+    def close(self) -> None:
+        """Stop the worker after the job it is on and delete every pooled copy."""
+        self._jobs.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout=60)
+        with self._lock:
+            self._copies.clear()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(c) for c in self._copies.values())
+
+    @property
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(p.size for c in self._copies.values() for p in c)
+
+    # --- the background worker --------------------------------------------------------
+    def _run(self) -> None:
+        _lower_priority()
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            key, src, info = job
+            try:
+                self._fill(key, src, info)
+            except Exception:  # a bug must not kill the worker; requests mark on demand
+                log.exception("pre-marking asset %s v%s failed", key[0], key[1])
+            finally:
+                with self._lock:
+                    self._queued.discard(key)
+                    if not self._queued:
+                        self._idle.set()
+
+    def _fill(self, key: AssetKey, src: Path, info: dict[str, Any]) -> None:
+        while True:
+            with self._lock:
+                if len(self._copies.get(key, ())) >= self.per_asset:
+                    return
+            delivery_id = self._new_id()
+            work = ensure_private_dir(self.root) / delivery_id
+            work.mkdir(mode=0o700)
+            start, wall, cpu = time.time(), time.perf_counter(), time.thread_time()
+            try:
+                path, entry = self._mark(src, work, {**info, "delivery_id": delivery_id})
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+            self.stats.wall.append(time.perf_counter() - wall)
+            self.stats.cpu.append(time.thread_time() - cpu)
+            self.stats.spans.append((start, time.time()))
+            if entry.get("status") == "unmarked" or path.parent != work:
+                shutil.rmtree(work, ignore_errors=True)
+                with self._lock:
+                    self._unpoolable.add(key)  # delivered on request, as before
+                return
+            copy = Premarked(delivery_id, path, entry, path.stat().st_size)
+            self._keep(key, copy)
+
+    def _keep(self, key: AssetKey, copy: Premarked) -> None:
+        dropped: list[Premarked] = []
+        with self._lock:
+            self._copies.setdefault(key, []).append(copy)
+            self._copies.move_to_end(key)
+            total = sum(p.size for c in self._copies.values() for p in c)
+            while self._copies and (total > self.max_bytes or len(self._copies) > self.max_assets):
+                _, gone = self._copies.popitem(last=False)
+                dropped.extend(gone)
+                total -= sum(p.size for p in gone)
+        for p in dropped:
+            p.discard()
+
+
+def _lower_priority() -> None:
+    """Best effort: this thread yields the CPU to request handling (Linux threads only)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), REFILL_NICENESS)
+    except (AttributeError, OSError):
+        pass

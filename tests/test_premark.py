@@ -1,0 +1,198 @@
+"""Pre-marked copies (server/premark.py): the next delivery is marked before it is asked for.
+
+End to end over real TLS with the studio watermark hook: the second delivery of
+an asset is the copy the pool marked after the first, under the id it was
+marked with; it verifies on the client and traces to that delivery. The pool's
+own rules (only verified marks pooled, bounds, bugs, private folder, restart)
+are tested on the pool with real marking functions and files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trimesh
+from sealport.client import SealportClient
+from sealport.server import ServerSettings
+from sealport.server.premark import PremarkPool
+from sealport.server.watermarking import delivery_payload, load_secret, make_hook, premark_dir
+from sealport.trace import trace_file
+
+from tests.fixtures.server import ServerHandle, start_sealport_server
+from tests.test_secure_import import make_client, sign_in
+
+MESHES = Path(__file__).resolve().parents[2] / "shared" / "meshes"
+
+
+@pytest.fixture(scope="module")
+def hook(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    return make_hook(tmp_path_factory.mktemp("pm") / "data")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, hook: Any) -> Iterator[ServerHandle]:
+    data = Path(hook.premarks.root).parents[1]
+    handle = start_sealport_server(data, settings=ServerSettings(device_interval=1, watermark=hook))
+    src = tmp_path_factory.mktemp("pm-src") / "bunny.glb"
+    trimesh.load(MESHES / "bunny.ply", process=False).export(src)
+    try:
+        handle.add_asset(src, name="pm-bunny", project="pm", fmt="glb")
+        yield handle
+    finally:
+        handle.stop()
+        hook.premarks.close()
+
+
+@pytest.fixture(scope="module")
+def client(server: ServerHandle, tmp_path_factory: pytest.TempPathFactory) -> SealportClient:
+    c = make_client(server, tmp_path_factory.mktemp("pm-ws"))
+    sign_in(c, server, server.username, server.password)
+    return c
+
+
+def test_next_delivery_is_the_premarked_copy(
+    server: ServerHandle, client: SealportClient, hook: Any, tmp_path: Path
+) -> None:
+    pool: PremarkPool = hook.premarks
+    aid = server.ledger.asset_id_for("pm", "pm-bunny")
+    assert aid is not None
+    first = client.secure_import(aid, tmp_path / "a")  # nothing pooled yet: marked on request
+    assert first.watermark_status == "verified"
+    assert pool.wait_idle(120)
+    assert len(pool) == 1
+    (ready,) = [c for copies in pool._copies.values() for c in copies]
+    assert ready.path.is_file() and ready.path.is_relative_to(premark_dir(server.data_dir))
+    assert server.ledger.get_delivery(ready.delivery_id) is None  # not issued yet
+
+    second = client.secure_import(aid, tmp_path / "b")
+    assert second.manifest.delivery_id == ready.delivery_id
+    assert second.watermark_status == "verified"
+    assert not ready.path.parent.exists()  # taken copies are deleted after sealing
+    rec = server.ledger.get_delivery(ready.delivery_id)
+    assert rec is not None and rec.username == server.username
+    secret = load_secret(server.data_dir)
+    assert secret is not None
+    assert second.manifest.watermark is not None
+    assert second.manifest.watermark["payload"] == delivery_payload(secret, rec.delivery_id).hex()
+    # The leaked second copy names the second delivery, not the first.
+    report = trace_file(second.path, server.data_dir)
+    assert report.status == "found" and report.match is not None
+    assert report.match.delivery_id == rec.delivery_id
+    assert pool.wait_idle(120) and len(pool) == 1  # refilled for the next one
+
+
+# --- the pool's own rules, with real files --------------------------------------------------
+INFO = {"asset_id": "a_1", "version": 1, "sha256": "00" * 32, "format": "glb"}
+
+
+def writes_copy(src: Path, work: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+    out = work / "marked.glb"
+    out.write_bytes(src.read_bytes() + info["delivery_id"].encode())
+    return out, {"status": "marked", "delivery": info["delivery_id"]}
+
+
+def ids() -> Any:
+    n = iter(range(10**6))
+    return lambda: f"d_{next(n):04d}"
+
+
+@pytest.fixture
+def src(tmp_path: Path) -> Path:
+    p = tmp_path / "asset.glb"
+    p.write_bytes(b"x" * 1000)
+    return p
+
+
+def test_pool_refills_takes_once_and_lives_in_a_private_folder(tmp_path: Path, src: Path) -> None:
+    root = tmp_path / "deliveries" / ".premarked"
+    pool = PremarkPool(root, writes_copy, ids())
+    assert pool.take(INFO) is None
+    pool.refill(src, INFO)
+    pool.refill(src, INFO)  # already queued / full: still one copy
+    assert pool.wait_idle(30) and len(pool) == 1
+    assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
+    got = pool.take(INFO)
+    assert got is not None and got.path.read_bytes().endswith(got.delivery_id.encode())
+    assert pool.take(INFO) is None  # one copy, one delivery
+    assert pool.take({**INFO, "version": 2}) is None  # another version is another key
+    got.discard()
+    assert not got.path.exists()
+    pool.close()
+    assert not root.exists()
+
+
+def test_unmarkable_assets_are_not_pooled_and_not_retried(tmp_path: Path, src: Path) -> None:
+    calls: list[str] = []
+
+    def too_small(s: Path, work: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        calls.append(info["delivery_id"])
+        return s, {"status": "unmarked", "reason": "mesh too small"}
+
+    pool = PremarkPool(tmp_path / "pm", too_small, ids())
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30)
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30)
+    assert len(pool) == 0 and len(calls) == 1
+    assert list((tmp_path / "pm").iterdir()) == []  # its work folder is gone
+    pool.close()
+
+
+def test_a_bug_in_marking_leaves_no_copy_and_the_worker_alive(
+    tmp_path: Path, src: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = {"fail": True}
+
+    def flaky(s: Path, work: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        if state["fail"]:
+            (work / "half.glb").write_bytes(b"partial")
+            raise RuntimeError("boom")
+        return writes_copy(s, work, info)
+
+    pool = PremarkPool(tmp_path / "pm", flaky, ids())
+    with caplog.at_level(logging.ERROR, logger="sealport.server.premark"):
+        pool.refill(src, INFO)
+        assert pool.wait_idle(30)
+    assert len(pool) == 0 and "pre-marking asset a_1 v1 failed" in caplog.text
+    assert list((tmp_path / "pm").iterdir()) == []  # the half-written copy is gone
+    state["fail"] = False
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30) and len(pool) == 1
+    pool.close()
+
+
+def test_bounds_evict_least_recently_delivered_and_delete_files(tmp_path: Path, src: Path) -> None:
+    pool = PremarkPool(tmp_path / "pm", writes_copy, ids(), max_assets=2, max_bytes=10**6)
+    for v in (1, 2, 3):
+        pool.refill(src, {**INFO, "version": v})
+        assert pool.wait_idle(30)
+    assert len(pool) == 2 and pool.take(INFO) is None  # version 1 went first
+    assert len(list((tmp_path / "pm").iterdir())) == 2
+    small = PremarkPool(tmp_path / "pm2", writes_copy, ids(), max_bytes=1500)
+    small.refill(src, INFO)
+    small.refill(src, {**INFO, "version": 2})
+    assert small.wait_idle(30)
+    assert len(small) == 1 and small.nbytes <= 1500
+    assert len(list((tmp_path / "pm2").iterdir())) == 1
+    pool.close()
+    small.close()
+
+
+def test_copies_left_by_a_previous_run_are_deleted_at_start(tmp_path: Path) -> None:
+    stale = tmp_path / "pm" / "d_old"
+    stale.mkdir(parents=True)
+    (stale / "marked.glb").write_bytes(b"never issued")
+    pool = PremarkPool(tmp_path / "pm", writes_copy, ids())
+    assert not stale.exists()
+    pool.close()
+
+
+def test_premarking_can_be_turned_off(tmp_path: Path) -> None:
+    assert make_hook(tmp_path / "d", premarked=0).premarks is None
+    assert ServerSettings().watermark_premarked == 1
