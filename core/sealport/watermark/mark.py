@@ -39,6 +39,7 @@ from typing import Literal
 
 import numpy as np
 
+from . import parallel
 from .codec import decode_bits, encode_bits, max_attempts
 from .errors import WatermarkCapacityError, WatermarkFormatError
 from .geometry import (
@@ -161,7 +162,7 @@ def _mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return v, tris
 
 
-def _read_norms(v: np.ndarray, tris: np.ndarray) -> _Norms | None:
+def _read_norms(v: np.ndarray, tris: np.ndarray, threads: int | None = None) -> _Norms | None:
     """Reader front end: sorted distinct norms and how many distinct positions share each.
 
     Why not one sort of (norm, position hash) pairs: a complex128 sort of 2.8 M keys
@@ -170,18 +171,31 @@ def _read_norms(v: np.ndarray, tris: np.ndarray) -> _Norms | None:
     where a norm occurs more than once (exporter copies at seams, symmetric parts), so
     only those vertices get the hash and the pair sort. Same result as
     :func:`_read_norms_pairs` (tested), which remains for non-finite norms.
+
+    ``threads`` (default: :func:`.parallel.threads_for`): the triangle pass, the
+    norms and the sort run in that many threads (:mod:`.parallel`); the result is
+    the same bit for bit (tested).
     """
-    used = referenced(len(v), tris)
+    n_threads = parallel.threads_for(len(tris), threads)
+    centre: np.ndarray | None = None
+    if n_threads > 1:
+        used, centre = parallel.referenced_and_centre(v, tris, n_threads)
+    else:
+        used = referenced(len(v), tris)
     idx = None if used.all() else np.flatnonzero(used)
     n_used = len(v) if idx is None else len(idx)
     if n_used < 2:
         return None
-    centre = area_centre(v, tris)
+    if centre is None:
+        centre = area_centre(v, tris)
     pts = v if idx is None else v[idx]
-    r = norms(pts, centre)
+    r = norms(pts, centre) if n_threads == 1 else parallel.norms(pts, centre, n_threads)
     if not np.isfinite(r).all() or _mostly_copies(pts):
         return _read_norms_pairs(centre, pts, r)
-    srt = np.sort(r.view(np.int64)).view(np.float64)
+    keys = r.view(np.int64)
+    srt = (np.sort(keys) if n_threads == 1 else parallel.sort_keys(keys, n_threads)).view(
+        np.float64
+    )
     new = np.empty(n_used, bool)
     new[0] = True
     np.not_equal(srt[1:], srt[:-1], out=new[1:])
@@ -810,13 +824,18 @@ class _Observation:
 
 
 def _observe(
-    vertices: np.ndarray, faces: np.ndarray, key: bytes, payload_bits: int
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    key: bytes,
+    payload_bits: int,
+    threads: int | None = None,
 ) -> _Observation | None:
-    """Common front end of extract/verify (None: too small to read)."""
+    """Common front end of extract/verify (None: too small to read); ``threads``: see
+    :func:`_read_norms`."""
     n_code = capacity_bits(payload_bits)
     lay = layout(key, n_code)
     v, tris = _mesh(vertices, faces)
-    nm = _read_norms(v, tris)
+    nm = _read_norms(v, tris, threads)
     if nm is None or nm.m < min_vertices(payload_bits):
         return None
     part = _partition(nm, lay.edges)
