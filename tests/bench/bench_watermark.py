@@ -8,6 +8,10 @@ Writes the "Watermark" section of docs/BENCHMARKS.md (between the
 --write-docs. Meshes: /work/shared/meshes (no downloads) and procedural ones.
 Needs scipy (smoothing) and fast-simplification (QEM); bpy rows are reported as
 "not measured" when bpy is not importable.
+
+Speeds are one-core figures: the reader runs with one thread here
+(``SEALPORT_WATERMARK_THREADS=1``, also for the 10 M subprocesses; the client and
+server default to min(2, CPUs), see ``sealport.watermark.parallel``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "core"))
+os.environ["SEALPORT_WATERMARK_THREADS"] = "1"  # one-core speeds, subprocesses included
 
 from sealport.watermark import embed, extract, verify  # noqa: E402
 from sealport.watermark.codec import encode_bits  # noqa: E402
