@@ -539,7 +539,6 @@ class _Applied:
     margin: np.ndarray  # (B,) signed margin of each bin after the move (plan centre)
     alpha_b: np.ndarray
     usable: np.ndarray
-    rho_new: np.ndarray  # (G,) new norms about the plan centre (still sorted)
     part: _Part
     margin0: np.ndarray  # (B,) natural margins before the move
     goal0: np.ndarray  # (B,) uncapped goals
@@ -623,17 +622,43 @@ def _apply(
     margin_new = (_bin_sums(nm, part, xn) / np.maximum(part.counts, 1) - 0.5) * sign
     xn *= wd
     xn += lo
-    rho_new = plan.rho.copy()
-    rho_new[p0:p1] = xn
-    scale = np.ones(len(plan.rho) + 1)
+    # New / old norm per group (the groups outside the bins keep their norm: x / x);
+    # slot G (unreferenced vertices) and zero norms keep scale 1.
+    g = len(plan.rho)
+    scale = np.empty(g + 1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        np.divide(rho_new, plan.rho, out=scale[:-1])
-    scale[:-1][plan.rho <= 0] = 1.0
-    s = scale[plan.slot]
-    out = v - plan.centre  # float64 (the centre is float64)
-    out *= s[:, None]
-    out += plan.centre
-    return _Applied(out, margin_new, alpha_b, usable, rho_new, part, margin, goal0, cap)
+        np.divide(plan.rho[:p0], plan.rho[:p0], out=scale[:p0])
+        np.divide(xn, r, out=scale[p0:p1])
+        np.divide(plan.rho[p1:], plan.rho[p1:], out=scale[p1:g])
+    scale[g] = 1.0
+    scale[: int(np.searchsorted(plan.rho, 0.0, side="right"))] = 1.0  # rho sorted, >= 0
+    return _Applied(_scaled(v, plan, scale), margin_new, alpha_b, usable, part, margin, goal0, cap)
+
+
+_SCALE_CHUNK = 1 << 14
+"""Vertices per block in :func:`_scaled`: the block's temporaries stay in L1/L2."""
+
+
+def _scaled(v: np.ndarray, plan: EmbedPlan, scale: np.ndarray) -> np.ndarray:
+    """(N, 3) float64 ``centre + (v - centre) * scale[slot]``, the same float64
+    operations in the same order per element as the broadcast expression, but column
+    by column on cache-sized blocks: the (N, 3) broadcast ran an inner loop of 3
+    elements per row and gathered with int32 indices (converted to a full intp copy
+    first); this is ~2.5x faster and bit for bit equal.
+    """
+    n = len(v)
+    c = plan.centre
+    out = np.empty((n, 3))
+    for s0 in range(0, n, _SCALE_CHUNK):
+        s1 = min(s0 + _SCALE_CHUNK, n)
+        sc = np.take(scale, plan.slot[s0:s1])
+        vb, ob = v[s0:s1], out[s0:s1]
+        for i in range(3):
+            d = np.subtract(vb[:, i], c[i], dtype=np.float64)
+            d *= sc
+            d += c[i]
+            ob[:, i] = d
+    return out
 
 
 def _read_back(
@@ -716,7 +741,10 @@ def apply_plan(
     out = a.points
     if faces is not None:
         out = _embed_rounds(plan, src, as_triangles(faces), levels, perm, sign, alpha, a)
-    return out.astype(src.dtype if np.issubdtype(src.dtype, np.floating) else np.float64)
+    # out is always a fresh float64 array: no second copy for float64 input.
+    return out.astype(
+        src.dtype if np.issubdtype(src.dtype, np.floating) else np.float64, copy=False
+    )
 
 
 def _rms(pts: np.ndarray, src: np.ndarray) -> float:
