@@ -15,7 +15,9 @@ from sealport.ui.jobs import Job, JobRunner
 
 __all__ = ["Job", "pump", "running", "shutdown", "start"]
 
-PUMP_INTERVAL = 0.1
+PUMP_INTERVAL = 0.05
+"""Seconds between pumps while a job runs: how late a finished download reaches the
+importer (0.025 s on average) and how often the sidebar redraws its progress."""
 RUNNER = JobRunner()
 
 
