@@ -196,3 +196,27 @@ def test_copies_left_by_a_previous_run_are_deleted_at_start(tmp_path: Path) -> N
 def test_premarking_can_be_turned_off(tmp_path: Path) -> None:
     assert make_hook(tmp_path / "d", premarked=0).premarks is None
     assert ServerSettings().watermark_premarked == 1
+
+
+def test_close_drops_queued_refills(tmp_path: Path, src: Path) -> None:
+    import threading
+
+    release = threading.Event()
+    marked: list[str] = []
+
+    def slow(s: Path, work: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        release.wait(10)
+        marked.append(info["delivery_id"])
+        return writes_copy(s, work, info)
+
+    pool = PremarkPool(tmp_path / "pm", slow, ids())
+    for v in range(5):
+        pool.refill(src, {**INFO, "version": v})
+    closer = threading.Thread(target=pool.close)
+    closer.start()
+    release.set()
+    closer.join(30)
+    assert not closer.is_alive()
+    assert len(marked) <= 1 and not (tmp_path / "pm").exists()
+    pool.refill(src, INFO)  # a closed pool takes no more work
+    assert len(pool) == 0

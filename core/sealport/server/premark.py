@@ -111,6 +111,7 @@ class PremarkPool:
         self._worker: threading.Thread | None = None
         self._idle = threading.Event()
         self._idle.set()
+        self._closed = threading.Event()
         self.stats = RefillStats(wall=[], cpu=[], spans=[])
         shutil.rmtree(self.root, ignore_errors=True)  # never-issued ids from a previous run
 
@@ -130,7 +131,7 @@ class PremarkPool:
     def refill(self, src: Path, info: dict[str, Any]) -> None:
         """Queue marking copies of this asset version until ``per_asset`` are ready."""
         key = asset_key(info)
-        if key is None or self.per_asset <= 0:
+        if key is None or self.per_asset <= 0 or self._closed.is_set():
             return
         with self._lock:
             if key in self._unpoolable or key in self._queued:
@@ -151,7 +152,8 @@ class PremarkPool:
         return self._idle.wait(timeout)
 
     def close(self) -> None:
-        """Stop the worker after the job it is on and delete every pooled copy."""
+        """Stop the worker after the job it is on (queued ones are dropped); delete every copy."""
+        self._closed.set()
         self._jobs.put(None)
         if self._worker is not None:
             self._worker.join(timeout=60)
@@ -173,7 +175,7 @@ class PremarkPool:
         _lower_priority()
         while True:
             job = self._jobs.get()
-            if job is None:
+            if job is None or self._closed.is_set():
                 return
             key, src, info = job
             try:
@@ -209,6 +211,9 @@ class PremarkPool:
                     self._unpoolable.add(key)  # delivered on request, as before
                 return
             copy = Premarked(delivery_id, path, entry, path.stat().st_size)
+            if self._closed.is_set():
+                copy.discard()
+                return
             self._keep(key, copy)
 
     def _keep(self, key: AssetKey, copy: Premarked) -> None:
