@@ -65,7 +65,11 @@ def verify_manifest(
 
 
 def download_ciphertext(
-    client: SealportClient, delivery: dict[str, Any], m: Manifest, progress: Progress
+    client: SealportClient,
+    delivery: dict[str, Any],
+    m: Manifest,
+    progress: Progress,
+    observer: Any = None,
 ) -> Path:
     from .transport import download_payload
 
@@ -79,7 +83,36 @@ def download_ciphertext(
         headers=client.api.header_factory("GET", client.api.url(delivery["payload_url"])),
         timeout=client.config.timeout,
         progress=progress,
+        observer=observer,
     )
+
+
+def download_and_decrypt(
+    client: SealportClient,
+    delivery: dict[str, Any],
+    m: Manifest,
+    identity: str,
+    out_dir: Path,
+    progress: Progress,
+    on_downloaded: Any = None,
+) -> tuple[Path, Path]:
+    """(ciphertext, verified plaintext temp file): the decoder follows the download
+    (:mod:`sealport.stream_decrypt`); same checks and failures as one after the other."""
+    from .stream_decrypt import download_and_decrypt as overlap
+
+    ciphertext = client.config.cache_dir / "deliveries" / f"{m.delivery_id}.age"
+    temp = overlap(
+        lambda observer: download_ciphertext(client, delivery, m, progress, observer),
+        ciphertext,
+        out_dir,
+        identity=identity,
+        payload_size=m.payload.size,
+        expected_size=m.file.size,
+        expected_sha256=m.file.sha256,
+        progress=progress,
+        on_downloaded=on_downloaded,
+    )
+    return ciphertext, temp
 
 
 def decrypt_verified(
@@ -186,15 +219,19 @@ def secure_import(
             key_id=vm.delivery_key_id,
         )
         cached = client.config.cache_dir / "deliveries" / f"{m.delivery_id}.age"
-        ciphertext = download_ciphertext(client, delivery, m, progress)
-        checks += ["ciphertext size", "ciphertext sha256"]
-        audit(
-            "payload.downloaded",
-            delivery_id=m.delivery_id,
-            size=m.payload.size,
-            sha256=m.payload.sha256,
+
+        def downloaded() -> None:
+            checks.extend(["ciphertext size", "ciphertext sha256"])
+            audit(
+                "payload.downloaded",
+                delivery_id=m.delivery_id,
+                size=m.payload.size,
+                sha256=m.payload.sha256,
+            )
+
+        ciphertext, temp = download_and_decrypt(
+            client, delivery, m, key.identity, out_dir, progress, downloaded
         )
-        temp = decrypt_verified(ciphertext, out_dir, m, key.identity, progress)
         checks += ["decrypt (age, authenticated)", "plaintext size", "plaintext sha256"]
         ciphertext.unlink(missing_ok=True)
         progress.update("format check", 0, 0)

@@ -316,8 +316,14 @@ def decrypt_payload(
     expected_size: int,
     expected_sha256: str,
     progress: Progress | None = None,
+    source: Any = None,
 ) -> Path:
     """Decrypt ``ciphertext`` into a private temp file in ``dest_dir`` and verify it.
+
+    ``source`` (optional): read the ciphertext from this object (``readinto`` and
+    ``close``) instead of opening ``ciphertext``, which then only names it in
+    messages; :mod:`sealport.stream_decrypt` passes a reader that follows a
+    download in progress. It is closed on return, as the opened file would be.
 
     Returns the temp file's path only when the plaintext authenticated, has
     exactly ``expected_size`` bytes and hashes to ``expected_sha256``; the
@@ -331,7 +337,7 @@ def decrypt_payload(
     if not _SHA256_HEX.fullmatch(want) or expected_size < 0:
         raise ValueError("expected_sha256 must be 64 hex digits and expected_size >= 0")
     try:
-        src = open(ciphertext, "rb", buffering=0)  # noqa: SIM115 - closed in finally
+        src = source if source is not None else open(ciphertext, "rb", buffering=0)  # noqa: SIM115
     except OSError as exc:
         raise _read_error(exc, ciphertext) from exc
     tmp: Path | None = None

@@ -15,7 +15,7 @@ import os
 import ssl
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -175,6 +175,19 @@ def describe_request_error(exc: requests.RequestException, url: str) -> Transpor
     )
 
 
+class DownloadObserver(Protocol):
+    """Told which ciphertext bytes of ``dest`` are final, so a reader can follow the
+    download (streaming decrypt, :mod:`sealport.stream_decrypt`)."""
+
+    def reset(self) -> None:
+        """``dest`` is about to be (re)written from byte 0: bytes read so far are void."""
+        ...
+
+    def committed(self, size: int) -> None:
+        """Bytes ``[0, size)`` of ``dest`` are written and will not change (until a reset)."""
+        ...
+
+
 def _hash_existing(path: Path, progress: Progress | None, total: int) -> tuple[Any, int]:
     h = hashlib.sha256()
     size = 0
@@ -198,18 +211,24 @@ def download_payload(
     timeout: float = 30.0,
     progress: Progress | None = None,
     max_resumes: int = MAX_RESUMES,
+    observer: DownloadObserver | None = None,
 ) -> Path:
     """Stream ``url`` into ``dest`` (ciphertext), resuming with Range after drops.
 
     Never reads more than ``expected_size`` bytes (endless-data defence) and
     checks size and SHA-256 before returning. A partial ``dest`` from an earlier
-    run is resumed; on a final size or hash failure it is deleted.
+    run is resumed; on a final size or hash failure it is deleted. ``observer``
+    (optional) is told which bytes of ``dest`` are final as they arrive.
     """
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         if dest.exists() and dest.stat().st_size <= expected_size:
             hasher, have = _hash_existing(dest, progress, expected_size)
+            if observer is not None:
+                observer.committed(have)
         else:
+            if observer is not None:
+                observer.reset()
             dest.unlink(missing_ok=True)  # EROFS even when missing on a read-only mount
             hasher, have = hashlib.sha256(), 0
     except OSError as exc:
@@ -242,7 +261,9 @@ def download_payload(
 
                     raise_for_response(resp)
                     raise TransportError(_TAMPER, detail=f"unexpected {resp.status_code}")
-                _write_stream(resp, dest, mode, hasher, have, expected_size, progress)
+                if mode == "wb" and observer is not None:
+                    observer.reset()  # before the truncation, so no reader trusts old bytes
+                _write_stream(resp, dest, mode, hasher, have, expected_size, progress, observer)
                 have = dest.stat().st_size
         except (
             requests.exceptions.ChunkedEncodingError,
@@ -285,6 +306,7 @@ def _write_stream(
     have: int,
     limit: int,
     progress: Progress | None,
+    observer: DownloadObserver | None = None,
 ) -> None:
     flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if mode == "ab" else os.O_TRUNC)
     try:
@@ -316,6 +338,9 @@ def _write_stream(
                     ) from exc
                 hasher.update(block)
                 have += len(block)
+                if observer is not None:
+                    fh.flush()  # the observer's reader uses the fd's bytes, not our buffer
+                    observer.committed(have)
                 if progress:
                     progress.update("download", have, limit)
     except requests.RequestException:
