@@ -21,6 +21,7 @@ import trimesh
 from sealport.client import SealportClient
 from sealport.server import ServerSettings
 from sealport.server.premark import PremarkPool
+from sealport.server.sealing import warm_premarks
 from sealport.server.watermarking import delivery_payload, load_secret, make_hook, premark_dir
 from sealport.trace import trace_file
 
@@ -85,6 +86,20 @@ def test_next_delivery_is_the_premarked_copy(
     assert report.status == "found" and report.match is not None
     assert report.match.delivery_id == rec.delivery_id
     assert pool.wait_idle(120) and len(pool) == 1  # refilled for the next one
+
+
+def test_a_restarted_server_premarks_recently_delivered_assets(
+    server: ServerHandle, client: SealportClient, tmp_path: Path
+) -> None:
+    """The pool is memory plus a folder wiped at start: start-up re-queues what was delivered."""
+    aid = server.ledger.asset_id_for("pm", "pm-bunny")
+    assert aid is not None
+    client.secure_import(aid, tmp_path / "c")  # the ledger has deliveries of this version
+    fresh = make_hook(tmp_path / "other-data")  # a restarted server's hook (own pool folder)
+    assert warm_premarks(server.data_dir, server.ledger, fresh) == 1
+    assert fresh.premarks.wait_idle(120) and len(fresh.premarks) == 1
+    assert warm_premarks(server.data_dir, server.ledger, None) == 0
+    fresh.premarks.close()
 
 
 # --- the pool's own rules, with real files --------------------------------------------------

@@ -51,6 +51,7 @@ from .sealing import (
     manifest_path,
     payload_path,
     seal_delivery,
+    warm_premarks,
     write_client_config,
 )
 from .settings import API_AUDIENCE, ServerSettings
@@ -185,6 +186,7 @@ def create_app(
     install_openapi(app)  # 400 for validation, IdP routes described (openapi.py)
     watermark_hook = resolve_hook(settings, data_dir)  # studio mark unless disabled
     app.state.premarks = getattr(watermark_hook, "premarks", None)  # closed with the server
+    warm_premarks(data_dir, ledger, watermark_hook)  # background: recently delivered assets
 
     idp: idp_mod.DevIdP | None = None
     if settings.external_issuer:

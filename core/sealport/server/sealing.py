@@ -209,6 +209,40 @@ def payload_path(data_dir: Path, delivery_id: str) -> Path:
     return data_dir / "deliveries" / f"{delivery_id}.age"
 
 
+def asset_info(asset: AssetRecord) -> dict[str, Any]:
+    """The part of a watermark hook's delivery info that names the asset version."""
+    return {
+        "asset_id": asset.asset_id,
+        "version": asset.version,
+        "sha256": asset.sha256,  # keys the hook's per-asset cache and its pre-marked copies
+        "format": asset.format,
+    }
+
+
+def warm_premarks(data_dir: Path, ledger: Ledger, watermark: WatermarkHook | None) -> int:
+    """At start-up, queue pre-marking for the most recently delivered asset versions.
+
+    Why: the pool lives in memory and its folder is emptied at start, so without
+    this the first delivery of each asset after a restart pays for marking again.
+    Runs in the pool's background thread; returns how many versions were queued.
+    """
+    pool: PremarkPool | None = getattr(watermark, "premarks", None)
+    if pool is None or pool.per_asset <= 0:
+        return 0
+    rows = ledger.query(
+        "SELECT asset_id, version, MAX(issued_at) AS last FROM deliveries"
+        " GROUP BY asset_id, version ORDER BY last DESC LIMIT ?",
+        (pool.max_assets,),
+    )
+    queued = 0
+    for row in rows:
+        asset = ledger.get_asset(row["asset_id"], int(row["version"]))
+        if asset is not None and asset_path(data_dir, asset).is_file():
+            pool.refill(asset_path(data_dir, asset), asset_info(asset))
+            queued += 1
+    return queued
+
+
 def seal_delivery(
     data_dir: Path,
     ledger: Ledger,
@@ -229,11 +263,8 @@ def seal_delivery(
     """
     issued_at = int(time.time())
     source = asset_path(data_dir, asset)
-    info: dict[str, Any] = {
-        "asset_id": asset.asset_id,
-        "version": asset.version,
-        "sha256": asset.sha256,  # keys the hook's per-asset cache
-        "format": asset.format,
+    info = {
+        **asset_info(asset),
         "user": user,
         "device_id": device.device_id,
         "issued_at": issued_at,
