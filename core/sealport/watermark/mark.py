@@ -543,6 +543,8 @@ class _Applied:
     margin0: np.ndarray  # (B,) natural margins before the move
     goal0: np.ndarray  # (B,) uncapped goals
     cap: np.ndarray  # (B,) caps the first pass ended with
+    moved: tuple[int, np.ndarray]
+    """(p0, new norms about the plan centre of groups p0:p0 + len): see _near_sorted_bins."""
 
 
 def _apply(
@@ -632,7 +634,8 @@ def _apply(
         np.divide(plan.rho[p1:], plan.rho[p1:], out=scale[p1:g])
     scale[g] = 1.0
     scale[: int(np.searchsorted(plan.rho, 0.0, side="right"))] = 1.0  # rho sorted, >= 0
-    return _Applied(_scaled(v, plan, scale), margin_new, alpha_b, usable, part, margin, goal0, cap)
+    pts = _scaled(v, plan, scale)
+    return _Applied(pts, margin_new, alpha_b, usable, part, margin, goal0, cap, (p0, xn))
 
 
 _SCALE_CHUNK = 1 << 14
@@ -668,6 +671,7 @@ def _read_back(
     levels: np.ndarray,
     sign: np.ndarray,
     alpha: float,
+    moved: tuple[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(margin, usable, alpha_b) per bin as the extractor will read ``out`` (its
     arithmetic exactly); None if the partition is degenerate.
@@ -676,6 +680,9 @@ def _read_back(
     so the read-back needs no sort: one area-centre pass, the norms of one vertex
     per group, and a partition for the keyed quantile edges. Plans whose equal
     norms hold distinct positions (symmetric CAD parts) use the full reader.
+    ``moved``: ``_Applied.moved`` when ``out`` is that apply's result for this
+    plan; the edges and bins then come from :func:`_near_sorted_bins` (same values,
+    no partition or binary search over all norms).
     """
     n_code = len(sign)
     if plan.weight is not None:
@@ -695,15 +702,102 @@ def _read_back(
         ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (len(r) - 1)).astype(np.int64))
         if len(ranks) != n_code + 1:
             return None
-        ev = np.partition(r, ranks)[ranks]
-        if not np.all(np.diff(ev) > 0):
-            return None
-        rr = r[(r >= ev[0]) & (r < ev[-1])]
-        b = np.searchsorted(ev, rr, side="right") - 1
-        counts = np.bincount(b, minlength=n_code)
-        sums = np.bincount(b, weights=rr, minlength=n_code)
+        near = None if moved is None else _near_sorted_bins(plan, moved, r, ranks, c2, n_code)
+        if near is None:
+            ev = np.partition(r, ranks)[ranks]
+            if not np.all(np.diff(ev) > 0):
+                return None
+            rr = r[(r >= ev[0]) & (r < ev[-1])]
+            b = np.searchsorted(ev, rr, side="right") - 1
+            counts = np.bincount(b, minlength=n_code)
+            sums = np.bincount(b, weights=rr, minlength=n_code)
+        else:
+            # Bin n_code collects the norms outside the binned range; every bin
+            # sums the same norms in the same (r) order as above: the same bits.
+            ev, b_all = near
+            if not np.all(np.diff(ev) > 0):
+                return None
+            counts = np.bincount(b_all, minlength=n_code + 1)[:n_code]
+            sums = np.bincount(b_all, weights=r, minlength=n_code + 1)[:n_code]
         means = (sums / np.maximum(counts, 1) - ev[:-1]) / np.diff(ev)
     return (means - 0.5) * sign, counts >= MIN_BIN_VERTICES, _alpha_b(alpha, ev)
+
+
+_BAND_TOL = 2.0**-40
+"""Relative allowance for float rounding in the bound of :func:`_near_sorted_bins`
+(the rounding of apply's scaling and of the norms is ~2**-50 of the coordinates)."""
+
+
+def _near_sorted_bins(
+    plan: EmbedPlan,
+    moved: tuple[int, np.ndarray],
+    r: np.ndarray,
+    ranks: np.ndarray,
+    c2: np.ndarray,
+    n_code: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The reader's edges ``np.partition(r, ranks)[ranks]`` and every norm's bin
+    (n_code: outside the bins), exactly, without touching all norms twice.
+
+    Why it is exact: apply gave group j the norm t_j about the plan centre c
+    (``moved``; t is sorted), and r_j = |p_j - c2| differs from it by at most
+    e = |c2 - c| (triangle inequality) plus rounding. Sorting is 1-Lipschitz in the
+    max norm, so the q-th smallest r lies within e of t_q; every group with
+    t_j < t_q - 2e has r_j below it, every group with t_j > t_q + 2e above it. So
+    each edge is an order statistic of a small band of groups around its rank
+    (a few dozen on a large mesh), and between two bands every group is in the bin
+    the bands enclose; only band groups need a binary search. ``r`` is per group
+    (plan order) when the plan has copies, else per vertex. None (use the full
+    path) if the bands overlap or are large (a centre that moved far).
+    """
+    p0, xn = moved
+    rho, g = plan.rho, len(plan.rho)
+    p1 = p0 + len(xn)
+    below, above = rho[:p0], rho[p1:]
+
+    def at(vals: np.ndarray, side: Literal["left", "right"]) -> np.ndarray:
+        """Position of ``vals`` in the sorted new norms t = rho[:p0] | xn | rho[p1:]."""
+        return (
+            np.searchsorted(below, vals, side)
+            + np.searchsorted(xn, vals, side)
+            + np.searchsorted(above, vals, side)
+        )
+
+    t_q = rho[ranks].copy()
+    inside = (ranks >= p0) & (ranks < p1)
+    t_q[inside] = xn[ranks[inside] - p0]
+    size = float(np.linalg.norm(plan.centre)) + float(np.linalg.norm(c2)) + float(rho[-1])
+    e = float(np.linalg.norm(c2 - plan.centre)) * (1.0 + _BAND_TOL) + _BAND_TOL * size
+    lo, hi = at(t_q - 2.0 * e, "left"), at(t_q + 2.0 * e, "right")
+    if (
+        np.any(lo > ranks)
+        or np.any(hi <= ranks)
+        or np.any(hi[:-1] > lo[1:])
+        or int((hi - lo).sum()) > g // 8
+    ):
+        return None
+    band = np.concatenate([np.arange(a, b) for a, b in zip(lo.tolist(), hi.tolist(), strict=True)])
+    per_vertex = g == plan.n_vertices  # _read_back gathered r per group only with copies
+    rb = r[band] if not per_vertex else r[plan.rep[band]]
+    ev = np.empty(len(ranks))
+    off = np.concatenate([[0], np.cumsum(hi - lo)])
+    for k in range(len(ranks)):
+        j = int(ranks[k] - lo[k])
+        ev[k] = np.partition(rb[off[k] : off[k + 1]], j)[j]
+    b_band = np.searchsorted(ev, rb, side="right") - 1
+    b_band[(b_band < 0) | (b_band >= n_code)] = n_code
+    # Plan order: outside | band 0 | bin 0 | band 1 | bin 1 | ... | band n_code | outside.
+    dt = np.min_scalar_type(n_code)
+    gap_lab = np.concatenate([[n_code], np.arange(n_code), [n_code]])
+    gap_len = np.concatenate([lo, [g]]) - np.concatenate([[0], hi])
+    vals = np.zeros(2 * len(gap_lab) - 1, np.int64)
+    vals[0::2] = gap_lab
+    lens = np.zeros(len(vals), np.int64)
+    lens[0::2] = gap_len
+    lens[1::2] = hi - lo
+    b_plan = np.repeat(vals.astype(dt), lens)
+    b_plan[band] = b_band
+    return ev, (np.take(b_plan, plan.slot) if per_vertex else b_plan)
 
 
 def apply_plan(
@@ -790,9 +884,10 @@ def _embed_rounds(
     for _ in range(_CAP_ROUNDS):
         goal = np.minimum(a.goal0, a.margin0 + a.cap * a.alpha_b)
         pts = a.points
+        moved: tuple[int, np.ndarray] | None = a.moved  # pts is a's result for this plan
         wrong = np.ones(len(sign), bool)
         for step in range(_MAX_PASSES):
-            seen = _read_back(plan, pts, tris, levels, sign, alpha)
+            seen = _read_back(plan, pts, tris, levels, sign, alpha, moved)
             if seen is None:
                 break
             margin, usable, ab = seen
@@ -800,6 +895,7 @@ def _embed_rounds(
             if step == _MAX_PASSES - 1 or np.all((margin >= goal - 0.05 * ab) | ~usable):
                 break
             pts = _apply(plan_embed(pts, tris), pts, levels, perm, sign, alpha, a.cap, goal).points
+            moved = None  # re-planned: another plan's norms
         wrong_bytes = int(wrong[perm].reshape(-1, 8).any(axis=1).sum())
         if best is not None and _rms(pts, src) > _MAX_MRMS * _diag(plan, src):
             break  # a bigger push would be visible: keep the best so far
