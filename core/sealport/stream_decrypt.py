@@ -103,6 +103,10 @@ class _Feed:
                     return 0
                 self._cond.wait()
 
+    def current_generation(self) -> int:
+        with self._cond:
+            return self.generation
+
     def same_generation(self, generation: int) -> bool:
         with self._cond:
             return self.generation == generation
@@ -113,7 +117,8 @@ class _Follower:
 
     The file is opened on first read (the download creates it); every read is a
     ``pread`` at our own offset, re-checked against the feed's generation after
-    it returns, so bytes from before a restart are never used.
+    it returns, so bytes from before a restart are never used. A restart before
+    the first byte was used (every fresh download announces one) is simply followed.
     """
 
     def __init__(self, path: Path, feed: _Feed) -> None:
@@ -124,18 +129,27 @@ class _Follower:
         self._pos = 0
 
     def readinto(self, mv: memoryview) -> int:
-        avail = self._feed.wait_beyond(self._pos, self._generation)
-        if avail == 0 or not len(mv):
-            return 0
-        if self._fd < 0:
-            self._fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        n = os.preadv(self._fd, [mv[: min(len(mv), avail)]], self._pos)
-        if not self._feed.same_generation(self._generation):
-            raise _Restarted()
-        if n <= 0:  # the file is shorter than the download said: not ours to guess
-            raise _Stopped()
-        self._pos += n
-        return n
+        while True:
+            try:
+                avail = self._feed.wait_beyond(self._pos, self._generation)
+                if avail == 0 or not len(mv):
+                    return 0
+                if self._fd < 0:
+                    self._fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                n = os.preadv(self._fd, [mv[: min(len(mv), avail)]], self._pos)
+                if not self._feed.same_generation(self._generation):
+                    raise _Restarted()
+            except _Restarted:
+                if self._pos:
+                    raise  # bytes of the old body were used: the caller decrypts again
+                # Nothing used yet (the download's first start): follow the new body.
+                self._generation = self._feed.current_generation()
+                self.close()
+                continue
+            if n <= 0:  # the file is shorter than the download said: not ours to guess
+                raise _Stopped()
+            self._pos += n
+            return n
 
     def close(self) -> None:
         if self._fd >= 0:
