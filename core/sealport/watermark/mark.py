@@ -455,10 +455,10 @@ def plan_embed(vertices: np.ndarray, faces: np.ndarray) -> EmbedPlan:
     np.not_equal(rs[1:], rs[:-1], out=new[1:])
     weight: np.ndarray | None = None
     dt = np.int32 if n < 2**31 - 1 else np.int64
-    slot = np.full(n, len(rs), dt)
     if new.all():  # no equal norms (smooth organic meshes): groups are the sorted vertices
         rho = rs
         m = len(rho)
+        slot = np.full(n, len(rho), dt)  # G: unreferenced
         slot[order] = np.arange(len(rho), dtype=dt)
         rep = order.astype(dt)
     else:
@@ -470,6 +470,7 @@ def plan_embed(vertices: np.ndarray, faces: np.ndarray) -> EmbedPlan:
         weight = _tie_weights(v, order, new, group, len(rho))
         if weight is not None:
             m = int(weight.sum())
+        slot = np.full(n, len(rho), dt)  # G: unreferenced
         slot[order] = group
         rep = order[new].astype(dt)
     if idx is not None and len(rho):
