@@ -486,6 +486,25 @@ def test_informed_false_positives_on_unrelated_meshes():
             assert informed_verify(c, rng.bytes(32), rng.bytes(8)).status == "not_found"
 
 
+def test_informed_does_not_name_another_delivery():
+    """A leak of delivery A (same asset, same mark shape) checked against other deliveries.
+
+    The hard null for the sign test: the leak carries a full-strength mark whose
+    bins partly line up with every other key's. The p-values must look like
+    draws of a valid p-value (none tiny, roughly uniform), while A itself is named.
+    """
+    from sealport.watermark.informed import correspond, informed_verify
+
+    rng = np.random.default_rng(12)
+    v, f = blob(4, seed=300)
+    key_a, pay_a = rng.bytes(32), rng.bytes(8)
+    c = correspond(embed(v, f, pay_a, key_a) + rng.normal(size=v.shape) * 1e-4, f, v, f)
+    assert informed_verify(c, key_a, pay_a).status == "verified"
+    ps = [informed_verify(c, rng.bytes(32), rng.bytes(8)).p_value for _ in range(40)]
+    assert min(ps) > 1e-4
+    assert 0.2 < float(np.median(ps)) < 0.8
+
+
 # --- reader front end: the tie-aware norm sort equals the reference pair sort ----------
 def _norms_reference(v: np.ndarray, t: np.ndarray):
     from sealport.watermark import mark

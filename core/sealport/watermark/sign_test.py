@@ -75,18 +75,19 @@ def weighted_sign_tail(weights: np.ndarray, agree: np.ndarray, grid: int = GRID)
     step = d_obs / grid
     units = np.floor(np.minimum(w, 2.0 * d_obs) / step * (1.0 - 1e-12)).astype(np.int64)
     top = grid
-    pmf = np.zeros(top + 1)
-    pmf[0] = 1.0
-    for k in units:  # P(sum of the first bins' B_b * units = j), j <= top
-        if k == 0:
-            continue  # rounded to nothing: B_b never pushes the sum over top
-        if k > top:
-            pmf *= 0.5  # B_b must be 0
-            continue
-        shifted = pmf[: top + 1 - k].copy()
-        pmf *= 0.5
-        pmf[k:] += 0.5 * shifted
-    return min(1.0, float(pmf.sum()) * (1.0 + _FLOAT_SLACK))
+    # Count the sign vectors (unscaled: at most 2^n, far inside float range) whose
+    # rounded disagreement is j <= top. A bin rounded to 0 units doubles every
+    # count and is divided out again, so it is skipped; a bin above top must agree.
+    # Ascending order keeps the live prefix short for most of the bins.
+    live = np.sort(units[(units > 0) & (units <= top)])
+    counts = np.zeros(top + 1)
+    counts[0] = 1.0
+    reach = 0
+    for k in live.tolist():
+        reach = min(top, reach + k)
+        counts[k : reach + 1] += counts[: reach + 1 - k]  # numpy buffers the overlap
+    scale = -int(np.count_nonzero(units > 0))
+    return min(1.0, math.ldexp(float(counts.sum()), scale) * (1.0 + _FLOAT_SLACK))
 
 
 def sign_capacity(kappa: np.ndarray) -> float:
