@@ -53,18 +53,24 @@ uniform noise of 0.3 % / 0.5 % of the bbox diagonal ``z`` is 7.3 / 4.4 (bunny),
 6.7 / 4.0 (fandisk), 5.9 / 3.5 (suzanne x4), 14.1 / 8.5 (blob 41k) at the
 default strength (2 keys each): noise of 0.5 % on the three small meshes and 0.3 %
 on suzanne (z < 6) are beyond any reader at this distortion. A bound that must
-hold against another delivery's leak can use the keyed signs only, and a bin's sign is one bit whatever its energy:
-the most powerful sign test gains on average the binary channel's information
-per bin (about ``kappa_b / 8`` nats for a bin of sign-LLR SNR ``kappa_b``, never
-more than ``log 2``; :func:`bin_information`,
-:func:`sealport.watermark.sign_test.sign_capacity`), against the matched
-filter's ``z^2 / 2``. The embedder pushes lumpy bins far harder (on the bunny
-two of 160 bins hold ~45 % of ``sum kappa``) and a third of the mark's energy
-moves both sign hypotheses alike, so at 0.3 % noise the bunny's and fandisk's
-sign capacity is ~10-13 nats where 1e-9 needs ~18-20: out of reach for any
-reader with a bound that holds against other deliveries, whatever ``z`` says.
-Quantisation is not white noise to it (rounding is a known function of the original). The smoothing
-model is the umbrella operator with ``lambda`` in ``SMOOTH_LAMBDAS``: another
+hold against another delivery's leak (its mark has the same shape, and bins near
+the ends of the partition partly line up across keys) can use the keyed signs only, and
+a bin's sign is one bit whatever its energy: the most powerful sign test gains
+on average the binary channel's information per bin (about ``kappa_b / 8`` nats
+for a bin of sign-LLR SNR ``kappa_b``, never more than ``log 2``;
+:func:`bin_information`, :func:`sealport.watermark.sign_test.sign_capacity`)
+where the matched filter gains ``z^2 / 2``. The embedder pushes lumpy bins far
+harder (two of 160 bins hold 20-45 % of ``sum kappa`` on the small meshes) and
+about a third of the mark's energy moves both sign hypotheses alike, so at 0.3 %
+noise the sign capacity is 12-13 nats (bunny), ~10 (fandisk), ~9 (suzanne)
+where 1e-9 needs ~18-20, and an ideal keyed-sign reader would identify 11-14 %,
+4-5 %, 1-2 % of such leaks (blob 41k at 0.5 %: 24.5 nats, 88 %; this reader
+8/10): beyond any reader whose bound holds against other deliveries, whatever
+``z`` says. Measured on the same leaks, an embedder whose moves were
+antisymmetric (``D- = -D+``) and spread evenly over the bins would raise that
+ceiling at equal energy to ~80 % (bunny) / ~45 % (fandisk) / ~37 % (suzanne).
+Quantisation is not white noise to the reader (rounding is a known function of
+the original). The smoothing model is the umbrella operator with ``lambda`` in ``SMOOTH_LAMBDAS``: another
 smoother (cotangent weights, Taubin, lambda > 0.5) is only approximated by it,
 and heavy smoothing at lambda = 0.5 (30 steps) leaves nothing to invert.
 """
