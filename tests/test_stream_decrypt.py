@@ -240,3 +240,10 @@ def test_the_real_download_announces_its_bytes(sealport_server: Any, tmp_path: P
     first = next(i for i, e in enumerate(events) if e != "reset")
     assert first >= 1 and "reset" not in events[first:]  # (re)starts come before any byte
     assert sizes == sorted(sizes) and sizes[-1] == m.manifest.payload.size == path.stat().st_size
+
+
+def test_without_preadv_the_follower_copies_from_pread(tmp_path: Path, monkeypatch) -> None:
+    """Platforms with ``pread`` but no ``preadv`` (older macOS) still stream."""
+    monkeypatch.delattr(os, "preadv", raising=False)
+    assert stream_decrypt.ENABLED
+    assert _run(tmp_path, _writer(tmp_path / "c.age", [CIPHER])).read_bytes() == PLAIN

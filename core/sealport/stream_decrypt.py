@@ -41,8 +41,10 @@ from .errors import Cancelled
 from .payload import decrypt_payload
 from .progress import Progress
 
-ENABLED = True
-"""False: download, then decrypt (the sequential path; benchmarks compare both)."""
+ENABLED = hasattr(os, "pread")
+"""False: download, then decrypt (the sequential path; benchmarks compare both). Off
+where there is no ``pread`` (Windows): there a reader's open handle would also make
+the download's unlink of a damaged file fail, so Windows keeps the sequential path."""
 _RELAY_SECONDS = 0.05
 
 
@@ -136,7 +138,7 @@ class _Follower:
                     return 0
                 if self._fd < 0:
                     self._fd = os.open(self._path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                n = os.preadv(self._fd, [mv[: min(len(mv), avail)]], self._pos)
+                n = _pread_into(self._fd, mv[: min(len(mv), avail)], self._pos)
                 if not self._feed.same_generation(self._generation):
                     raise _Restarted()
             except _Restarted:
@@ -155,6 +157,15 @@ class _Follower:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _pread_into(fd: int, mv: memoryview, pos: int) -> int:
+    """``pread`` into ``mv`` (no copy where ``os.preadv`` exists)."""
+    if hasattr(os, "preadv"):
+        return os.preadv(fd, [mv], pos)
+    data = os.pread(fd, len(mv), pos)
+    mv[: len(data)] = data
+    return len(data)
 
 
 class _DecoderProgress(Progress):
