@@ -54,9 +54,10 @@ def _same_norms(a: mark._Norms | None, b: mark._Norms | None) -> None:
 
 
 def _check_all_paths(v: np.ndarray, t: np.ndarray) -> mark._Norms | None:
-    """Serial vs 2 and 3 threads: the front end and its three threaded parts."""
+    """One thread vs 2 and 3: the front end, and its three parts against the plain
+    serial functions of geometry (the independent reference)."""
     serial = mark._read_norms(v, t, threads=1)
-    for k in (2, 3):
+    for k in (1, 2, 3):
         _same_norms(serial, mark._read_norms(v, t, threads=k))
         used, centre = parallel.referenced_and_centre(v, t, k)
         assert np.array_equal(used, geometry.referenced(len(v), t))
