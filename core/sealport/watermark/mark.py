@@ -535,17 +535,53 @@ def _keyed_signs(payload: bytes, key: bytes) -> tuple[np.ndarray, np.ndarray, np
 
 
 def _newton_table(
-    x: np.ndarray, wts: np.ndarray | None, bins: np.ndarray, n_bins: int
+    x: np.ndarray,
+    wts: np.ndarray | None,
+    bins: np.ndarray | None,
+    n_bins: int,
+    lens: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(cell mean x, cell weight, cell bin) on a (bin, sub-bin) grid of _SUB cells."""
-    cell = (x * _SUB).astype(np.int64)
-    np.minimum(cell, _SUB - 1, out=cell)
-    cell += bins * _SUB
+    """(cell mean x, cell weight, cell bin) on a (bin, sub-bin) grid of _SUB cells.
+
+    ``lens`` (instead of ``bins``): the bins are consecutive runs of these lengths
+    and x is non-decreasing within each (the embedder's sorted norms); the cells
+    are then runs too, found by binary search instead of arithmetic on every x.
+    Either way a cell sums its x in array order: the same table bit for bit.
+    """
     size = n_bins * _SUB
-    cw = np.bincount(cell, weights=wts, minlength=size)
+    if lens is None:
+        assert bins is not None
+        cell = (x * _SUB).astype(np.int64)
+        np.minimum(cell, _SUB - 1, out=cell)
+        cell += bins * _SUB
+    else:
+        cell, per_cell = _sorted_cells(x, lens)
+    if lens is not None and wts is None:
+        cw = per_cell  # the counts bincount would return (int64)
+    else:
+        cw = np.bincount(cell, weights=wts, minlength=size)
     cx = np.bincount(cell, weights=x if wts is None else x * wts, minlength=size)
     keep = cw > 0
     return cx[keep] / cw[keep], cw[keep], np.flatnonzero(keep) // _SUB
+
+
+_CELL_EDGES = np.arange(1, _SUB) / _SUB
+"""x >= j / _SUB (exact) is the cell index floor(x * _SUB) >= j: x * _SUB is exact."""
+
+
+def _sorted_cells(x: np.ndarray, lens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cell of every x, count per cell) for x non-decreasing within runs ``lens``
+    (bin b = run b): ``min(floor(x * _SUB), _SUB - 1) + b * _SUB`` as in
+    :func:`_newton_table`, from _SUB - 1 binary searches per bin."""
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    at = np.empty((len(lens), _SUB + 1), np.int64)
+    at[:, 0], at[:, -1] = starts, ends
+    for b in range(len(lens)):
+        s0, s1 = int(starts[b]), int(ends[b])
+        at[b, 1:-1] = np.searchsorted(x[s0:s1], _CELL_EDGES, side="left") + s0
+    per_cell = np.diff(at, axis=1).ravel()
+    return np.repeat(np.arange(len(per_cell)), per_cell), per_cell
 
 
 def _solve_k(
@@ -619,18 +655,17 @@ def _apply(
             f"{MIN_BIN_VERTICES} vertices (limit {EMBED_MAX_ERASED_BYTES})",
         )
     p0, p1 = int(part.pos[0]), int(part.pos[-1])
-    lens = np.diff(part.pos)
-    bins = np.repeat(np.arange(n_code), lens)
+    lens = np.diff(part.pos)  # bin b is the run of groups pos[b]:pos[b+1]
     ev = part.edge_values
     width = np.diff(ev)
     r = plan.rho[p0:p1]
-    lo = ev[:-1][bins]
-    wd = width[bins]
+    lo = np.repeat(ev[:-1], lens)
+    wd = np.repeat(width, lens)
     x = r - lo
     x /= wd
-    np.clip(x, 0.0, 1.0, out=x)
+    np.clip(x, 0.0, 1.0, out=x)  # non-decreasing within each bin (r is sorted)
     wts = None if plan.weight is None else plan.weight[p0:p1].astype(np.float64)
-    tx, tw, tb = _newton_table(x, wts, bins, n_code)
+    tx, tw, tb = _newton_table(x, wts, None, n_code, lens)
     means = np.bincount(tb, weights=tx * tw, minlength=n_code) / np.maximum(part.counts, 1)
     alpha_b = _alpha_b(alpha, ev)
     margin = (means - 0.5) * sign
@@ -660,7 +695,7 @@ def _apply(
     # x**k = exp(k log x), in place (x = 0 stays 0): few full-size temporaries.
     xn = np.maximum(x, 1e-300)
     np.log(xn, out=xn)
-    xn *= k[bins]
+    xn *= np.repeat(k, lens)
     np.exp(xn, out=xn)
     xn[x <= 0] = 0.0
     margin_new = (_bin_sums(nm, part, xn) / np.maximum(part.counts, 1) - 0.5) * sign
