@@ -48,7 +48,6 @@ from .geometry import (
     as_triangles,
     norms,
     position_hash,
-    referenced,
 )
 from .keys import NSYM, TAG_BYTES, WIDTH_JITTER, code_bytes, layout
 
@@ -429,9 +428,10 @@ def plan_embed(vertices: np.ndarray, faces: np.ndarray) -> EmbedPlan:
             f"{bad} of {len(v)} vertices are not finite",
         )
     n = len(v)
-    used = referenced(n, tris)
+    # One pass over the triangles for both (as the reader does; bit for bit equal to
+    # referenced() + area_centre(), in the reader's configured threads).
+    used, centre = parallel.referenced_and_centre(v, tris, parallel.threads_for(len(tris), None))
     idx = None if used.all() else np.flatnonzero(used)
-    centre = area_centre(v, tris)
     # All norms, then a 1-D gather (element-wise, so the same bits as norms of the
     # gathered rows, ~2x cheaper); unreferenced vertices may be far out: no warning.
     with np.errstate(over="ignore", invalid="ignore"):
