@@ -791,10 +791,9 @@ def _read_back(
         else:
             # Bin n_code collects the norms outside the binned range; every bin
             # sums the same norms in the same (r) order as above: the same bits.
-            ev, b_all = near
+            ev, b_all, counts = near
             if not np.all(np.diff(ev) > 0):
                 return None
-            counts = np.bincount(b_all, minlength=n_code + 1)[:n_code]
             sums = np.bincount(b_all, weights=r, minlength=n_code + 1)[:n_code]
         means = (sums / np.maximum(counts, 1) - ev[:-1]) / np.diff(ev)
     return (means - 0.5) * sign, counts >= MIN_BIN_VERTICES, _alpha_b(alpha, ev)
@@ -812,9 +811,10 @@ def _near_sorted_bins(
     ranks: np.ndarray,
     c2: np.ndarray,
     n_code: int,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The reader's edges ``np.partition(r, ranks)[ranks]`` and every norm's bin
-    (n_code: outside the bins), exactly, without touching all norms twice.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The reader's edges ``np.partition(r, ranks)[ranks]``, every norm's bin
+    (n_code: outside the bins) and the count per bin, exactly, without touching
+    all norms twice.
 
     Why it is exact: apply gave group j the norm t_j about the plan centre c
     (``moved``; t is sorted), and r_j = |p_j - c2| differs from it by at most
@@ -874,7 +874,9 @@ def _near_sorted_bins(
     lens[1::2] = hi - lo
     b_plan = np.repeat(vals.astype(dt), lens)
     b_plan[band] = b_band
-    return ev, (np.take(b_plan, plan.slot) if per_vertex else b_plan)
+    counts = np.bincount(b_band, minlength=n_code + 1)[:n_code]
+    counts += lo[1:] - hi[:-1]  # the groups between band k and band k + 1
+    return ev, (np.take(b_plan, plan.slot) if per_vertex else b_plan), counts
 
 
 def apply_plan(
