@@ -494,23 +494,27 @@ def _tie_weights(
     """Distinct positions per norm group, or None if every group is one position.
 
     Groups of equal norms are runs of ``new == False`` after a True in the sorted
-    order. Most such runs are copies of one position (exporter seams): a member equal
-    to its run's first member is a copy, and only runs with a member that differs
-    (symmetric CAD parts) need the count of distinct positions, by (group, position
-    hash) pairs as the reader counts them.
+    order. Most such runs are copies of one position (exporter seams): a run whose
+    members all equal their neighbour is one position (no gather, no hash), and only
+    runs with a member that differs (symmetric CAD parts) need the count of distinct
+    positions, by (group, position hash) pairs as the reader counts them.
     """
     tie = ~new
     tie[:-1] |= ~new[1:]
     members = np.flatnonzero(tie)  # runs of two or more equal norms, in sorted order
     pos = _rows(v, order[members])
     head = new[members]  # the first member of each run
-    run = np.cumsum(head) - 1
-    first = np.flatnonzero(head)
-    same = np.all(pos == pos[first[run]], axis=1)  # -0.0 == 0.0, as the hash folds them
-    if same.all():
+    # Member i (not a run head) differs from member i - 1 of its run; == per column
+    # (-0.0 == 0.0, as the hash folds them; float equality is transitive here).
+    step = pos[1:, 0] != pos[:-1, 0]
+    step |= pos[1:, 1] != pos[:-1, 1]
+    step |= pos[1:, 2] != pos[:-1, 2]
+    step &= ~head[1:]
+    if not step.any():
         return None
-    mixed = np.zeros(len(first), bool)
-    mixed[run[~same]] = True
+    run = np.cumsum(head) - 1
+    mixed = np.zeros(int(run[-1]) + 1, bool)
+    mixed[run[1:][step]] = True
     sel = mixed[run]
     pairs = np.unique(group[members[sel]] + 1j * position_hash(pos[sel]))
     gid = pairs.real.astype(np.int64)  # sorted: count each group's distinct hashes
