@@ -247,3 +247,24 @@ def test_without_preadv_the_follower_copies_from_pread(tmp_path: Path, monkeypat
     monkeypatch.delattr(os, "preadv", raising=False)
     assert stream_decrypt.ENABLED
     assert _run(tmp_path, _writer(tmp_path / "c.age", [CIPHER])).read_bytes() == PLAIN
+
+
+def test_file_shorter_than_announced_falls_back_to_the_verified_file(tmp_path: Path) -> None:
+    """If the ciphertext file holds less than the download announced (never by
+    download_payload; e.g. someone truncated the cache file), the decoder stops and
+    the verified file is decrypted afterwards: a good file, or a typed error."""
+    path = tmp_path / "c.age"
+
+    def lying_download(observer: Any) -> Path:
+        path.write_bytes(b"")
+        observer.reset()
+        observer.committed(len(CIPHER))  # nothing of it is in the file yet
+        deadline = time.monotonic() + 20
+        while not _no_decoder_left() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the decoder reads 0 bytes where it was promised some: it stops
+        assert _no_decoder_left()
+        path.write_bytes(CIPHER)
+        return path
+
+    assert _run(tmp_path, lying_download).read_bytes() == PLAIN
+    assert len(list((tmp_path / "out").iterdir())) == 1

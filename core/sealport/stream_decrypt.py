@@ -244,7 +244,9 @@ def download_and_decrypt(
         _discard(outcome)
         raise
     error = outcome.get("error")
-    if isinstance(error, _Restarted):  # the server ignored a Range: decrypt the verified file
+    if isinstance(error, (_Restarted, _Stopped)):
+        # The server ignored a Range (or the file was not what the download said):
+        # decrypt the verified file, as the sequential path does.
         return decrypt_payload(ciphertext, dest_dir, progress=progress, **args)
     if error is not None:
         raise error
