@@ -105,9 +105,11 @@ vertices, the rest projected onto the original surface), and scores each bin of
 the *original's* keyed partition with the log-likelihood ratio of the two moves
 the embedder would have made (a matched filter). The expected bin signs are
 keyed and whitened, so for an unrelated mesh or key they are fair coins
-independent of the scores: a Chernoff bound on that Rademacher sum / the
-binomial tail give an analytic false-positive bound, accepted at <= 1e-9 per
-check. No attack-model choice looks at the expected signs, so the bound holds
+independent of the scores: the exact conditional sign test on the
+|score|-weighted disagreement (``sign_test.py``: a dynamic programme over fair
+coins with weights rounded down, so p can only rise) gives an analytic
+false-positive bound, accepted at <= 1e-9 per check (for cropping and
+simplification the smaller of it and the binomial tail, doubled). No attack-model choice looks at the expected signs, so the bound holds
 whatever it picks.
 
 Limits (measured in docs/BENCHMARKS.md, "Watermark"): blind decoding survives
