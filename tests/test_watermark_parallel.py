@@ -219,3 +219,25 @@ def test_run_all_waits_for_every_task_before_raising():
         parallel.run_all([fail, slow])
     assert done == ["slow"]
     assert parallel.run_all([lambda: 1, lambda: 2, lambda: 3]) == [1, 2, 3]
+
+
+def test_helpers_run_at_the_callers_priority():
+    """A niced caller (the server's background pre-marking) gets niced helpers, and a
+    normal caller afterwards normal ones: no shared pool carries a priority over."""
+    import os
+
+    def nice_here() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    seen: dict[str, list[int]] = {}
+
+    def niced_caller() -> None:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice_here() + 5)
+        seen["niced"] = parallel.run_all([nice_here, nice_here, nice_here])
+
+    t = threading.Thread(target=niced_caller)
+    t.start()
+    t.join()
+    base = nice_here()
+    assert seen["niced"] == [base + 5] * 3
+    assert parallel.run_all([nice_here, nice_here]) == [base, base]
