@@ -439,7 +439,7 @@ def plan_embed(vertices: np.ndarray, faces: np.ndarray) -> EmbedPlan:
     r = r_all if idx is None else np.take(r_all, idx)
     # Non-negative float64 values sort like their bit patterns as int64, and the
     # integer argsort is ~1.6x faster than the float one.
-    order = np.argsort(r.view(np.int64))
+    order = _argsort_keys(r.view(np.int64))
     rs = r[order]
     del r
     if idx is not None:
@@ -477,6 +477,33 @@ def plan_embed(vertices: np.ndarray, faces: np.ndarray) -> EmbedPlan:
         hit = rho[g] == rl
         slot[loose[hit]] = g[hit]
     return EmbedPlan(n, centre, rho, weight, m, slot, rep)
+
+
+_RUN_SAMPLES, _RUN_WINDOW, _RUN_MIN = 16, 4096, 16
+
+
+def _argsort_keys(keys: np.ndarray) -> np.ndarray:
+    """``np.argsort(keys)``, by timsort when the keys come in long monotone runs.
+
+    Why: in files whose vertex order follows the surface (grids, scan lines, most
+    exporters) the norms rise and fall smoothly along the array, and timsort
+    (``kind="stable"``) merges those runs ~30 % faster than quicksort sorts them;
+    on incoherent orders (subdivided spheres, shuffled files) it is ~20 % slower.
+    A sample of windows decides (< 1 ms). Either order is sorted, and tied keys
+    share one plan group, so the plan's groups and the mark do not depend on it
+    (only which copy is a group's ``rep``).
+    """
+    n = len(keys)
+    if n < 4 * _RUN_WINDOW:
+        return np.argsort(keys)
+    covered = 0
+    for s0 in np.linspace(0, n - _RUN_WINDOW, _RUN_SAMPLES).astype(np.int64).tolist():
+        sgn = np.sign(np.diff(keys[s0 : s0 + _RUN_WINDOW]))
+        turns = np.flatnonzero(sgn[1:] != sgn[:-1])
+        runs = np.diff(np.concatenate([[-1], turns, [len(sgn) - 1]]))
+        covered += int(runs[runs >= _RUN_MIN].sum())
+    coherent = covered >= 0.5 * _RUN_SAMPLES * (_RUN_WINDOW - 1)
+    return np.argsort(keys, kind="stable" if coherent else "quicksort")
 
 
 def _rows(v: np.ndarray, ids: np.ndarray) -> np.ndarray:
