@@ -12,7 +12,8 @@ On the ~100 MB grid GLB of tests/bench/bench_blender_import.py (``write_grid_glb
    (``sealport.watermark.parallel``), interleaved, wall and CPU (user + sys of the
    process, all threads) per repeat.
 2. **e2e** (unless ``--no-e2e``): real reference server in a child process (TLS 1.3
-   loopback, watermarking on), one signed-in client in this process; each round is
+   loopback, watermarking on, by default without pre-marked copies so that no
+   background refill competes with the client), one signed-in client here; each round is
    a whole ``secure_import``; the importer's steps are timed (download alone,
    download + decrypt, format check, watermark check) for the four combinations
    of streaming decrypt on/off (``sealport.stream_decrypt.ENABLED``) and reader
@@ -49,10 +50,11 @@ import sys, json, time
 from pathlib import Path
 from sealport.server import seed_demo, start_background
 from sealport.server.store import add_asset
-data = Path(sys.argv[1]); glb = Path(sys.argv[2])
+from sealport.server.settings import ServerSettings
+data = Path(sys.argv[1]); glb = Path(sys.argv[2]); premarked = int(sys.argv[3])
 user, password = seed_demo(data)
 rec = add_asset(data, glb, name="grid", project="bench", fmt="glb")
-srv = start_background(data)
+srv = start_background(data, settings=ServerSettings(watermark_premarked=premarked))
 print(json.dumps({"user": user, "password": password, "asset_id": rec.asset_id,
                   "ca": str(srv.ca_file)}), flush=True)
 while True:
@@ -112,7 +114,7 @@ def bench_reader(marked: Path, key: bytes, payload: bytes, repeats: int) -> None
     print(f"  (load average {os.getloadavg()[0]:.2f})")
 
 
-def bench_e2e(glb_path: Path, repeats: int) -> None:
+def bench_e2e(glb_path: Path, repeats: int, premarked: int) -> None:
     import requests
     import sealport.importer as imp
     import sealport.stream_decrypt as sd
@@ -124,7 +126,7 @@ def bench_e2e(glb_path: Path, repeats: int) -> None:
     work = Path(tempfile.mkdtemp(prefix="sealport-bench-client-"))
     (work / "server").mkdir()
     env = {**os.environ, "PYTHONPATH": f"{REPO / 'core'}"}
-    cmd = [sys.executable, "-c", SERVER, str(work / "server"), str(glb_path)]
+    cmd = [sys.executable, "-c", SERVER, str(work / "server"), str(glb_path), str(premarked)]
     srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=work, env=env)
     timing: dict[str, tuple[float, float]] = {}
     originals: dict[str, Any] = {}
@@ -190,7 +192,10 @@ def bench_e2e(glb_path: Path, repeats: int) -> None:
                     "load": os.getloadavg()[0],
                 }
             )
-        print(f"e2e secure_import, {repeats} rounds per mode (seconds; median [min-max]):")
+        print(
+            f"e2e secure_import, server pre-marked copies {premarked}, {repeats} rounds per "
+            "mode (seconds; median [min-max]):"
+        )
         for (stream, threads), rs in rows.items():
             print(f"  streaming decrypt {'on ' if stream else 'off'}, reader threads {threads}:")
             for key in rs[0]:
@@ -213,6 +218,13 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=100)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-e2e", action="store_true")
+    ap.add_argument(
+        "--premarked",
+        type=int,
+        default=0,
+        help="server's pre-marked copies per asset (default 0: marking in the request, so "
+        "no background refill competes with the client's path being measured)",
+    )
     args = ap.parse_args()
     from sealport.watermark import derive_delivery_key, embed_file
 
@@ -224,7 +236,7 @@ def main() -> None:
         print(f"GLB {src.stat().st_size / 1e6:.1f} MB, {n:,} vertices; CPUs {os.cpu_count()}")
         bench_reader(marked, key, payload, args.repeats)
         if not args.no_e2e:
-            bench_e2e(src, args.repeats)
+            bench_e2e(src, args.repeats, args.premarked)
 
 
 if __name__ == "__main__":
