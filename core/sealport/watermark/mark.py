@@ -48,6 +48,7 @@ from .geometry import (
     as_triangles,
     norms,
     position_hash,
+    referenced,
 )
 from .keys import NSYM, TAG_BYTES, WIDTH_JITTER, code_bytes, layout
 
@@ -772,6 +773,19 @@ def _scaled(v: np.ndarray, plan: EmbedPlan, scale: np.ndarray) -> np.ndarray:
     return out
 
 
+@dataclass
+class _Seen:
+    """A read-back: per bin as the extractor will read the points, and the frame."""
+
+    margin: np.ndarray
+    usable: np.ndarray
+    alpha_b: np.ndarray
+    centre: np.ndarray | None
+    """The reader's area centre (None: read by the full reader, weighted plans)."""
+    norms: np.ndarray | None
+    """(N,) every vertex's norm about ``centre`` (None with ``centre``)."""
+
+
 def _read_back(
     plan: EmbedPlan,
     out: np.ndarray,
@@ -781,8 +795,23 @@ def _read_back(
     alpha: float,
     moved: tuple[int, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(margin, usable, alpha_b): :func:`_look`'s read-back without the frame."""
+    seen = _look(plan, out, tris, levels, sign, alpha, moved)
+    return None if seen is None else (seen.margin, seen.usable, seen.alpha_b)
+
+
+def _look(
+    plan: EmbedPlan,
+    out: np.ndarray,
+    tris: np.ndarray,
+    levels: np.ndarray,
+    sign: np.ndarray,
+    alpha: float,
+    moved: tuple[int, np.ndarray] | None = None,
+) -> _Seen | None:
     """(margin, usable, alpha_b) per bin as the extractor will read ``out`` (its
-    arithmetic exactly); None if the partition is degenerate.
+    arithmetic exactly), with the reader's centre and norms; None if the partition
+    is degenerate.
 
     The plan's groups are the reader's distinct positions (copies move together),
     so the read-back needs no sort: one area-centre pass, the norms of one vertex
@@ -793,6 +822,8 @@ def _read_back(
     no partition or binary search over all norms).
     """
     n_code = len(sign)
+    c2: np.ndarray | None = None
+    r_all: np.ndarray | None = None
     if plan.weight is not None:
         nm = _read_norms(out, tris)
         part = _partition(nm, levels) if nm is not None else None
@@ -804,7 +835,7 @@ def _read_back(
         # One distinct position per vertex (no copies, all referenced): no gather.
         # Else all norms, then a gather of one per group (element-wise, so the same
         # bits as gathering the rows first; a 1-D gather is ~5x cheaper than rows).
-        r = norms(out, c2)
+        r = r_all = norms(out, c2)
         if len(plan.rho) != plan.n_vertices:
             r = np.take(r, plan.rep)
         ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (len(r) - 1)).astype(np.int64))
@@ -827,7 +858,43 @@ def _read_back(
                 return None
             sums = np.bincount(b_all, weights=r, minlength=n_code + 1)[:n_code]
         means = (sums / np.maximum(counts, 1) - ev[:-1]) / np.diff(ev)
-    return (means - 0.5) * sign, counts >= MIN_BIN_VERTICES, _alpha_b(alpha, ev)
+    margin = (means - 0.5) * sign
+    return _Seen(margin, counts >= MIN_BIN_VERTICES, _alpha_b(alpha, ev), c2, r_all)
+
+
+def _replan(plan: EmbedPlan, pts: np.ndarray, seen: _Seen, loose: np.ndarray) -> EmbedPlan | None:
+    """``plan_embed(pts, tris)`` for points ``_apply`` made with ``plan``, from the
+    read-back of ``pts`` (no triangle pass, no sort of scattered norms); None when
+    the shortcut does not apply (call plan_embed). ``loose``: unreferenced vertices.
+
+    Why it is the same plan: with ``plan.weight`` None every group is one position
+    (its copies moved together and are still bitwise equal), so the new groups are
+    the old ones ordered by their new norm, the norms the read-back took about the
+    same area centre plan_embed computes (``seen``). Those are nearly in the old
+    order, so the sort is a cheap timsort. If two groups now share a norm, the
+    distinct positions need counting again: None. Unreferenced vertices are matched
+    to a group by norm exactly as plan_embed does.
+    """
+    if plan.weight is not None or seen.centre is None or seen.norms is None or not len(plan.rho):
+        return None
+    rg = np.take(seen.norms, plan.rep)  # one norm per group
+    perm = np.argsort(rg.view(np.int64), kind="stable")  # nearly sorted already
+    rho = rg[perm]
+    if not np.all(rho[1:] > rho[:-1]):
+        return None
+    g = len(rho)
+    dt = plan.slot.dtype
+    where = np.empty(g + 1, dt)
+    where[perm] = np.arange(g, dtype=dt)
+    where[g] = g
+    slot = np.take(where, plan.slot)
+    if len(loose):
+        slot[loose] = g
+        rl = seen.norms[loose]
+        at = np.minimum(np.searchsorted(rho, rl), g - 1)
+        hit = rho[at] == rl
+        slot[loose[hit]] = at[hit]
+    return EmbedPlan(plan.n_vertices, seen.centre, rho, None, g, slot, plan.rep[perm])
 
 
 _BAND_TOL = 2.0**-40
@@ -991,21 +1058,40 @@ def _embed_rounds(
     cap = first.cap
     a = first
     best: tuple[int, np.ndarray] | None = None
+    loose: np.ndarray | None = None  # unreferenced vertices, for _replan
     for _ in range(_CAP_ROUNDS):
         goal = np.minimum(a.goal0, a.margin0 + a.cap * a.alpha_b)
         pts = a.points
-        moved: tuple[int, np.ndarray] | None = a.moved  # pts is a's result for this plan
+        look = plan  # whose groups the read-back uses
+        moved: tuple[int, np.ndarray] | None = a.moved  # pts is a's result for ``look``
         wrong = np.ones(len(sign), bool)
         for step in range(_MAX_PASSES):
-            seen = _read_back(plan, pts, tris, levels, sign, alpha, moved)
+            seen = _look(look, pts, tris, levels, sign, alpha, moved)
             if seen is None:
                 break
-            margin, usable, ab = seen
+            margin, usable, ab = seen.margin, seen.usable, seen.alpha_b
             wrong = usable & (margin < _SAFE_MARGIN * ab)
             if step == _MAX_PASSES - 1 or np.all((margin >= goal - 0.05 * ab) | ~usable):
                 break
-            pts = _apply(plan_embed(pts, tris), pts, levels, perm, sign, alpha, a.cap, goal).points
-            moved = None  # re-planned: another plan's norms
+            if loose is None:
+                loose = np.flatnonzero(~referenced(len(src), tris))
+            again = _replan(plan, pts, seen, loose)
+            b = _apply(
+                again if again is not None else plan_embed(pts, tris),
+                pts,
+                levels,
+                perm,
+                sign,
+                alpha,
+                a.cap,
+                goal,
+            )
+            pts = b.points
+            # Without copies the read-back sums every vertex's norm in vertex order
+            # whichever plan it uses, so the re-plan (and its apply's new norms) give
+            # the same bits; with copies it sums per group, in the original's order.
+            no_copies = len(plan.rho) == plan.n_vertices
+            look, moved = (again, b.moved) if again is not None and no_copies else (plan, None)
         wrong_bytes = int(wrong[perm].reshape(-1, 8).any(axis=1).sum())
         if best is not None and _rms(pts, src) > _MAX_MRMS * _diag(plan, src):
             break  # a bigger push would be visible: keep the best so far
