@@ -75,6 +75,7 @@ CASES: dict[str, Callable[[], Mesh]] = {
     "loose": _loose,
     "symmetric box": _box,
     "soup": _soup,
+    "same-norm loose": lambda: _loose_same_norm()[:2],
 }
 
 PINS = {
@@ -87,6 +88,7 @@ PINS = {
     "loose": ("b0efaeb0c9cbdb50", "0a3edbd59f1bbf9f", "766df3fae19dfccb"),
     "symmetric box": ("14e8f4d0057c6f6e", "fcdd06845ee2d564", "616e4ff4aefe5219"),
     "soup": ("2cb373c070be9801", "06029af2f6fbbefd", "cab16da539a77d61"),
+    "same-norm loose": ("5311180dd40c91d0", "58fef428695e8763", "ea5b37b2e792b7d7"),
 }
 """name -> (embed, apply_plan without faces, plan fields), sha256[:16]."""
 
@@ -210,6 +212,49 @@ def test_read_back_near_sorted_path_equals_the_partition(name: str) -> None:
         fast += mark._near_sorted_bins(plan, a.moved, r, ranks, c2, len(sign)) is not None
     if name == "torus":  # 30k vertices: the bands are narrow, the shortcut must be taken
         assert fast == 4
+
+
+def _loose_same_norm() -> tuple[np.ndarray, np.ndarray, int]:
+    """A blob plus unreferenced vertices that share a referenced vertex's norm about
+    the plan centre exactly but sit elsewhere (mirrored through the centre), and
+    exact unreferenced copies. Returns (vertices, faces, mirrored ones found)."""
+    v, f = blob(5, seed=11)
+    c = plan_embed(v, f).centre
+    d = v[:400] - c
+    mirrored = c - d
+    same = mark.norms(mirrored, c) == mark.norms(v[:400], c)
+    extra = np.concatenate([mirrored[same][:20], v[500:520]])
+    return np.concatenate([v, extra]), f, int(min(20, same.sum()))
+
+
+@pytest.mark.parametrize("name", ["blob seams", "bunny", "loose", "same-norm loose"])
+def test_replan_equals_plan_embed_of_the_marked_points(name: str) -> None:
+    """A repair pass re-plans the marked points from their read-back (no triangle
+    pass, a near-sorted sort): every field plan_embed gives, except which copy
+    represents a group."""
+    if name == "same-norm loose":
+        v, f, found = _loose_same_norm()
+        assert found > 0
+    v, f = CASES[name]()
+    plan = plan_embed(v, f)
+    tris = as_triangles(f)
+    loose = np.flatnonzero(~mark.referenced(len(v), tris))
+    if name == "same-norm loose":  # the old plan matched them to a group by norm
+        assert (plan.slot[loose] < len(plan.rho)).sum() > 20
+    rng = np.random.default_rng(3)
+    for trial in range(3):
+        levels, perm, sign = mark._keyed_signs(rng.bytes(8), rng.bytes(32))
+        cap = np.full(len(sign), mark._MAX_SHIFT * (1 + 2 * trial))
+        a = mark._apply(plan, np.asarray(v), levels, perm, sign, 0.05, cap)
+        seen = mark._look(plan, a.points, tris, levels, sign, 0.05, a.moved)
+        assert seen is not None
+        got = mark._replan(plan, a.points, seen, loose)
+        want = plan_embed(a.points, f)
+        assert got is not None
+        assert np.array_equal(got.centre, want.centre) and np.array_equal(got.rho, want.rho)
+        assert got.weight is None and want.weight is None and got.m == want.m
+        assert np.array_equal(got.slot, want.slot) and got.slot.dtype == want.slot.dtype
+        assert np.array_equal(got.slot[got.rep], np.arange(len(got.rho)))
 
 
 if __name__ == "__main__":  # record: prints PINS and CANARY for the importable sealport
