@@ -41,10 +41,11 @@ from .errors import Cancelled
 from .payload import decrypt_payload
 from .progress import Progress
 
-ENABLED = hasattr(os, "pread")
-"""False: download, then decrypt (the sequential path; benchmarks compare both). Off
-where there is no ``pread`` (Windows): there a reader's open handle would also make
-the download's unlink of a damaged file fail, so Windows keeps the sequential path."""
+ENABLED = hasattr(os, "pread") and os.environ.get("SEALPORT_STREAM_DECRYPT", "1") != "0"
+"""False: download, then decrypt (the sequential path; benchmarks compare both; set
+``SEALPORT_STREAM_DECRYPT=0`` to choose it). Off where there is no ``pread``
+(Windows): there a reader's open handle would also make the download's unlink of a
+damaged file fail, so Windows keeps the sequential path."""
 _RELAY_SECONDS = 0.05
 
 
