@@ -268,3 +268,40 @@ def test_file_shorter_than_announced_falls_back_to_the_verified_file(tmp_path: P
 
     assert _run(tmp_path, lying_download).read_bytes() == PLAIN
     assert len(list((tmp_path / "out").iterdir())) == 1
+
+
+def test_decoder_error_on_bytes_a_restart_replaced_falls_back(tmp_path: Path) -> None:
+    """The first body is damaged and the decoder fails on it (its thread ends) before
+    the server restarts the body from byte 0 and the download verifies: the error was
+    about void bytes, so the verified file is decrypted, as the sequential path would
+    (review 2026-11-25: this used to raise the stale AgePayloadError)."""
+    damaged = bytearray(CIPHER)
+    damaged[2 * PIECE] ^= 1  # a payload chunk of the first body
+    decoder_ended: list[bool] = []
+
+    def after_piece(at: int) -> None:
+        if at == 9 * PIECE and not decoder_ended:  # still in the first body
+            deadline = time.monotonic() + 20  # rendezvous, not a timing assert
+            while not _no_decoder_left() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            decoder_ended.append(_no_decoder_left())
+
+    download = _writer(
+        tmp_path / "c.age", [bytes(damaged[: 10 * PIECE]), CIPHER], between=after_piece
+    )
+    temp = _run(tmp_path, download)
+    assert decoder_ended == [True]
+    assert temp.read_bytes() == PLAIN
+    assert [p.name for p in (tmp_path / "out").iterdir()] == [temp.name]
+
+
+def test_decoder_error_in_the_final_body_is_still_raised(tmp_path: Path) -> None:
+    """A restart before the decoder used a byte is followed; an error on the body that
+    verified is the artist's error (no second, silent decrypt)."""
+    with pytest.raises(AgeNoIdentityMatch):
+        _run(
+            tmp_path,
+            _writer(tmp_path / "c.age", [CIPHER[:0], CIPHER]),
+            identity=age.generate_identity(),
+        )
+    assert list((tmp_path / "out").iterdir()) == []

@@ -158,6 +158,11 @@ class _Follower:
             self._pos += n
             return n
 
+    @property
+    def generation(self) -> int:
+        """The download generation whose bytes this reader handed out."""
+        return self._generation
+
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
@@ -220,12 +225,13 @@ def download_and_decrypt(
         return decrypt_payload(ciphertext, dest_dir, progress=progress, **args)
     feed = _Feed()
     quiet = _DecoderProgress(progress, feed)
+    follower = _Follower(ciphertext, feed)
     outcome: dict[str, Any] = {}
 
     def decode() -> None:
         try:
             outcome["temp"] = decrypt_payload(
-                ciphertext, dest_dir, progress=quiet, source=_Follower(ciphertext, feed), **args
+                ciphertext, dest_dir, progress=quiet, source=follower, **args
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             outcome["error"] = exc
@@ -249,9 +255,12 @@ def download_and_decrypt(
         _discard(outcome)
         raise
     error = outcome.get("error")
-    if isinstance(error, (_Restarted, _Stopped)):
-        # The server ignored a Range (or the file was not what the download said):
-        # decrypt the verified file, as the sequential path does.
+    if isinstance(error, (_Restarted, _Stopped)) or (
+        error is not None and not feed.same_generation(follower.generation)
+    ):
+        # The server ignored a Range (or the file was not what the download said), or
+        # the decoder failed on bytes a restart later replaced: decrypt the verified
+        # file, as the sequential path does.
         return decrypt_payload(ciphertext, dest_dir, progress=progress, **args)
     if error is not None:
         raise error
