@@ -45,3 +45,33 @@ def test_a_failed_encryption_leaves_no_hashing_thread(tmp_path: Path) -> None:
     with pytest.raises(age.AgeError):
         _encrypt(plain, tmp_path / "payload.age", "age1notarecipient")
     assert not [t for t in threading.enumerate() if t.name == "sealport-seal-hash"]
+
+
+def test_a_hashing_thread_that_cannot_start_leaves_no_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Out of threads: the second hasher fails to start; the first must not be left
+    blocked forever on its queue (review 2026-11-25)."""
+    import threading
+
+    real_start = threading.Thread.start
+    started: list[str] = []
+
+    def start(self: threading.Thread) -> None:
+        if self.name == "sealport-seal-hash":
+            started.append(self.name)
+            if len(started) == 2:
+                raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x" * 1000)
+    identity = age.generate_identity()
+    with pytest.raises(RuntimeError, match="can't start"):
+        _encrypt(plain, tmp_path / "payload.age", age.identity_to_recipient(identity))
+    monkeypatch.undo()
+    for t in threading.enumerate():
+        if t.name == "sealport-seal-hash":
+            t.join(5)  # a leaked one never ends: bounded wait, then the check below
+    assert not [t for t in threading.enumerate() if t.name == "sealport-seal-hash"]

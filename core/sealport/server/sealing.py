@@ -189,7 +189,12 @@ def _encrypt(plain: Path, out: Path, recipient: str) -> tuple[int, str, int, str
     One read and one write; both hashes are taken in the same pass (on two hashing
     threads) instead of reading either file again.
     """
-    plain_hash, cipher_hash = _Hasher(), _Hasher()
+    plain_hash = _Hasher()
+    try:
+        cipher_hash = _Hasher()  # if this one cannot start, the first is still stopped
+    except BaseException:
+        plain_hash.abandon()
+        raise
     try:
         with plain.open("rb") as src_fh, out.open("wb") as dst_fh:
             src, dst = _HashingReader(src_fh, plain_hash), _HashingWriter(dst_fh, cipher_hash)
