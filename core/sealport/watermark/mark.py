@@ -1073,8 +1073,13 @@ def _embed_rounds(
             wrong = usable & (margin < _SAFE_MARGIN * ab)
             if step == _MAX_PASSES - 1 or np.all((margin >= goal - 0.05 * ab) | ~usable):
                 break
-            if loose is None:
-                loose = np.flatnonzero(~referenced(len(src), tris))
+            if loose is None:  # one group per vertex: every vertex is referenced
+                no_loose = len(plan.rho) == plan.n_vertices
+                loose = (
+                    np.zeros(0, np.intp)
+                    if no_loose
+                    else np.flatnonzero(~referenced(len(src), tris))
+                )
             again = _replan(plan, pts, seen, loose)
             b = _apply(
                 again if again is not None else plan_embed(pts, tris),
