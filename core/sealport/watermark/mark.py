@@ -23,10 +23,16 @@ slices of the sorted norms, so without ``faces`` it is O(N) arithmetic with no
 sort and no triangle pass; every bin is on its side about the plan's centre, but
 the reader's centre moves a little with the mark, so verify the written file (a
 lumpy mesh can come out a byte short). With ``faces`` it reads the result back
-exactly as the extractor will (one area-centre pass, one partition) and repairs
-short bins (``_embed_rounds``). ``embed(vertices, faces, payload, key)`` is
+exactly as the extractor will (one area-centre pass; the edges and bins from the
+nearly sorted new norms, ``_near_sorted_bins``) and repairs short bins
+(``_embed_rounds``; a repair pass re-plans from the read-back, ``_replan``).
+``embed(vertices, faces, payload, key)`` is
 ``apply_plan(plan_embed(vertices, faces), vertices, payload, key, faces=faces)``.
 WatermarkCapacityError in both when the mesh cannot carry the payload.
+
+Speed work keeps the mark bit for bit (``tests/test_watermark_embed_pin.py`` pins
+the marked output of seeded meshes as it was before): every shortcut computes the
+same float operations in the same order, or provably the same values.
 """
 
 from __future__ import annotations
