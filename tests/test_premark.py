@@ -235,3 +235,21 @@ def test_close_drops_queued_refills(tmp_path: Path, src: Path) -> None:
     assert len(marked) <= 1 and not (tmp_path / "pm").exists()
     pool.refill(src, INFO)  # a closed pool takes no more work
     assert len(pool) == 0
+
+
+def test_pooled_copies_are_private_files_whatever_the_marker_wrote(
+    tmp_path: Path, src: Path
+) -> None:
+    """SERVER_SECURITY.md: pooled copies are 0600 in 0700 folders; the marker writes
+    with the process umask (0644 here), so the pool makes them private (review 2026-11-25)."""
+    old = os.umask(0o022)
+    try:
+        pool = PremarkPool(tmp_path / "pm", writes_copy, ids())
+        pool.refill(src, INFO)
+        assert pool.wait_idle(30) and len(pool) == 1
+    finally:
+        os.umask(old)
+    (copy,) = [c for copies in pool._copies.values() for c in copies]
+    assert stat.S_IMODE(os.stat(copy.path.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(copy.path).st_mode) == 0o600
+    pool.close()

@@ -14,7 +14,7 @@ delivery (user, device, time) under the id the copy was marked with.
 What is kept and where: at most ``per_asset`` copies per asset version
 (default 1), for the most recently delivered ``max_assets`` versions and at
 most ``max_bytes`` in total, in ``<data>/deliveries/.premarked/`` (0700, files
-0600 as written by the marker). A copy exists only on the server until it is
+0600, set by the pool: the marker writes with the umask). A copy exists only on the server until it is
 issued; the folder is emptied when the pool starts, so ids that were never
 issued never reach the ledger. Only assets that have been delivered once are
 pre-marked (a catalogue of never-requested assets costs nothing), and only
@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -210,6 +211,8 @@ class PremarkPool:
                 with self._lock:
                     self._unpoolable.add(key)  # delivered on request, as before
                 return
+            if sys.platform != "win32":
+                os.chmod(path, 0o600)  # the marker writes with the umask; pooled copies are private
             copy = Premarked(delivery_id, path, entry, path.stat().st_size)
             if self._closed.is_set():
                 copy.discard()
