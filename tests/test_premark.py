@@ -253,3 +253,22 @@ def test_pooled_copies_are_private_files_whatever_the_marker_wrote(
     assert stat.S_IMODE(os.stat(copy.path.parent).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(copy.path).st_mode) == 0o600
     pool.close()
+
+
+def test_refill_stats_stay_bounded(
+    tmp_path: Path, src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long-running server refills after every delivery: its timing record must not
+    grow with the number of deliveries (review 2026-11-25)."""
+    from sealport.server import premark
+
+    monkeypatch.setattr(premark, "STATS_KEPT", 3, raising=False)
+    pool = PremarkPool(tmp_path / "pm", writes_copy, ids())
+    for _ in range(6):
+        pool.refill(src, INFO)
+        assert pool.wait_idle(30)
+        got = pool.take(INFO)
+        assert got is not None
+        got.discard()
+    assert len(pool.stats.wall) == len(pool.stats.cpu) == len(pool.stats.spans) == 3
+    pool.close()

@@ -32,7 +32,7 @@ import shutil
 import sys
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +47,8 @@ DEFAULT_PER_ASSET = 1
 DEFAULT_MAX_ASSETS = 16
 DEFAULT_MAX_BYTES = 2 * 1024**3
 REFILL_NICENESS = 10
+STATS_KEPT = 1000
+"""Refills whose timings are kept (the latest): a long-running server must not grow."""
 
 AssetKey = tuple[str, int, str]
 """(asset id, version, SHA-256 of the stored file)."""
@@ -72,9 +74,9 @@ class Premarked:
 class RefillStats:
     """What the background refills cost (for benchmarks and the server log)."""
 
-    wall: list[float]
-    cpu: list[float]
-    spans: list[tuple[float, float]]
+    wall: deque[float]
+    cpu: deque[float]
+    spans: deque[tuple[float, float]]
     """(start, end) of each refill, wall-clock epoch seconds."""
 
 
@@ -113,7 +115,11 @@ class PremarkPool:
         self._idle = threading.Event()
         self._idle.set()
         self._closed = threading.Event()
-        self.stats = RefillStats(wall=[], cpu=[], spans=[])
+        self.stats = RefillStats(
+            wall=deque(maxlen=STATS_KEPT),
+            cpu=deque(maxlen=STATS_KEPT),
+            spans=deque(maxlen=STATS_KEPT),
+        )
         shutil.rmtree(self.root, ignore_errors=True)  # never-issued ids from a previous run
 
     # --- requests ---------------------------------------------------------------------
