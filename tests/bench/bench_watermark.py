@@ -758,7 +758,9 @@ def render(
         + ". `embed` = `plan_embed` (per asset: one int64 argsort of the norms + one "
         "area-centre pass; cacheable, `EmbedPlan.to_bytes`) + `apply_plan` (per delivery: "
         "O(N), no sort, no triangle pass) + the exact read-back (`faces=`: one more "
-        "area-centre pass and a partition). Extract = one complex sort of (norm, position "
+        "area-centre pass; bin edges from small bands of the nearly sorted new norms) and "
+        "repair passes where bins come out short (none on this torus). Extract = one complex "
+        "sort of (norm, position "
         "hash) + the area-centre pass. "
         f"{big}.",
     ]
