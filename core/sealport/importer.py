@@ -115,21 +115,6 @@ def download_and_decrypt(
     return ciphertext, temp
 
 
-def decrypt_verified(
-    ciphertext: Path, out_dir: Path, m: Manifest, identity: str, progress: Progress
-) -> Path:
-    from .payload import decrypt_payload
-
-    return decrypt_payload(
-        ciphertext,
-        out_dir,
-        identity=identity,
-        expected_size=m.file.size,
-        expected_sha256=m.file.sha256,
-        progress=progress,
-    )
-
-
 def sweep_leftovers(out_dir: Path, audit: Any) -> None:
     """Delete plaintext temp files a killed import left behind, with an audit record each."""
     from .payload import sweep_abandoned
