@@ -272,3 +272,25 @@ def test_refill_stats_stay_bounded(
         got.discard()
     assert len(pool.stats.wall) == len(pool.stats.cpu) == len(pool.stats.spans) == 3
     pool.close()
+
+
+def test_a_copy_larger_than_the_byte_bound_is_marked_once(tmp_path: Path, src: Path) -> None:
+    """A copy that alone exceeds ``max_bytes`` is evicted as soon as it is kept; the
+    refill must not mark it again and again (it looped forever: ~4000 marks of a 1 kB
+    file in 2 s, a multi-GB asset rewritten until the server stopped; review 2026-11-25)."""
+    calls: list[str] = []
+
+    def counting(s: Path, work: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        calls.append(info["delivery_id"])
+        return writes_copy(s, work, info)
+
+    pool = PremarkPool(tmp_path / "pm", counting, ids(), max_bytes=500)
+    try:
+        pool.refill(src, INFO)
+        assert pool.wait_idle(10)
+        pool.refill(src, INFO)  # the next delivery: known not to fit, not marked again
+        assert pool.wait_idle(10)
+        assert len(calls) == 1 and len(pool) == 0
+        assert list((tmp_path / "pm").iterdir()) == []
+    finally:
+        pool.close()

@@ -223,9 +223,17 @@ class PremarkPool:
             if self._closed.is_set():
                 copy.discard()
                 return
-            self._keep(key, copy)
+            if copy.size > self.max_bytes:  # could never be kept: do not mark it again
+                copy.discard()
+                with self._lock:
+                    self._unpoolable.add(key)
+                log.info("asset %s v%s: a marked copy exceeds the pool's bytes", key[0], key[1])
+                return
+            if not self._keep(key, copy):
+                return  # evicted at once (bounds): marking again would loop
 
-    def _keep(self, key: AssetKey, copy: Premarked) -> None:
+    def _keep(self, key: AssetKey, copy: Premarked) -> bool:
+        """Pool ``copy``, evicting the least recently delivered; False if it went too."""
         dropped: list[Premarked] = []
         with self._lock:
             self._copies.setdefault(key, []).append(copy)
@@ -237,6 +245,7 @@ class PremarkPool:
                 total -= sum(p.size for p in gone)
         for p in dropped:
             p.discard()
+        return not any(p is copy for p in dropped)
 
 
 def _lower_priority() -> None:
