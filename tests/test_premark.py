@@ -294,3 +294,23 @@ def test_a_copy_larger_than_the_byte_bound_is_marked_once(tmp_path: Path, src: P
         assert list((tmp_path / "pm").iterdir()) == []
     finally:
         pool.close()
+
+
+def test_only_the_copy_is_kept_and_counted(tmp_path: Path, src: Path) -> None:
+    """A marker that re-embedded (quick mark failed its check) leaves the first file next
+    to the one it returns; the pool keeps only the returned one, so ``max_bytes`` bounds
+    what is on disk (review 2026-11-25)."""
+
+    def reembedded(s: Path, work: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        (work / "marked.glb").write_bytes(s.read_bytes())
+        out = work / "marked-certified.glb"
+        out.write_bytes(s.read_bytes() + info["delivery_id"].encode())
+        return out, {"status": "marked"}
+
+    pool = PremarkPool(tmp_path / "pm", reembedded, ids())
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30) and len(pool) == 1
+    files = [p for p in (tmp_path / "pm").rglob("*") if p.is_file()]
+    assert [p.name for p in files] == ["marked-certified.glb"]
+    assert pool.nbytes == sum(p.stat().st_size for p in files)
+    pool.close()

@@ -217,6 +217,12 @@ class PremarkPool:
                 with self._lock:
                     self._unpoolable.add(key)  # delivered on request, as before
                 return
+            for other in work.iterdir():  # e.g. a quick mark the marker re-embedded
+                if other != path:
+                    if other.is_dir():
+                        shutil.rmtree(other, ignore_errors=True)
+                    else:
+                        other.unlink(missing_ok=True)
             if sys.platform != "win32":
                 os.chmod(path, 0o600)  # the marker writes with the umask; pooled copies are private
             copy = Premarked(delivery_id, path, entry, path.stat().st_size)
