@@ -102,6 +102,26 @@ def test_a_restarted_server_premarks_recently_delivered_assets(
     fresh.premarks.close()
 
 
+def test_a_pooled_copy_whose_file_is_gone_is_marked_on_request(
+    server: ServerHandle, client: SealportClient, hook: Any, tmp_path: Path
+) -> None:
+    """The pool folder was emptied behind the pool (another server process started on
+    this data folder, an operator): the delivery is marked on request under a fresh id
+    instead of failing with a 500 (review 2026-11-25)."""
+    pool: PremarkPool = hook.premarks
+    aid = server.ledger.asset_id_for("pm", "pm-bunny")
+    assert aid is not None
+    client.secure_import(aid, tmp_path / "a")
+    assert pool.wait_idle(120) and len(pool) == 1
+    (gone,) = [c for copies in pool._copies.values() for c in copies]
+    gone.discard()
+    result = client.secure_import(aid, tmp_path / "b")
+    assert result.watermark_status == "verified"
+    assert result.manifest.delivery_id != gone.delivery_id
+    assert server.ledger.get_delivery(gone.delivery_id) is None
+    assert pool.wait_idle(120)
+
+
 # --- the pool's own rules, with real files --------------------------------------------------
 INFO = {"asset_id": "a_1", "version": 1, "sha256": "00" * 32, "format": "glb"}
 

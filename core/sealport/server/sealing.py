@@ -276,6 +276,10 @@ def seal_delivery(
     }
     pool: PremarkPool | None = getattr(watermark, "premarks", None)
     ready = pool.take(info) if pool is not None else None
+    if ready is not None and not ready.path.is_file():  # its folder was emptied behind the pool
+        log.warning("pre-marked copy %s is gone; marking on request", ready.delivery_id)
+        ready.discard()
+        ready = None
     delivery_id = ready.delivery_id if ready is not None else "d_" + secrets.token_hex(12)
     info["delivery_id"] = delivery_id
     try:
