@@ -9,6 +9,7 @@ are tested on the pool with real marking functions and files.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import stat
@@ -123,7 +124,13 @@ def test_a_pooled_copy_whose_file_is_gone_is_marked_on_request(
 
 
 # --- the pool's own rules, with real files --------------------------------------------------
-INFO = {"asset_id": "a_1", "version": 1, "sha256": "00" * 32, "format": "glb"}
+SRC_BYTES = b"x" * 1000
+INFO = {
+    "asset_id": "a_1",
+    "version": 1,
+    "sha256": hashlib.sha256(SRC_BYTES).hexdigest(),
+    "format": "glb",
+}
 
 
 def writes_copy(src: Path, work: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
@@ -140,7 +147,7 @@ def ids() -> Any:
 @pytest.fixture
 def src(tmp_path: Path) -> Path:
     p = tmp_path / "asset.glb"
-    p.write_bytes(b"x" * 1000)
+    p.write_bytes(SRC_BYTES)
     return p
 
 
@@ -333,4 +340,30 @@ def test_only_the_copy_is_kept_and_counted(tmp_path: Path, src: Path) -> None:
     files = [p for p in (tmp_path / "pm").rglob("*") if p.is_file()]
     assert [p.name for p in files] == ["marked-certified.glb"]
     assert pool.nbytes == sum(p.stat().st_size for p in files)
+    pool.close()
+
+
+def test_a_file_that_is_not_the_recorded_one_is_not_pooled(
+    tmp_path: Path, src: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Copies are keyed by the ledger's SHA-256; a store file replaced behind the ledger
+    must not be pooled under that key (and served later, perhaps after the file was put
+    back), and the recorded file pools again once restored (review 2026-11-25)."""
+    pool = PremarkPool(tmp_path / "pm", writes_copy, ids())
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30) and len(pool) == 1
+    taken = pool.take(INFO)
+    assert taken is not None
+    taken.discard()
+    src.unlink()
+    src.write_bytes(b"y" * 1000)  # replaced behind the store
+    with caplog.at_level(logging.WARNING, logger="sealport.server.premark"):
+        pool.refill(src, INFO)
+        assert pool.wait_idle(30)
+    assert len(pool) == 0 and "not the recorded one" in caplog.text
+    assert list((tmp_path / "pm").iterdir()) == []
+    src.unlink()
+    src.write_bytes(SRC_BYTES)  # put back
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30) and len(pool) == 1
     pool.close()

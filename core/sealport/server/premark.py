@@ -26,6 +26,7 @@ before. Refills run on one background thread at lower CPU priority (Linux
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -52,6 +53,9 @@ STATS_KEPT = 1000
 
 AssetKey = tuple[str, int, str]
 """(asset id, version, SHA-256 of the stored file)."""
+
+FileIdentity = tuple[int, int, int, int]
+"""(device, inode, size, mtime in ns) of a file."""
 
 MarkFn = Callable[[Path, Path, dict[str, Any]], tuple[Path, dict[str, Any]]]
 """(asset source, private work dir, delivery info naming the id) -> (file, manifest watermark)."""
@@ -108,6 +112,8 @@ class PremarkPool:
         self.max_bytes = max_bytes
         self._copies: OrderedDict[AssetKey, list[Premarked]] = OrderedDict()
         self._unpoolable: set[AssetKey] = set()
+        self._verified: dict[AssetKey, FileIdentity] = {}
+        """Source files whose SHA-256 was checked against the key, by identity on disk."""
         self._queued: set[AssetKey] = set()
         self._lock = threading.Lock()
         self._jobs: Queue[tuple[AssetKey, Path, dict[str, Any]] | None] = Queue()
@@ -200,6 +206,7 @@ class PremarkPool:
             with self._lock:
                 if len(self._copies.get(key, ())) >= self.per_asset:
                     return
+            before = _identity(src)
             delivery_id = self._new_id()
             work = ensure_private_dir(self.root) / delivery_id
             work.mkdir(mode=0o700)
@@ -216,6 +223,14 @@ class PremarkPool:
                 shutil.rmtree(work, ignore_errors=True)
                 with self._lock:
                     self._unpoolable.add(key)  # delivered on request, as before
+                return
+            if not self._is_recorded_file(key, src, before):
+                shutil.rmtree(work, ignore_errors=True)
+                log.warning(
+                    "asset %s v%s: the stored file is not the recorded one (SHA-256); not pre-marked",
+                    key[0],
+                    key[1],
+                )
                 return
             for other in work.iterdir():  # e.g. a quick mark the marker re-embedded
                 if other != path:
@@ -238,6 +253,28 @@ class PremarkPool:
             if not self._keep(key, copy):
                 return  # evicted at once (bounds): marking again would loop
 
+    def _is_recorded_file(self, key: AssetKey, src: Path, before: FileIdentity) -> bool:
+        """``src`` did not change while it was marked and hashes to the key's SHA-256.
+
+        Why: copies are keyed by the ledger's hash, and a store file replaced behind the
+        ledger must not be pooled under it (the copy could be served after the file was
+        put back). Hashed once per file identity, as the prepared cache does.
+        """
+        try:
+            now = _identity(src)
+            if now != before:
+                return False
+            with self._lock:
+                if self._verified.get(key) == now:
+                    return True
+            if _file_sha256(src) != key[2]:
+                return False
+        except OSError:  # gone or unreadable now: not a file we can vouch for
+            return False
+        with self._lock:
+            self._verified[key] = now
+        return True
+
     def _keep(self, key: AssetKey, copy: Premarked) -> bool:
         """Pool ``copy``, evicting the least recently delivered; False if it went too."""
         dropped: list[Premarked] = []
@@ -246,12 +283,26 @@ class PremarkPool:
             self._copies.move_to_end(key)
             total = sum(p.size for c in self._copies.values() for p in c)
             while self._copies and (total > self.max_bytes or len(self._copies) > self.max_assets):
-                _, gone = self._copies.popitem(last=False)
+                old, gone = self._copies.popitem(last=False)
+                self._verified.pop(old, None)
                 dropped.extend(gone)
                 total -= sum(p.size for p in gone)
         for p in dropped:
             p.discard()
         return not any(p is copy for p in dropped)
+
+
+def _identity(path: Path) -> FileIdentity:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(4 * 1024**2):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _lower_priority() -> None:
