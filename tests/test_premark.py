@@ -367,3 +367,22 @@ def test_a_file_that_is_not_the_recorded_one_is_not_pooled(
     pool.refill(src, INFO)
     assert pool.wait_idle(30) and len(pool) == 1
     pool.close()
+
+
+def test_a_marker_naming_a_missing_file_leaves_nothing(
+    tmp_path: Path, src: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug after marking (here: the marker names a file it did not write) is logged
+    and leaves no folder behind, like a bug inside marking (review 2026-11-25)."""
+
+    def wrong_name(s: Path, work: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        (work / "marked.glb").write_bytes(s.read_bytes())
+        return work / "marked-other.glb", {"status": "marked"}
+
+    pool = PremarkPool(tmp_path / "pm", wrong_name, ids())
+    with caplog.at_level(logging.ERROR, logger="sealport.server.premark"):
+        pool.refill(src, INFO)
+        assert pool.wait_idle(30)
+    assert len(pool) == 0 and "pre-marking asset a_1 v1 failed" in caplog.text
+    assert list((tmp_path / "pm").iterdir()) == []
+    pool.close()

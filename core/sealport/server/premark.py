@@ -211,47 +211,48 @@ class PremarkPool:
             work = ensure_private_dir(self.root) / delivery_id
             work.mkdir(mode=0o700)
             start, wall, cpu = time.time(), time.perf_counter(), time.thread_time()
-            try:
+            try:  # whatever fails from here on, the work folder goes with it
                 path, entry = self._mark(src, work, {**info, "delivery_id": delivery_id})
+                self.stats.wall.append(time.perf_counter() - wall)
+                self.stats.cpu.append(time.thread_time() - cpu)
+                self.stats.spans.append((start, time.time()))
+                if entry.get("status") == "unmarked" or path.parent != work:
+                    shutil.rmtree(work, ignore_errors=True)
+                    with self._lock:
+                        self._unpoolable.add(key)  # delivered on request, as before
+                    return
+                if not self._is_recorded_file(key, src, before):
+                    shutil.rmtree(work, ignore_errors=True)
+                    log.warning(
+                        "asset %s v%s: the stored file is not the recorded one (SHA-256);"
+                        " not pre-marked",
+                        key[0],
+                        key[1],
+                    )
+                    return
+                for other in work.iterdir():  # e.g. a quick mark the marker re-embedded
+                    if other != path:
+                        if other.is_dir():
+                            shutil.rmtree(other, ignore_errors=True)
+                        else:
+                            other.unlink(missing_ok=True)
+                if sys.platform != "win32":  # the marker writes with the umask
+                    os.chmod(path, 0o600)  # pooled copies are private
+                copy = Premarked(delivery_id, path, entry, path.stat().st_size)
+                if self._closed.is_set():
+                    copy.discard()
+                    return
+                if copy.size > self.max_bytes:  # could never be kept: do not mark it again
+                    copy.discard()
+                    with self._lock:
+                        self._unpoolable.add(key)
+                    log.info("asset %s v%s: a marked copy exceeds the pool's bytes", key[0], key[1])
+                    return
+                if not self._keep(key, copy):
+                    return  # evicted at once (bounds): marking again would loop
             except BaseException:
                 shutil.rmtree(work, ignore_errors=True)
                 raise
-            self.stats.wall.append(time.perf_counter() - wall)
-            self.stats.cpu.append(time.thread_time() - cpu)
-            self.stats.spans.append((start, time.time()))
-            if entry.get("status") == "unmarked" or path.parent != work:
-                shutil.rmtree(work, ignore_errors=True)
-                with self._lock:
-                    self._unpoolable.add(key)  # delivered on request, as before
-                return
-            if not self._is_recorded_file(key, src, before):
-                shutil.rmtree(work, ignore_errors=True)
-                log.warning(
-                    "asset %s v%s: the stored file is not the recorded one (SHA-256); not pre-marked",
-                    key[0],
-                    key[1],
-                )
-                return
-            for other in work.iterdir():  # e.g. a quick mark the marker re-embedded
-                if other != path:
-                    if other.is_dir():
-                        shutil.rmtree(other, ignore_errors=True)
-                    else:
-                        other.unlink(missing_ok=True)
-            if sys.platform != "win32":
-                os.chmod(path, 0o600)  # the marker writes with the umask; pooled copies are private
-            copy = Premarked(delivery_id, path, entry, path.stat().st_size)
-            if self._closed.is_set():
-                copy.discard()
-                return
-            if copy.size > self.max_bytes:  # could never be kept: do not mark it again
-                copy.discard()
-                with self._lock:
-                    self._unpoolable.add(key)
-                log.info("asset %s v%s: a marked copy exceeds the pool's bytes", key[0], key[1])
-                return
-            if not self._keep(key, copy):
-                return  # evicted at once (bounds): marking again would loop
 
     def _is_recorded_file(self, key: AssetKey, src: Path, before: FileIdentity) -> bool:
         """``src`` did not change while it was marked and hashes to the key's SHA-256.
