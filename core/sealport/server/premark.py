@@ -14,14 +14,16 @@ delivery (user, device, time) under the id the copy was marked with.
 What is kept and where: at most ``per_asset`` copies per asset version
 (default 1), for the most recently delivered ``max_assets`` versions and at
 most ``max_bytes`` in total, in ``<data>/deliveries/.premarked/`` (0700, files
-0600, set by the pool: the marker writes with the umask). A copy exists only on the server until it is
-issued; the folder is emptied when the pool starts, so ids that were never
-issued never reach the ledger. Only assets that have been delivered once are
+0600, set by the pool: the marker writes with the umask). A copy exists only on
+the server until it is issued; the folder is emptied when the pool starts, so ids
+that were never issued never reach the ledger. Only copies of the file whose
+SHA-256 the ledger records are pooled, and only assets that have been delivered once are
 pre-marked (a catalogue of never-requested assets costs nothing), and only
 copies whose mark was verified by the read-back check are pooled: an asset
 that cannot be marked (too small, unsupported file) is delivered on request as
-before. Refills run on one background thread at lower CPU priority (Linux
-``setpriority`` on the thread), so they yield to live requests.
+before. Refills run on one background thread that only gets CPU time nothing
+else wants (Linux ``SCHED_IDLE``, else niceness 19), so they yield to live
+requests and, where the server shares a machine with a DCC, to the artist's import.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ log = logging.getLogger(__name__)
 DEFAULT_PER_ASSET = 1
 DEFAULT_MAX_ASSETS = 16
 DEFAULT_MAX_BYTES = 2 * 1024**3
-REFILL_NICENESS = 10
+REFILL_NICENESS = 19
 STATS_KEPT = 1000
 """Refills whose timings are kept (the latest): a long-running server must not grow."""
 
@@ -307,8 +309,20 @@ def _file_sha256(path: Path) -> str:
 
 
 def _lower_priority() -> None:
-    """Best effort: this thread yields the CPU to request handling (Linux threads only)."""
+    """Best effort: this thread (and the helper threads it starts) runs only on CPU time
+    nothing else wants: Linux ``SCHED_IDLE``, else the highest niceness we may set.
+
+    Why: on a machine that also runs an artist's DCC (the reference server on a
+    workstation) a refill at normal priority took ~1 s of CPU from Blender's importer.
+    A refill starved for long only means the next request marks on demand, as before.
+    """
+    tid = threading.get_native_id()
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), REFILL_NICENESS)
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, REFILL_NICENESS)
     except (AttributeError, OSError):
         pass
