@@ -386,3 +386,32 @@ def test_a_marker_naming_a_missing_file_leaves_nothing(
     assert len(pool) == 0 and "pre-marking asset a_1 v1 failed" in caplog.text
     assert list((tmp_path / "pm").iterdir()) == []
     pool.close()
+
+
+def test_cache_builds_run_at_normal_priority_marking_at_idle(tmp_path: Path, src: Path) -> None:
+    """A live request may wait on the parsed-asset build (the cache's gate), so that part
+    must not be starved; the marking itself only gets CPU time nothing else wants."""
+    import threading
+
+    def priority() -> tuple[int, int]:
+        tid = threading.get_native_id()
+        return os.sched_getscheduler(tid), os.getpriority(os.PRIO_PROCESS, tid)
+
+    seen: dict[str, tuple[int, int]] = {}
+
+    def prepare(s: Path, info: dict[str, Any]) -> None:
+        seen["prepare"] = priority()
+
+    def mark(s: Path, work: Path, info: dict[str, Any]) -> tuple[Path, dict[str, Any]]:
+        seen["mark"] = priority()
+        return writes_copy(s, work, info)
+
+    normal = priority()
+    pool = PremarkPool(tmp_path / "pm", mark, ids(), prepare=prepare)
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30) and len(pool) == 1
+    assert seen["prepare"] == normal
+    policy, nice = seen["mark"]
+    assert policy == os.SCHED_IDLE or nice == 19, seen
+    assert priority() == normal
+    pool.close()

@@ -251,7 +251,13 @@ def make_hook(
 
     hook.cache = prepared  # type: ignore[attr-defined]  # for tests and diagnostics
     hook.premarks = (  # type: ignore[attr-defined]
-        PremarkPool(premark_dir(data_dir), mark_ahead, new_delivery_id, per_asset=premarked)
+        PremarkPool(
+            premark_dir(data_dir),
+            mark_ahead,
+            new_delivery_id,
+            per_asset=premarked,
+            prepare=lambda src, info: _prepared(src, info, prepared),
+        )
         if premarked > 0
         else None
     )
