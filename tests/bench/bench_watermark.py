@@ -759,9 +759,9 @@ def render(
         "area-centre pass; cacheable, `EmbedPlan.to_bytes`) + `apply_plan` (per delivery: "
         "O(N), no sort, no triangle pass) + the exact read-back (`faces=`: one more "
         "area-centre pass; bin edges from small bands of the nearly sorted new norms) and "
-        "repair passes where bins come out short (none on this torus). Extract = one complex "
-        "sort of (norm, position "
-        "hash) + the area-centre pass. "
+        "repair passes where bins come out short (none on this torus). Extract = one pass "
+        "over the triangles (referenced vertices + area centre), one int64 sort of the "
+        "norms' bits (a pair sort only for vertices whose norms tie), then the bins. "
         f"{big}.",
     ]
 
