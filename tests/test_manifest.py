@@ -28,8 +28,12 @@ class Keys:
         self.root = trust.generate_signing_key()
         self.delivery = trust.generate_signing_key()
         self.cert = trust.issue_delivery_cert(
-            self.root, self.delivery.public_key(), key_id="dk-1",
-            not_before=NOW - 60, not_after=NOW + 3600, serial=1,
+            self.root,
+            self.delivery.public_key(),
+            key_id="dk-1",
+            not_before=NOW - 60,
+            not_after=NOW + 3600,
+            serial=1,
         )
         self.policy = TrustPolicy((trust.fingerprint(self.root.public_key()),))
 
@@ -46,10 +50,19 @@ def keys() -> Keys:
 
 def manifest(**kw: object) -> Manifest:
     m = Manifest(
-        delivery_id="d1", asset_id="a1", name="crate", project="demo", version=3, format="glb",
-        files=(FileEntry("crate.glb", 10, HEX),), payload=PayloadInfo("age-x25519", 200, HEX),
-        recipient="age1me", device_id="dev1", user="alice",
-        issued_at=NOW - 10, expires_at=NOW + 3600,
+        delivery_id="d1",
+        asset_id="a1",
+        name="crate",
+        project="demo",
+        version=3,
+        format="glb",
+        files=(FileEntry("crate.glb", 10, HEX),),
+        payload=PayloadInfo("age-x25519", 200, HEX),
+        recipient="age1me",
+        device_id="dev1",
+        user="alice",
+        issued_at=NOW - 10,
+        expires_at=NOW + 3600,
     )
     return replace(m, **kw)  # type: ignore[arg-type]
 
@@ -77,8 +90,13 @@ def test_flipped_byte_in_manifest_breaks_signature(keys: Keys) -> None:
 
 def test_signature_by_uncertified_key(keys: Keys) -> None:
     rogue = trust.generate_signing_key()
-    env = sign_manifest(manifest(), rogue, key_id="dk-1", delivery_cert=keys.cert,
-                        root_public_key=keys.root.public_key())
+    env = sign_manifest(
+        manifest(),
+        rogue,
+        key_id="dk-1",
+        delivery_cert=keys.cert,
+        root_public_key=keys.root.public_key(),
+    )
     with pytest.raises(SignatureInvalid):
         verify(keys, env)
 
@@ -91,8 +109,14 @@ def test_unknown_root(keys: Keys) -> None:
 
 def test_cert_signed_by_other_root(keys: Keys) -> None:
     other_root = trust.generate_signing_key()
-    forged = trust.issue_delivery_cert(other_root, keys.delivery.public_key(), key_id="dk-1",
-                                       not_before=NOW - 60, not_after=NOW + 60, serial=2)
+    forged = trust.issue_delivery_cert(
+        other_root,
+        keys.delivery.public_key(),
+        key_id="dk-1",
+        not_before=NOW - 60,
+        not_after=NOW + 60,
+        serial=2,
+    )
     with pytest.raises(UntrustedKey, match="did not certify"):
         verify(keys, keys.sign(manifest(), delivery_cert=forged))
 
@@ -104,8 +128,14 @@ def test_revoked_delivery_key(keys: Keys) -> None:
 
 
 def test_expired_delivery_key(keys: Keys) -> None:
-    old = trust.issue_delivery_cert(keys.root, keys.delivery.public_key(), key_id="dk-1",
-                                    not_before=NOW - 7200, not_after=NOW - 3600, serial=1)
+    old = trust.issue_delivery_cert(
+        keys.root,
+        keys.delivery.public_key(),
+        key_id="dk-1",
+        not_before=NOW - 7200,
+        not_after=NOW - 3600,
+        serial=1,
+    )
     with pytest.raises(UntrustedKey, match="expired"):
         verify(keys, keys.sign(manifest(), delivery_cert=old))
 
@@ -133,14 +163,17 @@ def test_other_device(keys: Keys) -> None:
         verify(keys, keys.sign(manifest(recipient="age1someoneelse")))
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda b: b.pop("payload"),
-    lambda b: b.update(files=[]),
-    lambda b: b.update(files=[{"path": "../../etc/passwd", "size": 1, "sha256": HEX}]),
-    lambda b: b.update(format="exe"),
-    lambda b: b.update(version="3"),
-    lambda b: b.update(type="other"),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b.pop("payload"),
+        lambda b: b.update(files=[]),
+        lambda b: b.update(files=[{"path": "../../etc/passwd", "size": 1, "sha256": HEX}]),
+        lambda b: b.update(format="exe"),
+        lambda b: b.update(version="3"),
+        lambda b: b.update(type="other"),
+    ],
+)
 def test_malformed_fields_refused_even_when_signed(keys: Keys, mutate) -> None:  # type: ignore[no-untyped-def]
     body = json.loads(manifest().to_json_bytes())
     mutate(body)

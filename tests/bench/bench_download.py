@@ -106,7 +106,8 @@ def main() -> int:
         maker.join()
         server = subprocess.Popen(
             [sys.executable, "-c", SERVER_SCRIPT, str(work / "server"), str(stl)],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         try:
             info = json.loads(server.stdout.readline())  # type: ignore[union-attr]
@@ -139,9 +140,11 @@ def run_client(work: Path, info: dict, runs: int, size: int) -> dict[str, list[f
     approver.verify = info["ca"]
 
     def on_code(auth) -> None:  # type: ignore[no-untyped-def]
-        threading.Thread(target=approve_via_page, args=(
-            approver, auth.verification_uri, auth.user_code, info["user"], info["password"]),
-            daemon=True).start()
+        threading.Thread(
+            target=approve_via_page,
+            args=(approver, auth.verification_uri, auth.user_code, info["user"], info["password"]),
+            daemon=True,
+        ).start()
 
     client.login(on_code)
     ours, curl = [], []
@@ -151,13 +154,27 @@ def run_client(work: Path, info: dict, runs: int, size: int) -> dict[str, list[f
         result = client.secure_import(info["asset_id"], out)
         elapsed = time.perf_counter() - t0
         # Peer: curl downloads the same sealed payload (a fresh delivery, not timed).
-        d = client.api.post(f"/api/v1/assets/{info['asset_id']}/deliveries",
-                            {"device_id": client.device_key().device_id})
+        d = client.api.post(
+            f"/api/v1/assets/{info['asset_id']}/deliveries",
+            {"device_id": client.device_key().device_id},
+        )
         token = client.tokens.access_token()
         t1 = time.perf_counter()
-        subprocess.run(["curl", "-sS", "--tlsv1.3", "--cacert", info["ca"], "-o", "/dev/null",
-                        "-H", f"Authorization: Bearer {token}",
-                        client.api.url(d["payload_url"])], check=True)
+        subprocess.run(
+            [
+                "curl",
+                "-sS",
+                "--tlsv1.3",
+                "--cacert",
+                info["ca"],
+                "-o",
+                "/dev/null",
+                "-H",
+                f"Authorization: Bearer {token}",
+                client.api.url(d["payload_url"]),
+            ],
+            check=True,
+        )
         curl_elapsed = time.perf_counter() - t1
         shutil.rmtree(out)
         subprocess.run(["sync"], check=False)
@@ -174,26 +191,28 @@ def render(rows: dict[str, list[float]], size: int) -> str:
     real = rows["size"][0]
     ours, curl = statistics.median(rows["ours"]), statistics.median(rows["curl"])
     mbps = lambda t: real / t / 1e6  # noqa: E731
-    return "\n".join([
-        f"{SECTION}",
-        "",
-        f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} on {machine()}; "
-        f"`python tests/bench/bench_download.py --size {size >> 20}M --write-docs`; "
-        f"median of {len(rows['ours'])} runs after a warm-up.",
-        "",
-        "| pipeline | MB/s | wall s | peak RSS MiB |",
-        "|---|---|---|---|",
-        f"| Sealport `secure_import` (seal on server + TLS download + hash + decrypt + hash "
-        f"+ STL check + place), {real / 2**20:.0f} MiB STL | {mbps(ours):.0f} | {ours:.2f} "
-        f"| {rows['rss'][0]:.0f} (client process) |",
-        f"| peer: `curl --tlsv1.3` of the sealed payload to /dev/null (transfer only) "
-        f"| {mbps(curl):.0f} | {curl:.2f} | n/a |",
-        "",
-        f"Ratio Sealport / curl transfer: {curl / ours:.2f}× (Sealport also seals on the "
-        "server per delivery, which curl's row does not include). Server watermarking "
-        "is off for this row; its cost is in the Watermark and Blender sections.",
-        "",
-    ])
+    return "\n".join(
+        [
+            f"{SECTION}",
+            "",
+            f"Measured {time.strftime('%Y-%m-%d', time.gmtime())} on {machine()}; "
+            f"`python tests/bench/bench_download.py --size {size >> 20}M --write-docs`; "
+            f"median of {len(rows['ours'])} runs after a warm-up.",
+            "",
+            "| pipeline | MB/s | wall s | peak RSS MiB |",
+            "|---|---|---|---|",
+            f"| Sealport `secure_import` (seal on server + TLS download + hash + decrypt + hash "
+            f"+ STL check + place), {real / 2**20:.0f} MiB STL | {mbps(ours):.0f} | {ours:.2f} "
+            f"| {rows['rss'][0]:.0f} (client process) |",
+            f"| peer: `curl --tlsv1.3` of the sealed payload to /dev/null (transfer only) "
+            f"| {mbps(curl):.0f} | {curl:.2f} | n/a |",
+            "",
+            f"Ratio Sealport / curl transfer: {curl / ours:.2f}× (Sealport also seals on the "
+            "server per delivery, which curl's row does not include). Server watermarking "
+            "is off for this row; its cost is in the Watermark and Blender sections.",
+            "",
+        ]
+    )
 
 
 def write_docs(table: str) -> None:
