@@ -28,7 +28,6 @@ requests and, where the server shares a machine with a DCC, to the artist's impo
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -43,6 +42,7 @@ from queue import Queue
 from typing import Any, TypeVar
 
 from ..paths import ensure_private_dir
+from .wm_cache import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -276,7 +276,7 @@ class PremarkPool:
             with self._lock:
                 if self._verified.get(key) == now:
                     return True
-            if _file_sha256(src) != key[2]:
+            if file_sha256(src) != key[2]:
                 return False
         except OSError:  # gone or unreadable now: not a file we can vouch for
             return False
@@ -304,14 +304,6 @@ class PremarkPool:
 def _identity(path: Path) -> FileIdentity:
     st = os.stat(path)
     return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(4 * 1024**2):
-            h.update(block)
-    return h.hexdigest()
 
 
 T = TypeVar("T")

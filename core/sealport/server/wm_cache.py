@@ -46,7 +46,8 @@ T = TypeVar("T", bound=Sized)
 Key = tuple[str, int, str, int, int, int, int]
 
 
-def _file_sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file read in 4 MiB blocks (constant memory)."""
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(4 * 1024**2):
@@ -111,7 +112,7 @@ class PreparedCache(Generic[T]):
                 self.misses += 1
             try:
                 value = build(path)
-                actual = _file_sha256(path)
+                actual = file_sha256(path)
                 if actual != sha256 or os.stat(path).st_mtime_ns != st.st_mtime_ns:
                     log.warning(
                         "asset %s v%s: file on disk (sha256 %s) is not the recorded %s; not cached",

@@ -118,6 +118,36 @@ _CENTRE_CHUNK = 1 << 16
 """Triangles per block in the area-centre sum: small blocks stay in cache (~2x faster)."""
 
 
+def block_sums(
+    xyz: list[np.ndarray], i0: np.ndarray, i1: np.ndarray, i2: np.ndarray
+) -> tuple[float, float, float, float]:
+    """One block of triangles: (sum of doubled areas, and per axis the sum of the
+    corner-coordinate sums weighted by them). Shared by :func:`area_centre` and the
+    threaded reader (``parallel.referenced_and_centre``), which must agree bit for bit.
+    """
+    a = [c[i0] for c in xyz]
+    b = [c[i1] for c in xyz]
+    c3 = [c[i2] for c in xyz]
+    e1 = [b[k] - a[k] for k in range(3)]
+    e2 = [c3[k] - a[k] for k in range(3)]
+    cx = e1[1] * e2[2] - e1[2] * e2[1]
+    cy = e1[2] * e2[0] - e1[0] * e2[2]
+    cz = e1[0] * e2[1] - e1[1] * e2[0]
+    cx *= cx
+    cy *= cy
+    cz *= cz
+    cx += cy
+    cx += cz
+    area = np.sqrt(cx, out=cx).astype(np.float64)
+    weighted = []
+    for k in range(3):
+        g = a[k] + b[k]
+        g += c3[k]
+        # einsum, not ``@``: BLAS would wake its thread pool for every block.
+        weighted.append(float(np.einsum("i,i->", g, area, dtype=np.float64)))
+    return float(area.sum()), weighted[0], weighted[1], weighted[2]
+
+
 def area_centre(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
     """Surface centroid (area-weighted triangle centroids); vertex mean if degenerate.
 
@@ -135,27 +165,10 @@ def area_centre(points: np.ndarray, tris: np.ndarray) -> np.ndarray:
         total = 0.0
         for s in range(0, len(tris), _CENTRE_CHUNK):
             tt = tris[s : s + _CENTRE_CHUNK]
-            i0, i1, i2 = tt[:, 0], tt[:, 1], tt[:, 2]
-            a = [c[i0] for c in xyz]
-            b = [c[i1] for c in xyz]
-            c3 = [c[i2] for c in xyz]
-            e1 = [b[k] - a[k] for k in range(3)]
-            e2 = [c3[k] - a[k] for k in range(3)]
-            cx = e1[1] * e2[2] - e1[2] * e2[1]
-            cy = e1[2] * e2[0] - e1[0] * e2[2]
-            cz = e1[0] * e2[1] - e1[1] * e2[0]
-            cx *= cx
-            cy *= cy
-            cz *= cz
-            cx += cy
-            cx += cz
-            area = np.sqrt(cx, out=cx).astype(np.float64)
-            total += float(area.sum())
+            sums = block_sums(xyz, tt[:, 0], tt[:, 1], tt[:, 2])
+            total += sums[0]
             for k in range(3):
-                g = a[k] + b[k]
-                g += c3[k]
-                # einsum, not ``@``: BLAS would wake its thread pool for every block.
-                acc[k] += float(np.einsum("i,i->", g, area, dtype=np.float64))
+                acc[k] += sums[1 + k]
         if total > 0:
             return origin + acc / (3.0 * total)
     return np.asarray(pts.mean(axis=0), dtype=np.float64)

@@ -168,26 +168,7 @@ def referenced_and_centre(
             ii = [np.ascontiguousarray(tt[:, j], dtype=np.intp) for j in range(3)]
             for j in range(3):
                 used[ii[j]] = True
-            a = [c[ii[0]] for c in xyz]
-            b = [c[ii[1]] for c in xyz]
-            c3 = [c[ii[2]] for c in xyz]
-            e1 = [b[k] - a[k] for k in range(3)]
-            e2 = [c3[k] - a[k] for k in range(3)]
-            cx = e1[1] * e2[2] - e1[2] * e2[1]
-            cy = e1[2] * e2[0] - e1[0] * e2[2]
-            cz = e1[0] * e2[1] - e1[1] * e2[0]
-            cx *= cx
-            cy *= cy
-            cz *= cz
-            cx += cy
-            cx += cz
-            area = np.sqrt(cx, out=cx).astype(np.float64)
-            row = sums[blk]
-            row[0] = float(area.sum())
-            for k in range(3):
-                g = a[k] + b[k]
-                g += c3[k]
-                row[1 + k] = float(np.einsum("i,i->", g, area, dtype=np.float64))
+            sums[blk] = geometry.block_sums(xyz, ii[0], ii[1], ii[2])
         return used
 
     masks = run_all([partial(blocks, b0, b1) for b0, b1 in _spans(n_blocks, parts)])
