@@ -415,3 +415,22 @@ def test_cache_builds_run_at_normal_priority_marking_at_idle(tmp_path: Path, src
     assert policy == os.SCHED_IDLE or nice == 19, seen
     assert priority() == normal
     pool.close()
+
+
+def test_no_refill_when_the_disk_is_short(
+    tmp_path: Path, src: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refill leaves ``min_free_bytes`` for live sealing: here more than the disk has."""
+    import shutil as sh
+
+    free = sh.disk_usage(tmp_path).free
+    pool = PremarkPool(tmp_path / "pm", writes_copy, ids(), min_free_bytes=free + 2**30)
+    with caplog.at_level(logging.WARNING, logger="sealport.server.premark"):
+        pool.refill(src, INFO)
+        assert pool.wait_idle(30)
+    assert len(pool) == 0 and "not pre-marking" in caplog.text
+    assert list((tmp_path / "pm").iterdir()) == []
+    pool.min_free_bytes = 0  # space again: the next delivery's refill pools a copy
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30) and len(pool) == 1
+    pool.close()

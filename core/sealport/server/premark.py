@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 DEFAULT_PER_ASSET = 1
 DEFAULT_MAX_ASSETS = 16
 DEFAULT_MAX_BYTES = 2 * 1024**3
+DEFAULT_MIN_FREE = 1024**3
+"""Free disk a refill leaves for live deliveries (it skips, logged, when short)."""
 REFILL_NICENESS = 19
 STATS_KEPT = 1000
 """Refills whose timings are kept (the latest): a long-running server must not grow."""
@@ -106,8 +108,10 @@ class PremarkPool:
         max_assets: int = DEFAULT_MAX_ASSETS,
         max_bytes: int = DEFAULT_MAX_BYTES,
         prepare: Callable[[Path, dict[str, Any]], object] | None = None,
+        min_free_bytes: int = DEFAULT_MIN_FREE,
     ) -> None:
         self.root = Path(root)
+        self.min_free_bytes = min_free_bytes
         self._mark = mark
         self._prepare = prepare
         self._new_id = new_id
@@ -214,6 +218,8 @@ class PremarkPool:
                 if len(self._copies.get(key, ())) >= self.per_asset:
                     return
             before = _identity(src)
+            if not self._room_for(before[2]):
+                return  # tried again after the next delivery; live sealing keeps the space
             delivery_id = self._new_id()
             work = ensure_private_dir(self.root) / delivery_id
             work.mkdir(mode=0o700)
@@ -261,6 +267,21 @@ class PremarkPool:
             except BaseException:
                 shutil.rmtree(work, ignore_errors=True)
                 raise
+
+    def _room_for(self, size: int) -> bool:
+        """Enough free disk for a marked copy (~2x the asset while it is written and
+        checked) plus ``min_free_bytes`` left for live sealing and the ledger."""
+        free = shutil.disk_usage(ensure_private_dir(self.root)).free
+        if free >= 2 * size + self.min_free_bytes:
+            return True
+        log.warning(
+            "not pre-marking: %d MiB free in %s, a copy needs %d MiB and %d MiB stay free",
+            free // 2**20,
+            self.root,
+            2 * size // 2**20,
+            self.min_free_bytes // 2**20,
+        )
+        return False
 
     def _is_recorded_file(self, key: AssetKey, src: Path, before: FileIdentity) -> bool:
         """``src`` did not change while it was marked and hashes to the key's SHA-256.
