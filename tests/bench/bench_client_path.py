@@ -34,7 +34,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -115,13 +114,11 @@ def bench_reader(marked: Path, key: bytes, payload: bytes, repeats: int) -> None
 
 
 def bench_e2e(glb_path: Path, repeats: int, premarked: int) -> None:
-    import requests
     import sealport.importer as imp
     import sealport.stream_decrypt as sd
-    from sealport.client import SealportClient
-    from sealport.config import load_config
-    from sealport.demo import DEMO_MARKER, approve_via_page
     from sealport.watermark import parallel
+
+    from tests.bench.bench_download import signed_in_client
 
     work = Path(tempfile.mkdtemp(prefix="sealport-bench-client-"))
     (work / "server").mkdir()
@@ -144,21 +141,7 @@ def bench_e2e(glb_path: Path, repeats: int, premarked: int) -> None:
     try:
         assert srv.stdout is not None
         info = json.loads(srv.stdout.readline())
-        home = work / "client"
-        home.mkdir()
-        (home / DEMO_MARKER).write_text("bench profile\n")
-        shutil.copy(work / "server" / "client.toml", home / "sealport.toml")
-        client = SealportClient(load_config(home / "sealport.toml"), demo=True)
-        approver = requests.Session()
-        approver.trust_env = False
-        approver.verify = info["ca"]
-
-        def on_code(auth: Any) -> None:
-            args = (approver, auth.verification_uri, auth.user_code)
-            creds = (info["user"], info["password"])
-            threading.Thread(target=approve_via_page, args=(*args, *creds), daemon=True).start()
-
-        client.login(on_code)
+        client = signed_in_client(work, info)
         steps = ("download_and_decrypt", "download_ciphertext", "check_format", "check_watermark")
         for name in steps:
             wrap(name)

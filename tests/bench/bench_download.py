@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "BENCHMARKS.md"
@@ -124,7 +125,9 @@ def main() -> int:
     return 0
 
 
-def run_client(work: Path, info: dict, runs: int, size: int) -> dict[str, list[float]]:
+def signed_in_client(work: Path, info: dict) -> Any:
+    """A client in a demo profile under ``work/client``, signed in to the bench server
+    (``work/server``) by approving its device code on the verification page."""
     import requests
     from sealport.client import SealportClient
     from sealport.config import load_config
@@ -147,6 +150,11 @@ def run_client(work: Path, info: dict, runs: int, size: int) -> dict[str, list[f
         ).start()
 
     client.login(on_code)
+    return client
+
+
+def run_client(work: Path, info: dict, runs: int, size: int) -> dict[str, list[float]]:
+    client = signed_in_client(work, info)
     ours, curl = [], []
     for i in range(runs + 1):
         out = work / f"out{i}"
