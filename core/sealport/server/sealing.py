@@ -214,6 +214,12 @@ def payload_path(data_dir: Path, delivery_id: str) -> Path:
     return data_dir / "deliveries" / f"{delivery_id}.age"
 
 
+def new_delivery_id() -> str:
+    """A fresh delivery id: random, so nobody can guess another delivery's payload
+    (the watermark payload is keyed on it; pre-marking picks ids ahead with this too)."""
+    return "d_" + secrets.token_hex(12)
+
+
 def asset_info(asset: AssetRecord) -> dict[str, Any]:
     """The part of a watermark hook's delivery info that names the asset version."""
     return {
@@ -280,11 +286,22 @@ def seal_delivery(
         log.warning("pre-marked copy %s is gone; marking on request", ready.delivery_id)
         ready.discard()
         ready = None
-    delivery_id = ready.delivery_id if ready is not None else "d_" + secrets.token_hex(12)
+    delivery_id = ready.delivery_id if ready is not None else new_delivery_id()
     info["delivery_id"] = delivery_id
     try:
         rec = _seal(
-            data_dir, ledger, keys, asset, device, user, client_ip, ttl, watermark, info, ready
+            data_dir,
+            ledger,
+            keys,
+            asset,
+            device,
+            user,
+            client_ip,
+            ttl,
+            watermark,
+            info,
+            ready,
+            source,
         )
     finally:
         if ready is not None:
@@ -306,10 +323,10 @@ def _seal(
     watermark: WatermarkHook | None,
     info: dict[str, Any],
     ready: Premarked | None,
+    source: Path,
 ) -> DeliveryRecord:
     delivery_id, issued_at = str(info["delivery_id"]), int(info["issued_at"])
     out_dir = ensure_private_dir(data_dir / "deliveries")
-    source = asset_path(data_dir, asset)
     with tempfile.TemporaryDirectory(prefix=".seal-", dir=out_dir) as tmp:
         work = Path(tmp)
         wm: dict[str, Any] | None = None

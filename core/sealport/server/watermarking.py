@@ -48,6 +48,7 @@ from ..watermark import (
 )
 from ..watermark.files import PreparedFile, embed_prepared, prepare_file
 from .premark import DEFAULT_PER_ASSET, PremarkPool
+from .sealing import new_delivery_id
 from .settings import ServerSettings, WatermarkCheck, WatermarkHook
 from .wm_cache import PreparedCache
 
@@ -218,11 +219,6 @@ def start_marking(
 def _unsupported(delivery_id: str, fmt: str, exc: WatermarkFormatError) -> dict[str, Any]:
     log.warning("delivery %s not watermarked: %s (%s)", delivery_id, exc.message, exc.detail)
     return unmarked(f"{fmt} not supported: {exc.message}")
-
-
-def new_delivery_id() -> str:
-    """A fresh delivery id: random, so nobody can guess another delivery's payload."""
-    return "d_" + secrets.token_hex(12)
 
 
 def make_hook(
