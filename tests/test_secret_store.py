@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import keyring
+import keyring.errors
 import pytest
 from keyring.backends import fail, null
 from keyrings.alt.file import PlaintextKeyring
@@ -157,6 +158,70 @@ def test_hung_secret_service_times_out(secret_service) -> None:
         assert "did not answer" in err.value.message
     finally:
         os.kill(secret_service.daemon.pid, signal.SIGCONT)
+
+
+class FlakyBackend:
+    """The real Secret Service backend behind a fault: the first ``failures`` calls raise
+    what keyring raises when gnome-keyring briefly has no default collection."""
+
+    def __init__(self, real: object, failures: int, error: Exception) -> None:
+        self.real, self.failures, self.error, self.calls = real, failures, error, 0
+
+    def __getattr__(self, name: str):
+        method = getattr(self.real, name)
+
+        def call(*args, **kwargs):
+            self.calls += 1
+            if self.calls <= self.failures:
+                try:  # chained like keyring's own InitError, so the detail shows the cause
+                    raise RuntimeError("Item does not exist!")
+                except RuntimeError as cause:
+                    raise self.error from cause
+            return method(*args, **kwargs)
+
+        return call
+
+
+def transient_init_error() -> Exception:
+    return keyring.errors.InitError("Failed to create the collection: Prompt dismissed.")
+
+
+def test_transient_keyring_failure_is_retried(secret_service, caplog) -> None:
+    store = KeyringStore(SERVICE, PREFIX)
+    store.set("rt", "value")
+    flaky = FlakyBackend(store._backend, failures=2, error=transient_init_error())
+    store._backend = flaky
+    with caplog.at_level("WARNING", logger="sealport.secret_store"):
+        assert store.get("rt") == "value"
+    assert flaky.calls == 3
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2
+    assert "InitError" in warnings[0] and "Item does not exist" in warnings[0]
+    assert "value" not in " ".join(warnings)
+
+
+def test_persistent_keyring_failure_gives_up_with_the_cause(secret_service) -> None:
+    store = KeyringStore(SERVICE, PREFIX)
+    store.set("rt", "value")
+    flaky = FlakyBackend(store._backend, failures=99, error=transient_init_error())
+    store._backend = flaky
+    with pytest.raises(KeyringUnavailable) as err:
+        store.get("rt")
+    assert flaky.calls == 3  # the first try and two retries, then the artist is told
+    assert "could not be opened" in err.value.message
+    assert "InitError" in err.value.detail and "Item does not exist" in err.value.detail
+    assert "value" not in err.value.detail
+
+
+def test_locked_keyring_is_not_retried(secret_service) -> None:
+    store = KeyringStore(SERVICE, PREFIX)
+    locked = keyring.errors.KeyringLocked("Failed to unlock the collection!")
+    flaky = FlakyBackend(store._backend, failures=99, error=locked)
+    store._backend = flaky
+    with pytest.raises(KeyringUnavailable) as err:
+        store.get("rt")
+    assert flaky.calls == 1  # a second unlock prompt would only annoy the artist
+    assert "locked" in err.value.message.lower()
 
 
 def test_open_secret_store_uses_the_keyring_per_profile(secret_service, tmp_path) -> None:

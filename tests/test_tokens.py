@@ -244,7 +244,11 @@ CHILD = textwrap.dedent(
     ts = TokenSession(http, meta, client_id, KeyringStore("{service}", "{prefix}"), lock)
     ok = 0
     for _ in range(rounds):
-        at = ts.force_refresh()
+        try:
+            at = ts.force_refresh()
+        except Exception as exc:  # say why: the detail names the keyring's own error
+            print("detail:", getattr(exc, "detail", ""), file=sys.stderr)
+            raise
         r = http.get(meta.userinfo_endpoint, headers={{"Authorization": "Bearer " + at}})
         if r.status_code != 200:
             print(json.dumps({{"ok": ok, "failed_status": r.status_code}}))

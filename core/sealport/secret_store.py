@@ -18,6 +18,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -48,6 +49,12 @@ KEYRING_TIMEOUT = 5.0
 MAX_ITEM_UTF16_BYTES = 2000
 """Largest single keyring item, measured as UTF-16 bytes (Windows stores UTF-16;
 its hard limit is 2,560 bytes). Larger values are split into chunks."""
+
+KEYRING_RETRY_PAUSES = (0.25, 1.0)
+"""Pauses before the second and third try of a keyring call that failed in a way
+that can pass (the Secret Service briefly without its default collection while
+gnome-keyring reloads its file, a D-Bus hiccup). A locked keyring, a missing
+backend or a timeout is never retried: those need the artist, not patience."""
 
 CHUNK_HEADER = "sealport-chunks:v1:"
 DEMO_WARNING = "DEMO ONLY - NOT A SECURE STORE"
@@ -169,12 +176,31 @@ def _call_with_timeout(fn: Callable[[], T], what: str, timeout: float) -> T:
     return box["value"]
 
 
+def _describe_chain(exc: BaseException) -> str:
+    """``Type: text <- CauseType: text ...``: keyring wraps secretstorage's error, and the
+    wrapped one is what tells a TD (or a CI log) why the collection could not be opened."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(parts) < 4:
+        seen.add(id(current))
+        parts.append(f"{type(current).__name__}: {current}")
+        current = current.__cause__ or current.__context__
+    return " <- ".join(parts)
+
+
+def _may_pass(exc: BaseException) -> bool:
+    """Whether retrying a failed keyring call can help (see ``KEYRING_RETRY_PAUSES``)."""
+    from keyring import errors as kerr
+
+    return not isinstance(exc, kerr.KeyringLocked | kerr.NoKeyringError | KeyringUnavailable)
+
+
 def _map_keyring_error(exc: BaseException, what: str) -> KeyringUnavailable:
     """Translate keyring's exceptions into artist-facing text (never includes values)."""
     from keyring import errors as kerr
 
-    kind = type(exc).__name__
-    detail = f"keyring {what}: {kind}: {exc}"
+    detail = f"keyring {what}: {_describe_chain(exc)}"
     if isinstance(exc, kerr.KeyringLocked):
         return KeyringUnavailable(
             "Your system keyring is locked, so Sealport cannot read or save your sign-in. "
@@ -225,12 +251,25 @@ class KeyringStore:
 
     # -- raw keyring access (timeout + error mapping) --
     def _run(self, what: str, fn: Callable[[], T]) -> T:
-        try:
-            return _call_with_timeout(fn, what, self.timeout)
-        except KeyringUnavailable:
-            raise
-        except Exception as exc:
-            raise _map_keyring_error(exc, what) from None
+        """One keyring call: bounded in time, retried while the failure may pass, and
+        mapped to ``KeyringUnavailable``. Every call here is idempotent (get, replace,
+        delete-if-present), so a retry after a half-done call cannot corrupt anything."""
+        for pause in (*KEYRING_RETRY_PAUSES, None):
+            try:
+                return _call_with_timeout(fn, what, self.timeout)
+            except KeyringUnavailable:
+                raise
+            except Exception as exc:
+                if pause is None or not _may_pass(exc):
+                    raise _map_keyring_error(exc, what) from None
+                log.warning(
+                    "keyring %s failed (%s); trying again in %g s",
+                    what,
+                    _describe_chain(exc),
+                    pause,
+                )
+                time.sleep(pause)
+        raise AssertionError("unreachable")  # the last pause is None: the loop returns or raises
 
     def _get_raw(self, account: str) -> str | None:
         value = self._run("get", lambda: self._backend.get_password(self.service, account))
