@@ -10,6 +10,7 @@ are tested on the pool with real marking functions and files.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import stat
@@ -19,10 +20,12 @@ from typing import Any
 
 import pytest
 import trimesh
+from sealport import age
 from sealport.client import SealportClient
-from sealport.server import ServerSettings
-from sealport.server.premark import PremarkPool
-from sealport.server.sealing import warm_premarks
+from sealport.server import ServerSettings, preseal
+from sealport.server.premark import Premarked, PremarkPool
+from sealport.server.sealing import payload_path, warm_premarks
+from sealport.server.store import asset_path
 from sealport.server.watermarking import delivery_payload, load_secret, make_hook, premark_dir
 from sealport.trace import trace_file
 
@@ -71,10 +74,28 @@ def test_next_delivery_is_the_premarked_copy(
     (ready,) = [c for copies in pool._copies.values() for c in copies]
     assert ready.path.is_file() and ready.path.is_relative_to(premark_dir(server.data_dir))
     assert server.ledger.get_delivery(ready.delivery_id) is None  # not issued yet
+    # Encrypted ahead: the pool holds no plaintext (the GLB's JSON is nowhere in it).
+    asset = server.ledger.get_asset(aid, 1)
+    assert asset is not None
+    stored = asset_path(server.data_dir, asset).read_bytes()
+    assert [p.name for p in premark_dir(server.data_dir).rglob("*") if p.is_file()] == [
+        "payload.age"
+    ]
+    assert stored[20:120] not in ready.path.read_bytes()
 
     second = client.secure_import(aid, tmp_path / "b")
     assert second.manifest.delivery_id == ready.delivery_id
     assert second.watermark_status == "verified"
+    # The delivered payload decrypts with the device identity to the marked file whose
+    # hash and size the manifest records, and is the payload the manifest hashes.
+    payload = payload_path(server.data_dir, ready.delivery_id).read_bytes()
+    assert hashlib.sha256(payload).hexdigest() == second.manifest.payload.sha256
+    plain = io.BytesIO()
+    age.decrypt_stream(io.BytesIO(payload), plain, [client.device_key().identity])
+    (entry,) = second.manifest.files
+    assert hashlib.sha256(plain.getvalue()).hexdigest() == entry.sha256 == ready.body.plain_sha256
+    assert len(plain.getvalue()) == entry.size and plain.getvalue() != stored
+    assert second.path.read_bytes() == plain.getvalue()
     assert not ready.path.parent.exists()  # taken copies are deleted after sealing
     rec = server.ledger.get_delivery(ready.delivery_id)
     assert rec is not None and rec.username == server.username
@@ -123,6 +144,61 @@ def test_a_pooled_copy_whose_file_is_gone_is_marked_on_request(
     assert pool.wait_idle(120)
 
 
+@pytest.mark.parametrize("damage", ["truncated", "replaced", "header-written"])
+def test_a_damaged_pooled_copy_is_marked_on_request(
+    server: ServerHandle, client: SealportClient, hook: Any, tmp_path: Path, damage: str
+) -> None:
+    """A pooled ciphertext changed on disk since the pool wrote it is not finished: the
+    delivery is marked and encrypted on request under a fresh id, and verifies."""
+    pool: PremarkPool = hook.premarks
+    aid = server.ledger.asset_id_for("pm", "pm-bunny")
+    assert aid is not None
+    assert pool.wait_idle(120)
+    if len(pool) == 0:
+        client.secure_import(aid, tmp_path / "warm")
+        assert pool.wait_idle(120)
+    (copy,) = [c for copies in pool._copies.values() for c in copies]
+    if damage == "truncated":
+        os.truncate(copy.path, copy.size - 1000)
+    elif damage == "replaced":  # same length, another file (random bytes)
+        other = copy.path.with_name("other")
+        other.write_bytes(os.urandom(copy.size))
+        os.replace(other, copy.path)
+    else:  # something wrote into the header's place (or a finish was attempted before)
+        with open(copy.path, "r+b") as fh:
+            fh.write(b"age-encryption.org/v1\n")
+    result = client.secure_import(aid, tmp_path / "b")
+    assert result.watermark_status == "verified"
+    assert result.manifest.delivery_id != copy.delivery_id
+    assert server.ledger.get_delivery(copy.delivery_id) is None
+    assert not copy.path.parent.exists()
+    assert pool.wait_idle(120)
+
+
+def test_pooled_deliveries_use_fresh_file_and_ephemeral_keys(
+    server: ServerHandle, client: SealportClient, hook: Any, tmp_path: Path
+) -> None:
+    pool: PremarkPool = hook.premarks
+    aid = server.ledger.asset_id_for("pm", "pm-bunny")
+    assert aid is not None
+    keys, headers = [], []
+    for i in range(2):
+        assert pool.wait_idle(120)
+        if len(pool) == 0:
+            client.secure_import(aid, tmp_path / f"warm{i}")
+            assert pool.wait_idle(120)
+        (copy,) = [c for copies in pool._copies.values() for c in copies]
+        keys.append(bytes(copy.body.file_key))
+        result = client.secure_import(aid, tmp_path / str(i))
+        assert result.manifest.delivery_id == copy.delivery_id
+        payload = payload_path(server.data_dir, copy.delivery_id).read_bytes()
+        headers.append(payload[: preseal.HEADER_SIZE])
+    assert keys[0] != keys[1]
+    share = [h.split(b"\n")[1] for h in headers]
+    assert share[0].startswith(b"-> X25519 ") and share[0] != share[1]
+    assert pool.wait_idle(120)
+
+
 # --- the pool's own rules, with real files --------------------------------------------------
 SRC_BYTES = b"x" * 1000
 INFO = {
@@ -137,6 +213,16 @@ def writes_copy(src: Path, work: Path, info: dict[str, Any]) -> tuple[Path, dict
     out = work / "marked.glb"
     out.write_bytes(src.read_bytes() + info["delivery_id"].encode())
     return out, {"status": "marked", "delivery": info["delivery_id"]}
+
+
+def opened(copy: Premarked) -> bytes:
+    """A pooled copy finished for a fresh device key and decrypted with it."""
+    identity = age.generate_identity()
+    preseal.finish(copy.body, age.identity_to_recipient(identity))
+    out = io.BytesIO()
+    with copy.path.open("rb") as fh:
+        age.decrypt_stream(fh, out, [identity])
+    return out.getvalue()
 
 
 def ids() -> Any:
@@ -160,7 +246,7 @@ def test_pool_refills_takes_once_and_lives_in_a_private_folder(tmp_path: Path, s
     assert pool.wait_idle(30) and len(pool) == 1
     assert stat.S_IMODE(os.stat(root).st_mode) == 0o700
     got = pool.take(INFO)
-    assert got is not None and got.path.read_bytes().endswith(got.delivery_id.encode())
+    assert got is not None and opened(got).endswith(got.delivery_id.encode())
     assert pool.take(INFO) is None  # one copy, one delivery
     assert pool.take({**INFO, "version": 2}) is None  # another version is another key
     got.discard()
@@ -338,7 +424,9 @@ def test_only_the_copy_is_kept_and_counted(tmp_path: Path, src: Path) -> None:
     pool.refill(src, INFO)
     assert pool.wait_idle(30) and len(pool) == 1
     files = [p for p in (tmp_path / "pm").rglob("*") if p.is_file()]
-    assert [p.name for p in files] == ["marked-certified.glb"]
+    assert [p.name for p in files] == ["payload.age"]  # the returned copy, encrypted
+    (copy,) = [c for copies in pool._copies.values() for c in copies]
+    assert opened(copy).endswith(b"d_0000")  # marked-certified, not the first file
     assert pool.nbytes == sum(p.stat().st_size for p in files)
     pool.close()
 
@@ -388,10 +476,25 @@ def test_a_marker_naming_a_missing_file_leaves_nothing(
     pool.close()
 
 
-def test_cache_builds_run_at_normal_priority_marking_at_idle(tmp_path: Path, src: Path) -> None:
+def test_cache_builds_run_at_normal_priority_marking_at_idle(
+    tmp_path: Path, src: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A live request may wait on the parsed-asset build (the cache's gate), so that part
-    must not be starved; the marking itself only gets CPU time nothing else wants."""
+    must not be starved; the marking and the encryption of the copy only get CPU time
+    nothing else wants. Encryption comes after the marker (and its read-back check)
+    returned the marked plaintext."""
     import threading
+
+    from sealport.server import premark
+
+    real_seal = premark.seal_body
+
+    def seal(plain: Path, out: Path) -> preseal.SealedBody:
+        seen["seal"] = priority()
+        assert plain.read_bytes().endswith(b"d_0000")  # the checked, marked plaintext
+        return real_seal(plain, out)
+
+    monkeypatch.setattr(premark, "seal_body", seal)
 
     def priority() -> tuple[int, int]:
         tid = threading.get_native_id()
@@ -411,8 +514,9 @@ def test_cache_builds_run_at_normal_priority_marking_at_idle(tmp_path: Path, src
     pool.refill(src, INFO)
     assert pool.wait_idle(30) and len(pool) == 1
     assert seen["prepare"] == normal
-    policy, nice = seen["mark"]
-    assert policy == os.SCHED_IDLE or nice == 19, seen
+    for step in ("mark", "seal"):
+        policy, nice = seen[step]
+        assert policy == os.SCHED_IDLE or nice == 19, seen
     assert priority() == normal
     pool.close()
 
@@ -433,4 +537,56 @@ def test_no_refill_when_the_disk_is_short(
     pool.min_free_bytes = 0  # space again: the next delivery's refill pools a copy
     pool.refill(src, INFO)
     assert pool.wait_idle(30) and len(pool) == 1
+    pool.close()
+
+
+# --- pooled copies are encrypted ahead (server/preseal.py) ----------------------------------
+def pool_files(root: Path) -> dict[Path, bytes]:
+    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_the_pool_holds_only_ciphertext_and_never_the_file_key(tmp_path: Path, src: Path) -> None:
+    """After a refill the marked plaintext is gone: each copy's folder holds one age body
+    behind a blank header; the file key is in memory only (not on disk, not in a repr)."""
+    root = tmp_path / "pm"
+    pool = PremarkPool(root, writes_copy, ids())
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30) and len(pool) == 1
+    (copy,) = [c for copies in pool._copies.values() for c in copies]
+    files = pool_files(root)
+    assert list(files) == [root / copy.delivery_id / "payload.age"]
+    (data,) = files.values()
+    assert data[: preseal.HEADER_SIZE] == bytes(preseal.HEADER_SIZE)
+    assert SRC_BYTES[:32] not in data and b"d_0000" not in data  # no plaintext
+    key = bytes(copy.body.file_key)
+    assert len(key) == age.FILE_KEY_SIZE and any(key)
+    import base64
+
+    for form in (key, key.hex().encode(), base64.b64encode(key).rstrip(b"=")):
+        assert form not in data
+    assert key.hex() not in repr(copy) and "file_key" not in repr(copy)
+    marked = SRC_BYTES + b"d_0000"
+    assert copy.body.plain_size == len(marked)
+    assert copy.body.plain_sha256 == hashlib.sha256(marked).hexdigest()
+    assert pool.nbytes == len(data)
+    assert opened(copy) == marked
+    copy.discard()
+    assert not any(copy.body.file_key) and not copy.path.parent.exists()
+    pool.close()
+
+
+def test_each_pooled_copy_has_its_own_file_key_and_ephemeral_key(tmp_path: Path, src: Path) -> None:
+    pool = PremarkPool(tmp_path / "pm", writes_copy, ids(), per_asset=2)
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30) and len(pool) == 2
+    a, b = pool.take(INFO), pool.take(INFO)
+    assert a is not None and b is not None
+    assert bytes(a.body.file_key) != bytes(b.body.file_key)
+    recipient = age.identity_to_recipient(age.generate_identity())
+    preseal.finish(a.body, recipient)
+    preseal.finish(b.body, recipient)  # the same device: still different shares
+    ha, hb = (c.path.read_bytes()[: preseal.HEADER_SIZE].split(b"\n") for c in (a, b))
+    assert ha[1].startswith(b"-> X25519 ") and ha[1] != hb[1]
+    a.discard()
+    b.discard()
     pool.close()

@@ -51,10 +51,14 @@ __all__ = [
     "AgeUnsupported",
     "BLOCK_PLAINTEXT",
     "BlockSink",
+    "body_size",
     "decrypt_stream",
     "decrypt_stream_blocks",
+    "encrypt_body",
     "encrypt_stream",
     "generate_identity",
+    "header_for",
+    "header_size",
     "identity_to_recipient",
     "parse_identity",
     "parse_recipient",
@@ -843,37 +847,70 @@ def _read_full(src: BinaryIO, n: int) -> bytes:
     return b"".join(parts)
 
 
-def encrypt_stream(
-    src: BinaryIO, dst: BinaryIO, recipients: Sequence[str], *, armor: bool = False
-) -> int:
-    """Encrypt ``src`` to the X25519 ``recipients`` (age1…); returns plaintext bytes read.
+def header_size(recipients: int = 1) -> int:
+    """Bytes of the header :func:`header_for` writes for ``recipients`` X25519 recipients.
 
-    Constant memory (one 64 KiB chunk of look-ahead). ``armor=True`` writes
-    the PEM 'AGE ENCRYPTED FILE' form (as ``age -a``).
+    Fixed: the intro, per recipient ``-> X25519 <43 b64>`` and a 43-column body
+    line (32 bytes: wrapped 16-byte key + tag), and ``--- <43 b64 MAC>``. Why it
+    matters: a body can be written behind a placeholder of this size before the
+    recipient is known (server/preseal.py).
     """
+    stanza = len(b"-> X25519 \n") + 43 + 43 + 1
+    return len(INTRO) + recipients * stanza + len(b"--- \n") + 43
+
+
+def body_size(plaintext: int) -> int:
+    """Bytes :func:`encrypt_body` writes for ``plaintext`` bytes (nonce + sealed chunks)."""
+    chunks = max(1, -(-plaintext // CHUNK_SIZE))
+    return NONCE_SIZE + plaintext + chunks * TAG_SIZE
+
+
+def header_for(file_key: bytes, recipients: Sequence[str]) -> bytes:
+    """The age header wrapping ``file_key`` to the X25519 ``recipients`` (age1…).
+
+    Each stanza uses a fresh ephemeral key, as age does; the header MAC is keyed
+    from ``file_key``. Together with :func:`encrypt_body` under the same key this
+    is exactly what :func:`encrypt_stream` writes: the body does not depend on
+    the recipients, so it can be written before they are known.
+    """
+    if len(file_key) != FILE_KEY_SIZE:
+        raise ValueError(f"age file keys are {FILE_KEY_SIZE} bytes, not {len(file_key)}")
     if not recipients:
         raise AgeKeyError(
-            "No recipient to encrypt to.", detail="encrypt_stream needs at least one recipient"
+            "No recipient to encrypt to.", detail="encryption needs at least one recipient"
         )
     pubs = [parse_recipient(r) for r in recipients]
-    file_key = os.urandom(FILE_KEY_SIZE)
     header = bytearray(INTRO)
     for pub in pubs:
         eph = X25519PrivateKey.generate()
         share = eph.public_key().public_bytes_raw()
         shared = eph.exchange(pub)
         wrap_key = _hkdf(shared, share + pub.public_bytes_raw(), X25519_LABEL)
-        body = ChaCha20Poly1305(wrap_key).encrypt(b"\x00" * 12, file_key, None)
+        body = ChaCha20Poly1305(wrap_key).encrypt(b"\x00" * 12, bytes(file_key), None)
         header += b"-> X25519 " + _b64_raw_encode(share) + b"\n" + _wrap_body(body)
     header += b"---"
-    h = crypto_hmac.HMAC(_hkdf(file_key, None, b"header"), hashes.SHA256())
+    h = crypto_hmac.HMAC(_hkdf(bytes(file_key), None, b"header"), hashes.SHA256())
     h.update(bytes(header))
     header += b" " + _b64_raw_encode(h.finalize()) + b"\n"
-    nonce = os.urandom(NONCE_SIZE)
-    aead = ChaCha20Poly1305(_hkdf(file_key, nonce, b"payload"))
+    return bytes(header)
 
-    out: BinaryIO | _ArmorWriter = _ArmorWriter(dst) if armor else dst
-    out.write(bytes(header) + nonce)
+
+class _Writable(Protocol):
+    def write(self, data: bytes, /) -> int | None: ...
+
+
+def encrypt_body(src: BinaryIO, dst: _Writable, file_key: bytes) -> int:
+    """Write the payload of an age file under ``file_key``: a fresh 16-byte nonce, then
+    the STREAM chunks of ``src``; returns plaintext bytes read.
+
+    Constant memory (one 64 KiB chunk of look-ahead). Put :func:`header_for` with
+    the same key in front of it (before or after it is written) to make an age file.
+    """
+    if len(file_key) != FILE_KEY_SIZE:
+        raise ValueError(f"age file keys are {FILE_KEY_SIZE} bytes, not {len(file_key)}")
+    nonce = os.urandom(NONCE_SIZE)
+    aead = ChaCha20Poly1305(_hkdf(bytes(file_key), nonce, b"payload"))
+    dst.write(nonce)
     counter = 0
     total = 0
     cur = _read_full(src, CHUNK_SIZE)
@@ -881,12 +918,29 @@ def encrypt_stream(
         nxt = _read_full(src, CHUNK_SIZE) if len(cur) == CHUNK_SIZE else b""
         final = not nxt
         flag = b"\x01" if final else b"\x00"
-        out.write(aead.encrypt(counter.to_bytes(11, "big") + flag, cur, None))
+        dst.write(aead.encrypt(counter.to_bytes(11, "big") + flag, cur, None))
         total += len(cur)
         counter += 1
         if final:
             break
         cur = nxt
+    return total
+
+
+def encrypt_stream(
+    src: BinaryIO, dst: BinaryIO, recipients: Sequence[str], *, armor: bool = False
+) -> int:
+    """Encrypt ``src`` to the X25519 ``recipients`` (age1…); returns plaintext bytes read.
+
+    Constant memory (one 64 KiB chunk of look-ahead). ``armor=True`` writes
+    the PEM 'AGE ENCRYPTED FILE' form (as ``age -a``). :func:`header_for` then
+    :func:`encrypt_body` under one fresh file key.
+    """
+    file_key = os.urandom(FILE_KEY_SIZE)
+    header = header_for(file_key, recipients)
+    out: BinaryIO | _ArmorWriter = _ArmorWriter(dst) if armor else dst
+    out.write(header)
+    total = encrypt_body(src, out, file_key)
     if isinstance(out, _ArmorWriter):
         out.close()
     return total

@@ -42,6 +42,7 @@ from queue import Queue
 from typing import Any, TypeVar
 
 from ..paths import ensure_private_dir
+from .preseal import SealedBody, seal_body
 from .wm_cache import file_sha256
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,8 @@ DEFAULT_MAX_BYTES = 2 * 1024**3
 DEFAULT_MIN_FREE = 1024**3
 """Free disk a refill leaves for live deliveries (it skips, logged, when short)."""
 REFILL_NICENESS = 19
+PAYLOAD_NAME = "payload.age"
+"""The pooled file in a copy's folder: the encrypted body behind a header placeholder."""
 STATS_KEPT = 1000
 """Refills whose timings are kept (the latest): a long-running server must not grow."""
 
@@ -67,14 +70,29 @@ MarkFn = Callable[[Path, Path, dict[str, Any]], tuple[Path, dict[str, Any]]]
 
 @dataclass(frozen=True)
 class Premarked:
-    """A copy marked for ``delivery_id``; the taker seals ``path`` and then calls ``discard``."""
+    """A copy marked for ``delivery_id`` and encrypted ahead (:mod:`.preseal`).
+
+    The taker writes the recipient's header into ``path`` (:func:`.preseal.finish`),
+    moves the file out and then calls ``discard``. The file key is in ``body`` only
+    (memory; not in the repr).
+    """
 
     delivery_id: str
-    path: Path
+    body: SealedBody
     watermark: dict[str, Any]
-    size: int
+
+    @property
+    def path(self) -> Path:
+        return self.body.path
+
+    @property
+    def size(self) -> int:
+        """Bytes on disk: the finished payload's size."""
+        return self.body.size
 
     def discard(self) -> None:
+        """Delete the copy's folder and forget its file key."""
+        self.body.wipe()
         shutil.rmtree(self.path.parent, ignore_errors=True)
 
 
@@ -224,12 +242,10 @@ class PremarkPool:
             work = ensure_private_dir(self.root) / delivery_id
             work.mkdir(mode=0o700)
             start, wall = time.time(), time.perf_counter()
+            cpu: float | None = None
             try:  # whatever fails from here on, the work folder goes with it
                 marking = {**info, "delivery_id": delivery_id}
                 (path, entry), cpu = _at_idle_priority(self._mark, src, work, marking)
-                self.stats.wall.append(time.perf_counter() - wall)
-                self.stats.cpu.append(cpu)
-                self.stats.spans.append((start, time.time()))
                 if entry.get("status") == "unmarked" or path.parent != work:
                     shutil.rmtree(work, ignore_errors=True)
                     with self._lock:
@@ -251,8 +267,13 @@ class PremarkPool:
                         else:
                             other.unlink(missing_ok=True)
                 if sys.platform != "win32":  # the marker writes with the umask
-                    os.chmod(path, 0o600)  # pooled copies are private
-                copy = Premarked(delivery_id, path, entry, path.stat().st_size)
+                    os.chmod(path, 0o600)  # private while it exists
+                # The marker's read-back check passed above; now the copy is encrypted
+                # (still background work: idle priority) and the plaintext deleted.
+                body, seal_cpu = _at_idle_priority(seal_body, path, work / PAYLOAD_NAME)
+                cpu += seal_cpu
+                path.unlink()
+                copy = Premarked(delivery_id, body, entry)
                 if self._closed.is_set():
                     copy.discard()
                     return
@@ -267,10 +288,15 @@ class PremarkPool:
             except BaseException:
                 shutil.rmtree(work, ignore_errors=True)
                 raise
+            finally:
+                if cpu is not None:  # marking ran (and sealing, unless it returned early)
+                    self.stats.wall.append(time.perf_counter() - wall)
+                    self.stats.cpu.append(cpu)
+                    self.stats.spans.append((start, time.time()))
 
     def _room_for(self, size: int) -> bool:
-        """Enough free disk for a marked copy (~2x the asset while it is written and
-        checked) plus ``min_free_bytes`` left for live sealing and the ledger."""
+        """Enough free disk for a marked copy and its encryption (~2x the asset until the
+        plaintext is deleted) plus ``min_free_bytes`` left for live sealing and the ledger."""
         free = shutil.disk_usage(ensure_private_dir(self.root)).free
         if free >= 2 * size + self.min_free_bytes:
             return True

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from .. import age, manifest, trust
 from ..paths import atomic_write_bytes, ensure_private_dir
+from . import preseal
 from .ledger import AssetRecord, DeliveryRecord, DeviceRecord, Ledger
 from .premark import Premarked, PremarkPool
 from .settings import WatermarkCheck, WatermarkHook
@@ -268,9 +269,11 @@ def seal_delivery(
 ) -> DeliveryRecord:
     """Seal ``asset`` for ``device`` of ``user``; writes payload + envelope, records it.
 
-    With the studio hook's pool (:mod:`.premark`), a copy marked ahead of time for a
-    fresh delivery id is taken if one is ready (this delivery then has that id), and
-    the pool is refilled in the background afterwards.
+    With the studio hook's pool (:mod:`.premark`), a copy marked and encrypted ahead of
+    time for a fresh delivery id is taken if one is ready (this delivery then has that
+    id; only the device's age header is written now, :mod:`.preseal`), and the pool is
+    refilled in the background afterwards. A pooled copy missing or changed on disk is
+    dropped and this delivery is marked and encrypted on request instead.
     """
     issued_at = int(time.time())
     source = asset_path(data_dir, asset)
@@ -282,8 +285,13 @@ def seal_delivery(
     }
     pool: PremarkPool | None = getattr(watermark, "premarks", None)
     ready = pool.take(info) if pool is not None else None
-    if ready is not None and not ready.path.is_file():  # its folder was emptied behind the pool
-        log.warning("pre-marked copy %s is gone; marking on request", ready.delivery_id)
+    if ready is not None and not ready.body.intact():
+        # Its folder was emptied behind the pool, or the file changed since it was sealed:
+        # a fresh delivery, marked and encrypted on request (the pooled id is never issued).
+        log.warning(
+            "pre-sealed copy %s is missing or changed on disk; marking on request",
+            ready.delivery_id,
+        )
         ready.discard()
         ready = None
     delivery_id = ready.delivery_id if ready is not None else new_delivery_id()
@@ -332,14 +340,18 @@ def _seal(
         wm: dict[str, Any] | None = None
         plain = source
         check: WatermarkCheck | None = None
-        if ready is not None:  # marked and checked ahead of this request
-            plain, wm = ready.path, ready.watermark
+        if ready is not None:  # marked, checked and encrypted ahead of this request
+            wm = ready.watermark
         elif watermark is not None:
             marked = watermark(source, work, info)
             plain, wm = marked[0], marked[1]
             check = marked[2] if len(marked) > 2 else None
         tmp_payload = work / "payload.age"
-        if check is None:
+        if ready is not None:  # encrypted ahead too: only the recipient's header is written
+            payload_size, payload_sha = preseal.finish(ready.body, device.public_key)
+            sealed = (ready.body.plain_size, ready.body.plain_sha256, payload_size, payload_sha)
+            tmp_payload = ready.path
+        elif check is None:
             sealed = _encrypt(plain, tmp_payload, device.public_key)
         else:
             # The hook's check of the marked copy runs while that copy is encrypted;
