@@ -590,3 +590,12 @@ def test_each_pooled_copy_has_its_own_file_key_and_ephemeral_key(tmp_path: Path,
     a.discard()
     b.discard()
     pool.close()
+
+
+def test_stopping_the_pool_forgets_the_file_keys(tmp_path: Path, src: Path) -> None:
+    pool = PremarkPool(tmp_path / "pm", writes_copy, ids())
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30) and len(pool) == 1
+    (copy,) = [c for copies in pool._copies.values() for c in copies]
+    pool.close()
+    assert not any(copy.body.file_key) and not (tmp_path / "pm").exists()

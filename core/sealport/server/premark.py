@@ -4,24 +4,32 @@ Why: marking a delivery is per recipient only through its delivery id (the
 payload is ``HMAC(secret, delivery_id)``, see :mod:`.watermarking`), and the id
 is a random name the server picks. So the server can pick the id of the *next*
 delivery of an asset ahead of time, mark and check a copy in the background,
-and hand that copy to the next request, which then costs what an unmarked
-delivery costs (encryption to the device key, the manifest). On a 100 MB GLB
-that takes marking and its read-back check (~1.1 s of CPU) off the artist's
+and encrypt it too, and hand that copy to the next request. The encryption can
+be done ahead because an age payload depends only on its random file key, not on
+the recipient (:mod:`.preseal`): the pool writes the body behind a blank
+placeholder for the one-recipient header and keeps the file key in memory; the
+request wraps that key to the device, writes the header in place, hashes the
+payload and signs the manifest. On a 100 MB GLB that takes marking and its
+read-back check (~1.1 s of CPU) and the encryption (~0.2 s) off the artist's
 wait. Every copy is still marked for exactly one delivery: a pooled copy is
-taken by one request and deleted after sealing; the ledger records the
-delivery (user, device, time) under the id the copy was marked with.
+taken by one request and deleted after sealing (its file key forgotten); the
+ledger records the delivery (user, device, time) under the id the copy was
+marked with. A copy changed on disk since the pool wrote it is not used; that
+delivery is marked and encrypted on request.
 
 What is kept and where: at most ``per_asset`` copies per asset version
 (default 1), for the most recently delivered ``max_assets`` versions and at
 most ``max_bytes`` in total, in ``<data>/deliveries/.premarked/`` (0700, files
-0600, set by the pool: the marker writes with the umask). A copy exists only on
+0600, set by the pool: the marker writes with the umask). On disk a pooled copy
+is ciphertext only (``<id>/payload.age``): the marked plaintext is deleted once it
+is checked and encrypted, and the file key never leaves memory. A copy exists only on
 the server until it is issued; the folder is emptied when the pool starts, so ids
 that were never issued never reach the ledger. Only copies of the file whose
 SHA-256 the ledger records are pooled, and only assets that have been delivered once are
 pre-marked (a catalogue of never-requested assets costs nothing), and only
 copies whose mark was verified by the read-back check are pooled: an asset
 that cannot be marked (too small, unsupported file) is delivered on request as
-before. Refills run on one background thread that only gets CPU time nothing
+before. Refills (marking, checking, encrypting) run on one background thread that only gets CPU time nothing
 else wants (Linux ``SCHED_IDLE``, else niceness 19), so they yield to live
 requests and, where the server shares a machine with a DCC, to the artist's import.
 """
@@ -197,7 +205,10 @@ class PremarkPool:
         if self._worker is not None:
             self._worker.join(timeout=60)
         with self._lock:
+            copies = [p for c in self._copies.values() for p in c]
             self._copies.clear()
+        for p in copies:
+            p.discard()  # forgets the file keys too
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __len__(self) -> int:
