@@ -26,7 +26,13 @@ from sealport.server import ServerSettings, preseal
 from sealport.server.premark import Premarked, PremarkPool
 from sealport.server.sealing import payload_path, warm_premarks
 from sealport.server.store import asset_path
-from sealport.server.watermarking import delivery_payload, load_secret, make_hook, premark_dir
+from sealport.server.watermarking import (
+    delivery_payload,
+    disabled,
+    load_secret,
+    make_hook,
+    premark_dir,
+)
 from sealport.trace import trace_file
 
 from tests.fixtures.server import ServerHandle, start_sealport_server
@@ -599,3 +605,79 @@ def test_stopping_the_pool_forgets_the_file_keys(tmp_path: Path, src: Path) -> N
     (copy,) = [c for copies in pool._copies.values() for c in copies]
     pool.close()
     assert not any(copy.body.file_key) and not (tmp_path / "pm").exists()
+
+
+# --- watermarking off: copies of the stored file encrypted ahead --------------------------
+def test_a_pool_without_marking_encrypts_the_stored_file_ahead(tmp_path: Path, src: Path) -> None:
+    root = tmp_path / "ps"
+    pool = PremarkPool(root, None, ids())
+    assert not pool.marking
+    pool.refill(src, INFO)
+    assert pool.wait_idle(30) and len(pool) == 1
+    (copy,) = [c for copies in pool._copies.values() for c in copies]
+    assert copy.watermark is None
+    assert list(pool_files(root)) == [root / copy.delivery_id / "payload.age"]
+    assert SRC_BYTES[:32] not in copy.path.read_bytes()
+    assert (copy.body.plain_size, copy.body.plain_sha256) == (len(SRC_BYTES), INFO["sha256"])
+    assert opened(copy) == SRC_BYTES
+    assert src.read_bytes() == SRC_BYTES  # the stored file is read, never moved or deleted
+    pool.close()
+
+
+def test_a_pool_without_marking_pools_only_the_recorded_file(
+    tmp_path: Path, src: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pool = PremarkPool(tmp_path / "ps", None, ids())
+    src.write_bytes(b"y" * 1000)  # not the file whose SHA-256 the ledger records
+    with caplog.at_level(logging.WARNING, logger="sealport.server.premark"):
+        pool.refill(src, INFO)
+        assert pool.wait_idle(30)
+    assert len(pool) == 0 and "not the recorded one" in caplog.text
+    assert list((tmp_path / "ps").iterdir()) == []
+    pool.close()
+
+
+def test_with_watermarking_off_the_next_delivery_is_encrypted_ahead(tmp_path: Path) -> None:
+    """End to end over TLS: the second delivery is the copy the pool encrypted after the
+    first; no watermark in the manifest, the file is the stored one byte for byte."""
+    handle = start_sealport_server(
+        tmp_path / "data", settings=ServerSettings(device_interval=1, watermark=disabled)
+    )
+    try:
+        pool: PremarkPool = handle.running.app.state.premarks
+        assert pool is not None and not pool.marking
+        src = tmp_path / "bunny.glb"
+        trimesh.load(MESHES / "bunny.ply", process=False).export(src)
+        handle.add_asset(src, name="ps-bunny", project="ps", fmt="glb")
+        aid = handle.ledger.asset_id_for("ps", "ps-bunny")
+        assert aid is not None
+        client = make_client(handle, tmp_path / "ws")
+        sign_in(client, handle, handle.username, handle.password)
+        first = client.secure_import(aid, tmp_path / "a")
+        assert pool.wait_idle(120) and len(pool) == 1
+        (ready,) = [c for copies in pool._copies.values() for c in copies]
+        second = client.secure_import(aid, tmp_path / "b")
+        assert second.manifest.delivery_id == ready.delivery_id != first.manifest.delivery_id
+        assert second.manifest.watermark is None and second.watermark_status == "none"
+        assert second.path.read_bytes() == src.read_bytes()
+        payload = payload_path(handle.data_dir, ready.delivery_id).read_bytes()
+        assert hashlib.sha256(payload).hexdigest() == second.manifest.payload.sha256
+        assert not ready.path.parent.exists()
+        assert pool.wait_idle(120) and len(pool) == 1
+    finally:
+        handle.stop()
+    assert not (handle.data_dir / "deliveries" / ".presealed").exists()
+
+
+def test_a_pool_must_match_the_watermark_setting(tmp_path: Path, hook: Any) -> None:
+    """An unmarked copy must never go out where deliveries are marked (or the reverse)."""
+    from sealport.server.sealing import presealed_pool, seal_delivery
+
+    unmarked = presealed_pool(tmp_path, 1)
+    assert unmarked is not None and presealed_pool(tmp_path, 0) is None
+    kw: Any = {"asset": None, "device": None, "user": "u", "client_ip": "127.0.0.1"}
+    with pytest.raises(ValueError, match="without marking"):
+        seal_delivery(tmp_path, None, None, watermark=hook, premarks=unmarked, **kw)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="with marking"):
+        seal_delivery(tmp_path, None, None, watermark=None, premarks=hook.premarks, **kw)  # type: ignore[arg-type]
+    unmarked.close()

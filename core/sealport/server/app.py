@@ -50,6 +50,7 @@ from .sealing import (
     ensure_keys,
     manifest_path,
     payload_path,
+    presealed_pool,
     seal_delivery,
     warm_premarks,
     write_client_config,
@@ -186,7 +187,9 @@ def create_app(
     install_openapi(app)  # 400 for validation, IdP routes described (openapi.py)
     watermark_hook = resolve_hook(settings, data_dir)  # studio mark unless disabled
     app.state.premarks = getattr(watermark_hook, "premarks", None)  # closed with the server
-    warm_premarks(data_dir, ledger, watermark_hook)  # background: recently delivered assets
+    if watermark_hook is None:  # watermarking off: copies of the stored files encrypted ahead
+        app.state.premarks = presealed_pool(data_dir, settings.watermark_premarked)
+    warm_premarks(data_dir, ledger, app.state.premarks)  # background: recently delivered assets
 
     idp: idp_mod.DevIdP | None = None
     if settings.external_issuer:
@@ -333,6 +336,7 @@ def create_app(
             client_ip=_ip(request),
             ttl=settings.manifest_ttl,
             watermark=watermark_hook,
+            premarks=app.state.premarks,
         )
         ledger.add_audit(
             [

@@ -87,7 +87,8 @@ class Premarked:
 
     delivery_id: str
     body: SealedBody
-    watermark: dict[str, Any]
+    watermark: dict[str, Any] | None
+    """The manifest's watermark object; None in a pool without marking (watermarking off)."""
 
     @property
     def path(self) -> Path:
@@ -122,12 +123,16 @@ def asset_key(info: dict[str, Any]) -> AssetKey | None:
 
 
 class PremarkPool:
-    """Pre-marked copies per asset version, refilled in the background after each delivery."""
+    """Pre-marked copies per asset version, refilled in the background after each delivery.
+
+    ``mark`` None: a pool for watermarking off; each copy is the stored file itself,
+    encrypted ahead (``watermark`` None), so such deliveries skip encryption too.
+    """
 
     def __init__(
         self,
         root: Path,
-        mark: MarkFn,
+        mark: MarkFn | None,
         new_id: Callable[[], str],
         *,
         per_asset: int = DEFAULT_PER_ASSET,
@@ -211,6 +216,11 @@ class PremarkPool:
             p.discard()  # forgets the file keys too
         shutil.rmtree(self.root, ignore_errors=True)
 
+    @property
+    def marking(self) -> bool:
+        """Whether copies are watermarked (else: the stored file, encrypted ahead)."""
+        return self._mark is not None
+
     def __len__(self) -> int:
         with self._lock:
             return sum(len(c) for c in self._copies.values())
@@ -253,38 +263,16 @@ class PremarkPool:
             work = ensure_private_dir(self.root) / delivery_id
             work.mkdir(mode=0o700)
             start, wall = time.time(), time.perf_counter()
-            cpu: float | None = None
+            cpu: list[float] = []  # CPU seconds of the idle-priority steps that ran
             try:  # whatever fails from here on, the work folder goes with it
-                marking = {**info, "delivery_id": delivery_id}
-                (path, entry), cpu = _at_idle_priority(self._mark, src, work, marking)
-                if entry.get("status") == "unmarked" or path.parent != work:
-                    shutil.rmtree(work, ignore_errors=True)
-                    with self._lock:
-                        self._unpoolable.add(key)  # delivered on request, as before
+                made: tuple[SealedBody, dict[str, Any] | None] | None
+                if self._mark is None:
+                    made = self._sealed_source(key, src, work, cpu)
+                else:
+                    made = self._marked_copy(key, src, info, work, delivery_id, before, cpu)
+                if made is None:
                     return
-                if not self._is_recorded_file(key, src, before):
-                    shutil.rmtree(work, ignore_errors=True)
-                    log.warning(
-                        "asset %s v%s: the stored file is not the recorded one (SHA-256);"
-                        " not pre-marked",
-                        key[0],
-                        key[1],
-                    )
-                    return
-                for other in work.iterdir():  # e.g. a quick mark the marker re-embedded
-                    if other != path:
-                        if other.is_dir():
-                            shutil.rmtree(other, ignore_errors=True)
-                        else:
-                            other.unlink(missing_ok=True)
-                if sys.platform != "win32":  # the marker writes with the umask
-                    os.chmod(path, 0o600)  # private while it exists
-                # The marker's read-back check passed above; now the copy is encrypted
-                # (still background work: idle priority) and the plaintext deleted.
-                body, seal_cpu = _at_idle_priority(seal_body, path, work / PAYLOAD_NAME)
-                cpu += seal_cpu
-                path.unlink()
-                copy = Premarked(delivery_id, body, entry)
+                copy = Premarked(delivery_id, *made)
                 if self._closed.is_set():
                     copy.discard()
                     return
@@ -292,7 +280,7 @@ class PremarkPool:
                     copy.discard()
                     with self._lock:
                         self._unpoolable.add(key)
-                    log.info("asset %s v%s: a marked copy exceeds the pool's bytes", key[0], key[1])
+                    log.info("asset %s v%s: a copy exceeds the pool's bytes", key[0], key[1])
                     return
                 if not self._keep(key, copy):
                     return  # evicted at once (bounds): marking again would loop
@@ -300,10 +288,65 @@ class PremarkPool:
                 shutil.rmtree(work, ignore_errors=True)
                 raise
             finally:
-                if cpu is not None:  # marking ran (and sealing, unless it returned early)
+                if cpu:  # marking ran (and sealing, unless it returned early)
                     self.stats.wall.append(time.perf_counter() - wall)
-                    self.stats.cpu.append(cpu)
+                    self.stats.cpu.append(sum(cpu))
                     self.stats.spans.append((start, time.time()))
+
+    def _marked_copy(
+        self,
+        key: AssetKey,
+        src: Path,
+        info: dict[str, Any],
+        work: Path,
+        delivery_id: str,
+        before: FileIdentity,
+        cpu: list[float],
+    ) -> tuple[SealedBody, dict[str, Any]] | None:
+        """Mark a copy in ``work`` (the marker's read-back check included), then encrypt
+        it and delete the plaintext: (body, manifest watermark), or None: not pooled."""
+        assert self._mark is not None
+        marking = {**info, "delivery_id": delivery_id}
+        (path, entry), spent = _at_idle_priority(self._mark, src, work, marking)
+        cpu.append(spent)
+        if entry.get("status") == "unmarked" or path.parent != work:
+            shutil.rmtree(work, ignore_errors=True)
+            with self._lock:
+                self._unpoolable.add(key)  # delivered on request, as before
+            return None
+        if not self._is_recorded_file(key, src, before):
+            shutil.rmtree(work, ignore_errors=True)
+            _log_not_recorded(key)
+            return None
+        for other in work.iterdir():  # e.g. a quick mark the marker re-embedded
+            if other != path:
+                if other.is_dir():
+                    shutil.rmtree(other, ignore_errors=True)
+                else:
+                    other.unlink(missing_ok=True)
+        if sys.platform != "win32":  # the marker writes with the umask
+            os.chmod(path, 0o600)  # private while it exists
+        # The marker's read-back check passed above; now the copy is encrypted (still
+        # background work: idle priority) and the plaintext deleted.
+        body, spent = _at_idle_priority(seal_body, path, work / PAYLOAD_NAME)
+        cpu.append(spent)
+        path.unlink()
+        return body, entry
+
+    def _sealed_source(
+        self, key: AssetKey, src: Path, work: Path, cpu: list[float]
+    ) -> tuple[SealedBody, None] | None:
+        """No watermarking: the stored file itself, encrypted ahead (no plaintext copy).
+        Pooled only if the bytes encrypted hash to the recorded SHA-256 (taken in the
+        same read)."""
+        body, spent = _at_idle_priority(seal_body, src, work / PAYLOAD_NAME)
+        cpu.append(spent)
+        if body.plain_sha256 != key[2]:
+            body.wipe()
+            shutil.rmtree(work, ignore_errors=True)
+            _log_not_recorded(key)
+            return None
+        return body, None
 
     def _room_for(self, size: int) -> bool:
         """Enough free disk for a marked copy and its encryption (~2x the asset until the
@@ -357,6 +400,14 @@ class PremarkPool:
         for p in dropped:
             p.discard()
         return not any(p is copy for p in dropped)
+
+
+def _log_not_recorded(key: AssetKey) -> None:
+    log.warning(
+        "asset %s v%s: the stored file is not the recorded one (SHA-256); not pre-marked",
+        key[0],
+        key[1],
+    )
 
 
 def _identity(path: Path) -> FileIdentity:

@@ -231,14 +231,30 @@ def asset_info(asset: AssetRecord) -> dict[str, Any]:
     }
 
 
-def warm_premarks(data_dir: Path, ledger: Ledger, watermark: WatermarkHook | None) -> int:
+def presealed_pool(data_dir: Path, per_asset: int) -> PremarkPool | None:
+    """With watermarking off: a pool of copies of the stored files encrypted ahead, in
+    ``<data>/deliveries/.presealed/``, so those deliveries skip encryption too (None
+    if ``per_asset`` is 0). Same bounds, priority and rules as pre-marked copies."""
+    if per_asset <= 0:
+        return None
+    return PremarkPool(
+        Path(data_dir) / "deliveries" / ".presealed", None, new_delivery_id, per_asset=per_asset
+    )
+
+
+def warm_premarks(
+    data_dir: Path, ledger: Ledger, watermark: WatermarkHook | PremarkPool | None
+) -> int:
     """At start-up, queue pre-marking for the most recently delivered asset versions.
 
     Why: the pool lives in memory and its folder is emptied at start, so without
     this the first delivery of each asset after a restart pays for marking again.
     Runs in the pool's background thread; returns how many versions were queued.
+    ``watermark`` is the hook owning the pool, or the pool itself.
     """
-    pool: PremarkPool | None = getattr(watermark, "premarks", None)
+    pool: PremarkPool | None = (
+        watermark if isinstance(watermark, PremarkPool) else getattr(watermark, "premarks", None)
+    )
     if pool is None or pool.per_asset <= 0:
         return 0
     rows = ledger.query(
@@ -266,6 +282,7 @@ def seal_delivery(
     client_ip: str,
     ttl: int = 3600,
     watermark: WatermarkHook | None = None,
+    premarks: PremarkPool | None = None,
 ) -> DeliveryRecord:
     """Seal ``asset`` for ``device`` of ``user``; writes payload + envelope, records it.
 
@@ -274,7 +291,17 @@ def seal_delivery(
     id; only the device's age header is written now, :mod:`.preseal`), and the pool is
     refilled in the background afterwards. A pooled copy missing or changed on disk is
     dropped and this delivery is marked and encrypted on request instead.
+    ``premarks`` names the pool (default: the hook's); with ``watermark`` None it must be
+    a pool without marking (:func:`presealed_pool`), else one that marks.
     """
+    pool: PremarkPool | None = (
+        premarks if premarks is not None else getattr(watermark, "premarks", None)
+    )
+    if pool is not None and pool.marking != (watermark is not None):
+        raise ValueError(
+            f"a pool {'with' if pool.marking else 'without'} marking for a delivery "
+            f"{'with' if watermark is not None else 'without'} a watermark hook"
+        )
     issued_at = int(time.time())
     source = asset_path(data_dir, asset)
     info = {
@@ -283,7 +310,6 @@ def seal_delivery(
         "device_id": device.device_id,
         "issued_at": issued_at,
     }
-    pool: PremarkPool | None = getattr(watermark, "premarks", None)
     ready = pool.take(info) if pool is not None else None
     if ready is not None and not ready.body.intact():
         # Its folder was emptied behind the pool, or the file changed since it was sealed:

@@ -70,7 +70,9 @@ class ServerSettings:
     watermark: WatermarkHook | None = None
     watermark_premarked: int = 1
     """Copies of each recently delivered asset version that the studio watermark hook
-    marks ahead of the next request (server/premark.py); 0 marks every delivery on request."""
+    marks ahead of the next request (server/premark.py); 0 marks every delivery on request.
+    Pooled copies are encrypted ahead too; with watermarking off (``watermarking.disabled``)
+    this many copies of the stored file are encrypted ahead (0: encrypt on request)."""
     # --- authorization, detection and SIEM (issue 6; docs/SERVER_SECURITY.md) ---------
     pipeline_token_ttl: int = 300
     """Lifetime of client-credentials tokens of pipeline clients (capped at 300 s)."""
