@@ -32,6 +32,10 @@ that cannot be marked (too small, unsupported file) is delivered on request as
 before. Refills (marking, checking, encrypting) run on one background thread that only gets CPU time nothing
 else wants (Linux ``SCHED_IDLE``, else niceness 19), so they yield to live
 requests and, where the server shares a machine with a DCC, to the artist's import.
+
+With watermarking off the same pool runs without a marker
+(:func:`.sealing.presealed_pool`): each copy is the stored file encrypted ahead,
+pooled only if the bytes it encrypted hash to the ledger's SHA-256.
 """
 
 from __future__ import annotations
