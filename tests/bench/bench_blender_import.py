@@ -110,10 +110,72 @@ def in_blender(spec_path: str) -> None:
         bpy.ops.wm.read_homefile(use_empty=True)
         bpy.ops.outliner.orphans_purge(do_recursive=True)
 
+    import gc
+
+    gc_time = [0.0, 0]  # seconds inside the cyclic GC, collections (this process)
+    gc_start = [0.0]
+
+    def on_gc(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            gc_start[0] = time.perf_counter()
+        else:
+            gc_time[0] += time.perf_counter() - gc_start[0]
+            gc_time[1] += 1
+
+    gc.callbacks.append(on_gc)
+    parent_stat = Path(f"/proc/{os.getppid()}/stat")
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def parent_cpu() -> float:  # the bench host: its server threads (and pool refills)
+        try:
+            fields = parent_stat.read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            return float("nan")
+
+    import resource
+
+    def probe() -> tuple[float, ...]:
+        me = resource.getrusage(resource.RUSAGE_THREAD)
+        return (
+            time.perf_counter(),
+            time.thread_time(),
+            time.process_time(),
+            parent_cpu(),
+            gc_time[0],
+            float(gc_time[1]),
+            me.ru_utime,
+            me.ru_stime,
+            float(me.ru_minflt),
+            float(me.ru_nivcsw),
+            float(me.ru_nvcsw),
+        )
+
+    def cost(before: tuple[float, ...]) -> dict[str, float]:
+        """Where an import's wall time went: this (main) thread's CPU, the other threads
+        of Blender, the server's process, the cyclic GC."""
+        after = probe()
+        d = [b - a for a, b in zip(before, after, strict=True)]
+        return {
+            "wall": d[0],
+            "main cpu": d[1],
+            "other threads cpu": d[2] - d[1],
+            "server cpu": d[3],
+            "gc s": d[4],
+            "gc runs": d[5],
+            "main user": d[6],
+            "main sys": d[7],
+            "main page faults": d[8],
+            "main preempted": d[9],
+            "main waits": d[10],
+        }
+
     def plain() -> float:
         fresh()
         t, start = time.perf_counter(), time.time()
+        before = probe()
         bpy.ops.import_scene.gltf(filepath=spec["file"])
+        plain_costs.append(cost(before))
         plain_spans.append((start, time.time()))
         return time.perf_counter() - t
 
@@ -122,8 +184,10 @@ def in_blender(spec_path: str) -> None:
 
     def timed_gltf(path: Any) -> None:  # Blender's importer alone, inside the secure path
         w = time.perf_counter()
+        before = probe()
         real_gltf(path)
         stages[-1]["importer s"] = time.perf_counter() - w
+        secure_costs.append(cost(before))
 
     hooks["glb"] = timed_gltf
 
@@ -159,6 +223,8 @@ def in_blender(spec_path: str) -> None:
     times: dict[str, list[float]] = {"plain": [], "secure": []}
     stages: list[dict[str, float]] = []
     plain_spans: list[tuple[float, float]] = []  # epoch: did a server refill overlap one?
+    plain_costs: list[dict[str, float]] = []
+    secure_costs: list[dict[str, float]] = []  # Blender's importer inside the secure path
     for _ in range(spec["rounds"]):
         times["plain"].append(plain())
         times["secure"].append(secure())
@@ -170,6 +236,7 @@ def in_blender(spec_path: str) -> None:
                 "vertices": verts,
                 "stages": stages,
                 "plain_spans": plain_spans,
+                "importer_costs": {"plain": plain_costs, "secure": secure_costs},
                 "blender": bpy.app.version_string,
             }
         )
@@ -380,6 +447,16 @@ def main() -> int:
     ]
     section = "\n".join(lines)
     print(section)
+    for label, res in (("watermarking", on), ("no watermarking", off)):
+        print(f"Blender's glTF importer, {label} (median [min-max] per round):")
+        for kind, costs in res["importer_costs"].items():
+            print(f"  {kind}:")
+            for key in costs[0] if costs else ():
+                vals = [c[key] for c in costs]
+                print(
+                    f"    {key:18s} {statistics.median(vals):7.3f} "
+                    f"[{min(vals):.3f}-{max(vals):.3f}]"
+                )
     if args.write_docs:
         text = DOC.read_text()
         if BEGIN in text:

@@ -3,6 +3,7 @@
 Not a test (no timing asserts); nothing is written to docs/BENCHMARKS.md. Run:
 
     python tests/bench/bench_client_path.py [--mb 100] [--repeats 5] [--no-e2e]
+        [--premarked 1 --pause 4]
 
 On the ~100 MB grid GLB of tests/bench/bench_blender_import.py (``write_grid_glb``):
 
@@ -113,7 +114,7 @@ def bench_reader(marked: Path, key: bytes, payload: bytes, repeats: int) -> None
     print(f"  (load average {os.getloadavg()[0]:.2f})")
 
 
-def bench_e2e(glb_path: Path, repeats: int, premarked: int) -> None:
+def bench_e2e(glb_path: Path, repeats: int, premarked: int, pause: float = 0.0) -> None:
     import sealport.importer as imp
     import sealport.stream_decrypt as sd
     from sealport.watermark import parallel
@@ -142,7 +143,15 @@ def bench_e2e(glb_path: Path, repeats: int, premarked: int) -> None:
         assert srv.stdout is not None
         info = json.loads(srv.stdout.readline())
         client = signed_in_client(work, info)
-        steps = ("download_and_decrypt", "download_ciphertext", "check_format", "check_watermark")
+        steps = (
+            "request_delivery",
+            "fetch_manifest",
+            "verify_manifest",
+            "download_and_decrypt",
+            "download_ciphertext",
+            "check_format",
+            "check_watermark",
+        )
         for name in steps:
             wrap(name)
         modes = [(False, 1), (True, 2), (True, 1), (False, 2)]
@@ -152,6 +161,7 @@ def bench_e2e(glb_path: Path, repeats: int, premarked: int) -> None:
             sd.ENABLED = stream
             parallel.configure(threads)
             timing.clear()
+            time.sleep(pause)  # lets the server's pool refill, as the time between imports does
             out = work / f"out{i}"
             w0, c0 = time.perf_counter(), time.process_time()
             result = client.secure_import(info["asset_id"], out)
@@ -164,6 +174,9 @@ def bench_e2e(glb_path: Path, repeats: int, premarked: int) -> None:
             both = timing["download_and_decrypt"]
             rows.setdefault((stream, threads), []).append(
                 {
+                    "request (sealing)": timing["request_delivery"][0],
+                    "manifest fetch+verify": timing["fetch_manifest"][0]
+                    + timing["verify_manifest"][0],
                     "download": dl,
                     "decrypt tail": both[0] - dl,
                     "download+decrypt cpu": both[1],
@@ -208,6 +221,12 @@ def main() -> None:
         help="server's pre-marked copies per asset (default 0: marking in the request, so "
         "no background refill competes with the client's path being measured)",
     )
+    ap.add_argument(
+        "--pause",
+        type=float,
+        default=0.0,
+        help="seconds between rounds (with --premarked: time for the pool to refill)",
+    )
     args = ap.parse_args()
     from sealport.watermark import derive_delivery_key, embed_file
 
@@ -219,7 +238,7 @@ def main() -> None:
         print(f"GLB {src.stat().st_size / 1e6:.1f} MB, {n:,} vertices; CPUs {os.cpu_count()}")
         bench_reader(marked, key, payload, args.repeats)
         if not args.no_e2e:
-            bench_e2e(src, args.repeats, args.premarked)
+            bench_e2e(src, args.repeats, args.premarked, args.pause)
 
 
 if __name__ == "__main__":
