@@ -8,7 +8,7 @@ The reference server runs in its own process (so the client's peak RSS is the
 client's alone). The asset is a binary STL of the requested size (a valid
 file, so the client's STL safe reader runs too). Each run is a whole
 ``secure_import``: delivery request, sealing on the server (age encryption
-of the whole file), manifest verification, download with hashing, streaming
+of the whole file on request: pre-sealed copies are off here), manifest verification, download with hashing, streaming
 decrypt with hashing, STL check, atomic placement. The peer row is `curl`
 fetching the same sealed payload over the same TLS 1.3 connection setup to
 /dev/null (transfer only, no checks). ``--write-docs`` replaces the section
@@ -46,8 +46,10 @@ from sealport.server.watermarking import disabled
 data = Path(sys.argv[1]); stl = Path(sys.argv[2])
 user, password = seed_demo(data)
 rec = add_asset(data, stl, name="big", project="bench", fmt="stl")
-# Transport benchmark: the forensic watermark (its own section) is switched off.
-srv = start_background(data, settings=ServerSettings(watermark=disabled))
+# Transport benchmark: the forensic watermark (its own section) is switched off, and so
+# are pre-sealed copies: every run encrypts on request (the pooled path is measured in
+# the Blender and client-path benches).
+srv = start_background(data, settings=ServerSettings(watermark=disabled, watermark_premarked=0))
 print(json.dumps({"url": srv.url, "user": user, "password": password,
                   "asset_id": rec.asset_id, "ca": str(srv.ca_file)}), flush=True)
 while True:
