@@ -8,8 +8,9 @@ The reference server runs in its own process (so the client's peak RSS is the
 client's alone). The asset is a binary STL of the requested size (a valid
 file, so the client's STL safe reader runs too). Each run is a whole
 ``secure_import``: delivery request, sealing on the server (age encryption
-of the whole file on request: pre-sealed copies are off here), manifest verification, download with hashing, streaming
-decrypt with hashing, STL check, atomic placement. The peer row is `curl`
+of the whole file on request: pre-sealed copies are off here), manifest
+verification, download with hashing, streaming decrypt with hashing, STL
+check, atomic placement. The peer row is `curl`
 fetching the same sealed payload over the same TLS 1.3 connection setup to
 /dev/null (transfer only, no checks). ``--write-docs`` replaces the section
 "## Download over loopback TLS" of docs/BENCHMARKS.md.
