@@ -20,6 +20,11 @@ provides that hook for the library in :mod:`sealport.watermark`.
   out unmarked with that reason rather than blocking the artist's import. The
   hook hands that check to sealing, which runs it while encrypting
   (:func:`start_marking`); :func:`mark_delivery` is the same, synchronous.
+- That check's reader yields, per mesh, the area centre and whether every
+  vertex is referenced; they go into the entry as ``"reader"`` hints (only once
+  the file verified, from the file that is sealed), so the client can skip its
+  triangle pass (:mod:`sealport.watermark_check` says why that is sound). The
+  pre-mark pool marks through the same check, so pooled copies carry them too.
 - What does not depend on the recipient (the parsed file and each mesh's
   embed plan) is kept per asset version in a bounded
   :class:`~sealport.server.wm_cache.PreparedCache` owned by the hook, so a
@@ -44,9 +49,11 @@ from ..watermark import (
     WatermarkFormatError,
     derive_delivery_key,
     manifest_entry,
+    reader_hints,
     verify_file,
 )
 from ..watermark.files import PreparedFile, embed_prepared, prepare_file
+from ..watermark.manifest import reader_json
 from .premark import DEFAULT_PER_ASSET, PremarkPool
 from .sealing import new_delivery_id
 from .settings import ServerSettings, WatermarkCheck, WatermarkHook
@@ -194,10 +201,15 @@ def start_marking(
     except WatermarkFormatError as exc:
         return src, _unsupported(delivery_id, fmt or suffix, exc)
 
+    entry = manifest_entry(payload, key, report)
+
     def check() -> tuple[Path, dict[str, Any]] | None:
         try:
             result = verify_file(dst, key, payload)
             if result.status == "verified":
+                # In place: sealing builds the manifest from ``entry`` only after this
+                # returns, and None keeps the copy being encrypted (no second seal).
+                entry["reader"] = reader_json(reader_hints(result))
                 return None
             if prepared.plans:
                 log.info("delivery %s: quick mark short, certified embed", delivery_id)
@@ -205,7 +217,7 @@ def start_marking(
                 report2 = embed_prepared(prepared, again, payload, key, certify=True)
                 result = verify_file(again, key, payload)
                 if result.status == "verified":
-                    return again, manifest_entry(payload, key, report2)
+                    return again, manifest_entry(payload, key, report2, reader_hints(result))
         except WatermarkCapacityError:
             return src, unmarked("mesh too small")
         except WatermarkFormatError as exc:
@@ -213,7 +225,7 @@ def start_marking(
         log.warning("delivery %s: mark did not survive writing %s: %s", delivery_id, fmt, result)
         return src, unmarked(f"mark did not survive the {fmt or suffix} writer")
 
-    return dst, manifest_entry(payload, key, report), check
+    return dst, entry, check
 
 
 def _unsupported(delivery_id: str, fmt: str, exc: WatermarkFormatError) -> dict[str, Any]:

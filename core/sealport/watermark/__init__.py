@@ -10,7 +10,8 @@ strength=None, faces=None) -> vertices`` (per delivery; see ``mark``'s docstring
 ``verify(vertices, faces, key, expected_payload) -> VerifyResult``
 ``derive_delivery_key(studio_secret, delivery_id) -> bytes``
 ``load_meshes(path)``, ``embed_file(src, dst, payload, key)``, ``extract_file(path, key)``,
-``verify_file(path, key, expected_payload)``; ``manifest_entry(payload, key, report)``.
+``verify_file(path, key, expected_payload, *, reader=None)``; ``manifest_entry(payload,
+key, report, reader=None)``, ``reader_hints(file_verify_result)``, ``parse_reader_hints(entry)``.
 Informed (server) tier: ``correspond(leak_v, leak_f, orig_v, orig_f) -> Correspondence``,
 ``informed_verify(correspondence, key, expected_payload) -> InformedResult`` (needs scipy).
 
@@ -135,11 +136,12 @@ from .files import (
 )
 from .informed import Correspondence, InformedResult, correspond, informed_verify
 from .keys import SCHEME, derive_delivery_key
-from .manifest import manifest_entry, parse_manifest_entry
+from .manifest import manifest_entry, parse_manifest_entry, parse_reader_hints, reader_hints
 from .mark import (
     DEFAULT_STRENGTH,
     EmbedPlan,
     ExtractResult,
+    ReaderHint,
     VerifyResult,
     apply_plan,
     capacity_bits,
@@ -160,6 +162,7 @@ __all__ = [
     "ExtractResult",
     "FileExtractResult",
     "FileVerifyResult",
+    "ReaderHint",
     "VerifyResult",
     "WatermarkCapacityError",
     "WatermarkFormatError",
@@ -176,7 +179,9 @@ __all__ = [
     "manifest_entry",
     "min_vertices",
     "parse_manifest_entry",
+    "parse_reader_hints",
     "plan_embed",
+    "reader_hints",
     "verify",
     "verify_file",
 ]

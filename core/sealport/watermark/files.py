@@ -23,6 +23,7 @@ import io
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -30,11 +31,13 @@ from xml.etree import ElementTree as ET
 
 import numpy as np
 
+from ..errors import MalformedManifest
 from . import fbxmesh, glb, stl
 from .errors import WatermarkCapacityError, WatermarkFormatError
 from .mark import (
     EmbedPlan,
     ExtractResult,
+    ReaderHint,
     VerifyResult,
     apply_plan,
     embed,
@@ -487,11 +490,31 @@ class FileVerifyResult:
     meshes: list[VerifyResult] = field(default_factory=list)
 
 
-def verify_file(path: Path, key: bytes, expected_payload: bytes) -> FileVerifyResult:
+def verify_file(
+    path: Path,
+    key: bytes,
+    expected_payload: bytes,
+    *,
+    reader: Sequence[ReaderHint | None] | None = None,
+) -> FileVerifyResult:
     """Importer check: mismatch if any mesh carries another payload; verified if at
     least one mesh verifies and every mesh large enough to carry a mark does;
-    too_small if no mesh can carry one; otherwise not_found."""
-    results = [verify(v, f, key, expected_payload) for v, f in _meshes_for_check(Path(path))]
+    too_small if no mesh can carry one; otherwise not_found.
+
+    ``reader``: the manifest's signed reader hints, one per mesh in load order
+    (see :class:`~.mark.ReaderHint`); MalformedManifest if their number is not the
+    file's number of meshes. Each result's ``reader`` holds what the reader found.
+    """
+    meshes = _meshes_for_check(Path(path))
+    if reader is not None and len(reader) != len(meshes):
+        raise MalformedManifest(
+            "The delivery's watermark record is invalid.",
+            f"reader hints for {len(reader)} meshes, the file has {len(meshes)}",
+        )
+    hints = reader if reader is not None else [None] * len(meshes)
+    results = [
+        verify(v, f, key, expected_payload, hint=h) for (v, f), h in zip(meshes, hints, strict=True)
+    ]
     statuses = {r.status for r in results}
     if "mismatch" in statuses:
         status: Literal["verified", "mismatch", "too_small", "not_found"] = "mismatch"

@@ -56,7 +56,7 @@ from .geometry import (
     position_hash,
     referenced,
 )
-from .keys import NSYM, TAG_BYTES, WIDTH_JITTER, code_bytes, layout
+from .keys import NSYM, TAG_BYTES, WIDTH_JITTER, Layout, code_bytes, layout
 
 DEFAULT_STRENGTH = 0.05
 """alpha: the bin mean of the normalised norm is pushed to 1/2 +- alpha."""
@@ -111,6 +111,28 @@ class VerifyResult:
     bit_errors: int
     method: Literal["decode", "correlation", "none"]
     detail: str = ""
+    reader: ReaderHint | None = None
+    """The reader's centre and "all vertices referenced" for this mesh (what the server
+    signs into the manifest after its read-back; None: fewer than 2 referenced)."""
+
+
+@dataclass(frozen=True)
+class ReaderHint:
+    """What the reader's triangle pass yields for one mesh: its area-weighted centre
+    and whether every vertex is referenced by a triangle.
+
+    Why: the server reads every marked file back with the reader before it seals
+    it, so it can sign these into the manifest (``"reader"`` in the watermark
+    entry); the client, whose file is hash-pinned to that manifest, then skips its
+    most expensive stage (:func:`_read_norms` with ``hint``). Given the true
+    values, the result is bit for bit the same as without (tested). A wrong hint
+    only moves the frame the norms are read in: the keyed bins then read noise
+    and the check fails; passing still needs the key and payload, which the same
+    signed manifest states anyway (see :mod:`sealport.watermark_check`).
+    """
+
+    centre: tuple[float, float, float]
+    all_referenced: bool
 
 
 def capacity_bits(payload_bits: int) -> int:
@@ -148,6 +170,8 @@ class _Norms:
     rho: np.ndarray
     weight: np.ndarray | None
     m: int
+    all_referenced: bool = False
+    """Every vertex is referenced by a triangle (set by :func:`_read_norms`)."""
 
     def cum(self) -> np.ndarray:
         """(G + 1,) number of distinct positions before group g."""
@@ -168,7 +192,9 @@ def _mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return v, tris
 
 
-def _read_norms(v: np.ndarray, tris: np.ndarray, threads: int | None = None) -> _Norms | None:
+def _read_norms(
+    v: np.ndarray, tris: np.ndarray, threads: int | None = None, hint: ReaderHint | None = None
+) -> _Norms | None:
     """Reader front end: sorted distinct norms and how many distinct positions share each.
 
     Why not one sort of (norm, position hash) pairs: a complex128 sort of 2.8 M keys
@@ -182,10 +208,30 @@ def _read_norms(v: np.ndarray, tris: np.ndarray, threads: int | None = None) -> 
     norms and the sort run in that many threads (:mod:`.parallel`); the result is
     the same bit for bit (tested). The triangle pass is one fused loop (referenced
     vertices + area centre, ~10 % less CPU than the two passes) also on one thread.
+
+    ``hint`` (the server's signed :class:`ReaderHint` for this mesh): when it says
+    every vertex is referenced, its centre is taken and the triangle pass is
+    skipped; otherwise (or None) the full pass runs. ``all_referenced`` of the
+    result says what the pass found (or the hint claimed).
     """
     n_threads = parallel.threads_for(len(tris), threads)
-    used, centre = parallel.referenced_and_centre(v, tris, n_threads)
-    idx = None if used.all() else np.flatnonzero(used)
+    if hint is not None and hint.all_referenced:
+        centre = np.array(hint.centre, dtype=np.float64)
+        idx = None
+    else:
+        used, centre = parallel.referenced_and_centre(v, tris, n_threads)
+        idx = None if used.all() else np.flatnonzero(used)
+    nm = _norms_about(v, idx, centre, n_threads)
+    if nm is not None:
+        nm.all_referenced = idx is None
+    return nm
+
+
+def _norms_about(
+    v: np.ndarray, idx: np.ndarray | None, centre: np.ndarray, n_threads: int
+) -> _Norms | None:
+    """:func:`_read_norms` after the triangle pass: ``idx`` the referenced vertices
+    (None: all), ``centre`` the area centre."""
     n_used = len(v) if idx is None else len(idx)
     if n_used < 2:
         return None
@@ -1164,13 +1210,38 @@ def _observe(
     key: bytes,
     payload_bits: int,
     threads: int | None = None,
+    hint: ReaderHint | None = None,
 ) -> _Observation | None:
-    """Common front end of extract/verify (None: too small to read); ``threads``: see
-    :func:`_read_norms`."""
+    """Common front end of extract/verify (None: too small to read); ``threads``,
+    ``hint``: see :func:`_read_norms`."""
+    return _observe_hinted(vertices, faces, key, payload_bits, threads, hint)[0]
+
+
+def _observe_hinted(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    key: bytes,
+    payload_bits: int,
+    threads: int | None = None,
+    hint: ReaderHint | None = None,
+) -> tuple[_Observation | None, ReaderHint | None]:
+    """:func:`_observe` and the reader's :class:`ReaderHint` for this mesh (None when
+    the mesh has fewer than two referenced vertices)."""
     n_code = capacity_bits(payload_bits)
     lay = layout(key, n_code)
     v, tris = _mesh(vertices, faces)
-    nm = _read_norms(v, tris, threads)
+    nm = _read_norms(v, tris, threads, hint)
+    seen = None
+    if nm is not None:
+        c = nm.centre
+        seen = ReaderHint((float(c[0]), float(c[1]), float(c[2])), nm.all_referenced)
+    return _observation(nm, lay, payload_bits, n_code), seen
+
+
+def _observation(
+    nm: _Norms | None, lay: Layout, payload_bits: int, n_code: int
+) -> _Observation | None:
+    """The keyed bins' soft and hard bits from the reader's norms."""
     if nm is None or nm.m < min_vertices(payload_bits):
         return None
     part = _partition(nm, lay.edges)
@@ -1246,7 +1317,12 @@ def detect_p_value(z: np.ndarray, expected_bits: np.ndarray) -> tuple[float, int
 
 
 def verify(
-    vertices: np.ndarray, faces: np.ndarray, key: bytes, expected_payload: bytes
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    key: bytes,
+    expected_payload: bytes,
+    *,
+    hint: ReaderHint | None = None,
 ) -> VerifyResult:
     """Check that the mesh carries ``expected_payload`` under ``key``.
 
@@ -1254,13 +1330,16 @@ def verify(
     if that fails, the known-payload detector on the soft bin scores (accepted
     when a random mesh would score this well with probability <= VERIFY_FPR).
     A too-small mesh is reported as such, never as verified.
+
+    ``hint``: the signed :class:`ReaderHint` of this mesh (see :func:`_read_norms`);
+    the result's ``reader`` is what the reader found (the hint, where it was taken).
     """
     payload_bits = 8 * len(expected_payload)
-    o = _observe(vertices, faces, key, payload_bits)
+    o, seen = _observe_hinted(vertices, faces, key, payload_bits, None, hint)
     r = _extract_obs(o, key, payload_bits)
     if r.status == "too_small" or o is None:
         return VerifyResult(
-            "too_small", None, 0.0, r.false_positive_bound, 0, "none", "mesh too small"
+            "too_small", None, 0.0, r.false_positive_bound, 0, "none", "mesh too small", seen
         )
     if r.status == "found":
         ok = r.payload == expected_payload
@@ -1272,13 +1351,23 @@ def verify(
             r.bit_errors_corrected,
             "decode",
             "" if ok else "the mesh carries another payload under this key",
+            seen,
         )
     expected = encode_bits(expected_payload, key)
     u = o.usable
     p, agree = detect_p_value(o.z[u], expected[u])
     n = int(u.sum())
     if p <= VERIFY_FPR:
-        return VerifyResult("verified", expected_payload, 1.0 - p, p, n - agree, "correlation")
+        return VerifyResult(
+            "verified", expected_payload, 1.0 - p, p, n - agree, "correlation", "", seen
+        )
     return VerifyResult(
-        "not_found", None, 0.0, VERIFY_FPR, n - agree, "none", f"{agree}/{n} code bits agree"
+        "not_found",
+        None,
+        0.0,
+        VERIFY_FPR,
+        n - agree,
+        "none",
+        f"{agree}/{n} code bits agree",
+        seen,
     )
