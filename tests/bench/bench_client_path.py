@@ -9,7 +9,9 @@ On the ~100 MB grid GLB of tests/bench/bench_blender_import.py (``write_grid_glb
 
 1. **reader**: the watermark check's stages on a marked copy (GLB read, the
    referenced-vertex + area-centre pass, norms, norm sort, whole ``_read_norms``,
-   whole ``verify_file``), with the reader on 1 thread and on 2 threads
+   whole ``verify_file``; ``_read_norms`` and ``verify_file`` also with the server's
+   signed reader hints, i.e. what the client runs for a manifest that carries
+   them: no triangle pass), with the reader on 1 thread and on 2 threads
    (``sealport.watermark.parallel``), interleaved, wall and CPU (user + sys of the
    process, all threads) per repeat.
 2. **e2e** (unless ``--no-e2e``): real reference server in a child process (TLS 1.3
@@ -78,13 +80,28 @@ def summary(rows: list[tuple[float, float]]) -> str:
 
 def bench_reader(marked: Path, key: bytes, payload: bytes, repeats: int) -> None:
     import numpy as np
-    from sealport.watermark import geometry, glb, mark, parallel, verify_file
+    from sealport.watermark import (
+        geometry,
+        glb,
+        mark,
+        parallel,
+        parse_reader_hints,
+        reader_hints,
+        verify_file,
+    )
+    from sealport.watermark.manifest import reader_json
 
     lay = glb.read(marked)
     assert lay is not None
     v, t = lay.meshes[0].vertices, lay.meshes[0].triangles
     centre = geometry.area_centre(v, t)
     keys = geometry.norms(v, centre).view(np.int64)
+    # The hints as the client gets them: the server's read-back, through manifest JSON.
+    signed = json.loads(
+        json.dumps({"reader": reader_json(reader_hints(verify_file(marked, key, payload)))})
+    )
+    hints = parse_reader_hints(signed)
+    assert hints is not None and hints[0] is not None and hints[0].all_referenced, hints
     stages: dict[str, Callable[[int], Any]] = {
         "glb.read": lambda n: glb.read(marked),
         "referenced + centre": lambda n: (
@@ -95,6 +112,7 @@ def bench_reader(marked: Path, key: bytes, payload: bytes, repeats: int) -> None
         "norms": lambda n: parallel.norms(v, centre, n),
         "norm sort": lambda n: parallel.sort_keys(keys, n),
         "_read_norms": lambda n: mark._read_norms(v, t, threads=n),
+        "_read_norms + hint": lambda n: mark._read_norms(v, t, threads=n, hint=hints[0]),
     }
     results: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for _ in range(repeats):
@@ -107,6 +125,11 @@ def bench_reader(marked: Path, key: bytes, payload: bytes, repeats: int) -> None
             w, c, r = timed(lambda: verify_file(marked, key, payload))
             assert r.status == "verified", r
             results.setdefault(("verify_file", n), []).append((w, c))
+        for n in (1, 2):
+            parallel.configure(n)
+            w, c, r = timed(lambda: verify_file(marked, key, payload, reader=hints))
+            assert r.status == "verified", r
+            results.setdefault(("verify_file + hints", n), []).append((w, c))
     parallel.configure(None)
     print(f"reader, {len(v):,} vertices, {len(t):,} triangles, {repeats} repeats:")
     for (name, n), rows in results.items():
