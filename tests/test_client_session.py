@@ -31,6 +31,38 @@ def test_server_cert_not_from_studio_ca(sealport_server_factory: Any, tmp_path: 
     assert last["event"] == "login.failed" and last["data"]["code"] == "tls"
 
 
+def test_system_ca_bundle_in_the_environment_is_not_trusted(
+    sealport_server_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """REQUESTS_CA_BUNDLE naming a bundle that holds the server's (foreign) CA must not
+    widen the studio-only trust: requests would load it into our context otherwise."""
+    server = sealport_server_factory(foreign_ca=True)
+    foreign_ca = server.data_dir.parent / (server.data_dir.name + "-foreign-ca") / "ca.pem"
+    assert foreign_ca.is_file()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(foreign_ca))
+    monkeypatch.setenv("CURL_CA_BUNDLE", str(foreign_ca))
+    client = make_client(server, tmp_path / "ws")
+    for _ in range(2):  # the first connection and a new one after the pool is cleared
+        with pytest.raises(TLSError, match="not from your studio's certificate authority"):
+            client.login(lambda auth: None)
+        client.session.close()
+    ctx = client.session.get_adapter(server.url)._ctx
+    assert ctx.cert_store_stats()["x509_ca"] == 1  # the studio CA only
+
+
+def test_trust_context_is_not_reloaded_per_connection(
+    sealport_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    client = make_client(sealport_server, tmp_path / "ws")
+    url = sealport_server.url + "/.well-known/openid-configuration"
+    for _ in range(2):
+        assert client.session.get(url, timeout=10).status_code == 200
+        client.session.close()  # the next request opens a new TLS connection
+    ctx = client.session.get_adapter(sealport_server.url)._ctx
+    assert ctx.cert_store_stats()["x509_ca"] == 1
+
+
 def test_server_offering_only_tls12(sealport_server_factory: Any, tmp_path: Path) -> None:
     server = sealport_server_factory(tls_max_version=ssl.TLSVersion.TLSv1_2)
     client = make_client(server, tmp_path / "ws")
