@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from sealport.errors import LoginRequired, SessionRevoked, TLSError
 from sealport.server.settings import ServerSettings
+from sealport.transport import describe_request_error
 
 from tests.test_secure_import import make_client, sign_in
 
@@ -61,6 +63,41 @@ def test_trust_context_is_not_reloaded_per_connection(
         client.session.close()  # the next request opens a new TLS connection
     ctx = client.session.get_adapter(sealport_server.url)._ctx
     assert ctx.cert_store_stats()["x509_ca"] == 1
+
+
+def _server_cert_sha256(server: Any) -> str:
+    import hashlib
+
+    pem = (server.data_dir / "ca" / "server.pem").read_text()
+    return hashlib.sha256(ssl.PEM_cert_to_DER_cert(pem)).hexdigest()
+
+
+def _pinned_client(server: Any, home: Path, pin: str) -> Any:
+    from sealport.client import SealportClient
+    from sealport.config import load_config
+    from sealport.demo import DEMO_MARKER
+
+    home.mkdir(parents=True)
+    (home / DEMO_MARKER).write_text("test profile\n")
+    text = Path(server.client_config_path).read_text()
+    (home / "sealport.toml").write_text(
+        text.replace("[server]\n", f'[server]\npin_sha256 = "{pin}"\n')
+    )
+    return SealportClient(load_config(home / "sealport.toml"), demo=True)
+
+
+def test_pinned_server_certificate(sealport_server: Any, tmp_path: Path) -> None:
+    """server.pin_sha256 (SHA-256 of the server certificate's DER): the right pin
+    connects, any other is refused with a typed TLS error, even from the studio CA."""
+    url = sealport_server.url + "/api/v1/assets"
+    good = _pinned_client(sealport_server, tmp_path / "good", _server_cert_sha256(sealport_server))
+    assert good.session.get(url, timeout=10).status_code == 401  # TLS fine; no token sent
+    bad = _pinned_client(sealport_server, tmp_path / "bad", "ab" * 32)
+    with pytest.raises(requests.exceptions.SSLError) as raw:
+        bad.session.get(url, timeout=10)
+    err = describe_request_error(raw.value, url)  # what the API client raises
+    assert isinstance(err, TLSError) and "pinned" in err.message
+    assert "Fingerprints did not match" in err.detail
 
 
 def test_server_offering_only_tls12(sealport_server_factory: Any, tmp_path: Path) -> None:

@@ -60,7 +60,7 @@ dpop = true                  # sender-constrained tokens (RFC 9449); key kept in
 [server]
 url = "https://assets.studio.example:8443"
 ca_file = "/etc/sealport/studio-ca.pem"             # studio CA that signs the server cert
-# pin_sha256 = "…"                                  # optional SPKI pin (hex SHA-256)
+# pin_sha256 = "…"                                  # optional pin: SHA-256 (hex) of the server cert (DER)
 
 [trust]
 root_fingerprints = ["…"]                           # SHA-256 of the offline root key
