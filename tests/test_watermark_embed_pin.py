@@ -7,15 +7,24 @@ change of a single bit of the marked output fails here.
 
 The marked bits also depend on the float64 ``exp``/``log`` and the float32 ``einsum``
 sums of the numpy build (SIMD variants round differently), so ``CANARY`` pins those
-primitives as recorded (numpy 1.26, x86-64 AVX2): if the canary fails, the pins
-are not comparable on this machine; re-record both with
-``python tests/test_watermark_embed_pin.py`` on a checkout of e825e4d's
-``core/sealport/watermark`` (PYTHONPATH=<that core>) and say so in the commit.
+primitives as recorded (numpy 1.26, x86-64 AVX2). On a CPU with AVX-512, numpy
+dispatches exp/log to other kernels and OpenBLAS to SkylakeX ones (seen on an AMD
+EPYC with AVX512_ICL: the canary and 'blob seams' differed), so the digests are
+computed in a child process that selects the recording machine's AVX2 kernels
+(``RECORDING_DISPATCH``); the child's canary must match. If it
+does not (no AVX2, another numpy), the pins are not comparable on this machine:
+re-record both with ``python tests/test_watermark_embed_pin.py`` on a checkout of
+e825e4d's ``core/sealport/watermark`` (PYTHONPATH=<that core>) and say so in the
+commit.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -129,19 +138,58 @@ def _canary() -> str:
     return _h(np.exp(-3.7 * x), np.log(x), np.array(dots), np.sqrt(b), b.astype(np.float64))
 
 
-def test_float_primitives_match_where_the_pins_were_recorded() -> None:
-    assert _canary() == CANARY, (
+RECORDING_DISPATCH = {
+    "NPY_DISABLE_CPU_FEATURES": "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL "
+    "AVX512_ICL AVX512_SPR AVX512_KNL AVX512_KNM",
+    "OPENBLAS_CORETYPE": "Haswell",
+}
+"""The recording machine's kernels on any x86-64 CPU with AVX2: numpy's ufuncs without
+AVX-512 (features the CPU lacks are ignored) and OpenBLAS's Haswell (AVX2) kernels,
+which it would otherwise swap for SkylakeX ones (that alone changed the 'blob seams'
+digests on an AVX-512 machine)."""
+
+
+def _child(*args: str) -> dict[str, object]:
+    """Run this module as a script with the recording dispatch; its JSON answer."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, **RECORDING_DISPATCH}
+    env["PYTHONPATH"] = os.pathsep.join([str(root), str(root / "core"), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, __file__, "--json", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def pinned_here() -> dict[str, object]:
+    """Canary and digests under the recording machine's float kernels, computed in a
+    child process with ``RECORDING_DISPATCH`` (numpy and OpenBLAS pick their kernels
+    at import, so this process cannot switch)."""
+    return _child()
+
+
+def test_float_primitives_match_where_the_pins_were_recorded(
+    pinned_here: dict[str, object],
+) -> None:
+    assert pinned_here["canary"] == CANARY, (
         "this numpy build rounds exp/log/einsum differently from where PINS were "
-        "recorded: re-record them (module docstring); the pins cannot judge this machine"
+        "recorded, even with AVX-512 off: re-record them (module docstring); the pins "
+        "cannot judge this machine"
     )
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_marked_output_is_pinned(name: str) -> None:
-    if _canary() != CANARY:
+def test_marked_output_is_pinned(name: str, pinned_here: dict[str, object]) -> None:
+    if pinned_here["canary"] != CANARY:
         pytest.fail("float primitives differ from the recording machine (see the canary test)")
-    v, f = CASES[name]()
-    assert _digests(v, f) == PINS[name]
+    digests = pinned_here["digests"]
+    assert isinstance(digests, dict)
+    assert tuple(digests[name]) == PINS[name]
 
 
 def _reference_weight(v: np.ndarray, f: np.ndarray) -> np.ndarray | None:
@@ -257,7 +305,13 @@ def test_replan_equals_plan_embed_of_the_marked_points(name: str) -> None:
         assert np.array_equal(got.slot[got.rep], np.arange(len(got.rho)))
 
 
-if __name__ == "__main__":  # record: prints PINS and CANARY for the importable sealport
-    print(f'CANARY = "{_canary()}"')
-    for case in CASES:
-        print(f'    "{case}": {_digests(*CASES[case]())!r},')
+if __name__ == "__main__":
+    if "--json" in sys.argv:  # the fixture's child: canary (and digests) as one JSON line
+        answer: dict[str, object] = {"canary": _canary()}
+        if answer["canary"] == CANARY:
+            answer["digests"] = {case: _digests(*CASES[case]()) for case in CASES}
+        print(json.dumps(answer))
+    else:  # record: prints PINS and CANARY for the importable sealport
+        print(f'CANARY = "{_canary()}"')
+        for case in CASES:
+            print(f'    "{case}": {_digests(*CASES[case]())!r},')
