@@ -2,7 +2,7 @@
 
     python tests/bench/bench_watermark.py [--write-docs] [--quick] [--attacks RE]
         [--meshes RE] [--no-blender] [--no-big] [--no-fpr] [--trials N]
-        [--table-only] [--informed-fpr N]
+        [--table-only] [--informed-fpr N] [--cho-scale]
 
 Writes the "Watermark" section of docs/BENCHMARKS.md (between the
 ``<!-- watermark:begin -->`` / ``<!-- watermark:end -->`` markers) with
@@ -778,17 +778,105 @@ def _bpy_version() -> str:
 
 
 def write_docs(body: str) -> None:
+    write_section("watermark", "Watermark", body)
+
+
+def write_section(marker: str, heading: str, body: str, *, after: str | None = None) -> None:
+    """Replace the docs section between ``<!-- marker:begin/end -->`` (else insert it
+    after the ``<!-- after -->`` line, else append it)."""
     path = ROOT / "docs" / "BENCHMARKS.md"
-    begin, end = "<!-- watermark:begin -->", "<!-- watermark:end -->"
-    section = f"{begin}\n## Watermark\n\n{body}{end}"
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    section = f"{begin}\n## {heading}\n\n{body}{end}"
     text = path.read_text() if path.exists() else "# Benchmarks\n"
     if begin in text and end in text:
         pre, rest = text.split(begin, 1)
         _, post = rest.split(end, 1)
         text = pre + section + post
+    elif after and f"<!-- {after} -->" in text:
+        pre, post = text.split(f"<!-- {after} -->", 1)
+        text = f"{pre}<!-- {after} -->\n\n{section}{post}"
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
+
+
+CHO_STRENGTHS = (0.05, 0.025, 0.015)
+"""Default strength, and lower ones towards MESHBEN's MRMS for Cho on Venus (0.008 %)."""
+
+
+def venus_scale() -> Mesh:
+    """The bunny, midpoint-subdivided twice: 129,877 welded vertices, Venus's order
+    (~100k in MESHBEN), same surface (subdivision adds no detail)."""
+    import trimesh
+
+    m = trimesh.Trimesh(*load("bunny.ply"), process=True)
+    for _ in range(2):
+        m = m.subdivide()
+    return np.asarray(m.vertices), np.asarray(m.faces)
+
+
+def run_cho_scale(trials: int) -> str:
+    """Blind tier against Cho et al.'s published BER at their scale: a ~100k-vertex mesh,
+    MESHBEN's attacks, strengths down to their MRMS. Returns the docs body."""
+    v, t = venus_scale()
+    rng = np.random.default_rng(2027)
+    attacks = [(a, f) for a, f in ATTACKS if a in CHO]
+    cells: dict[str, list[str]] = {a: [] for a, _ in attacks}
+    mrms_cols: list[str] = []
+    for strength in CHO_STRENGTHS:
+        marks, mr = [], 0.0
+        for _ in range(trials):
+            key, payload = rng.bytes(32), rng.bytes(8)
+            w = embed(v, t, payload, key, strength=strength)
+            d = np.linalg.norm(w - v, axis=1) / diag(v)
+            mr = max(mr, float(np.sqrt((d**2).mean())))
+            marks.append((w, key, payload))
+        mrms_cols.append(f"alpha {strength} (MRMS <= {mr * 100:.4f} %)")
+        for aname, attack in attacks:
+            exact = verified = 0
+            ber = 0.0
+            for w, key, payload in marks:
+                va, ta = attack(w, t, rng)
+                r = extract(va, ta, key)
+                exact += r.status == "found" and r.payload == payload
+                verified += verify(va, ta, key, payload).status == "verified"
+                ber += raw_ber(va, ta, key, payload)
+            cells[aname].append(f"{ber / trials:.3f} · {exact}/{trials} · {verified}/{trials}")
+        print("cho scale: alpha", strength, "done", flush=True)
+    verdict = {"lower": [], "equal": [], "higher": []}
+    for aname, _ in attacks:  # the default strength's BER against Cho's
+        ours, theirs = float(cells[aname][0].split(" · ")[0]), float(CHO[aname])
+        kind = "lower" if ours < theirs else "equal" if ours == theirs else "higher"
+        verdict[kind].append(aname)
+    summary = (
+        f"At the default strength (alpha {CHO_STRENGTHS[0]}, first column) the blind reader's "
+        f"raw BER is lower than Cho's under {', '.join(verdict['lower']) or 'none'}; equal "
+        f"under {', '.join(verdict['equal']) or 'none'}; higher under "
+        f"{', '.join(verdict['higher']) or 'none'}. Lowering alpha does not bring the MRMS "
+        f"down to Cho's 0.008 %: the embedder reads its own mark back and pushes the bins "
+        f"that read short harder, so a weaker base push ends in more repair (higher MRMS and "
+        f"higher BER in the other columns). Under the heavy attacks this blind reader stays "
+        f"behind Cho's published figures; fewer, wider bins were measured and did not close "
+        f"that gap at equal MRMS (Watermark section above); for leaks that heavily attacked, the "
+        f"informed trace (bold in the table above, not run at this scale) is the tool.\n\n"
+    )
+    head = "| attack | " + " | ".join(mrms_cols) + " | Cho et al. BER (Venus, MRMS 0.008 %) |"
+    rows = [head, "|---" * (len(mrms_cols) + 2) + "|"]
+    rows += [f"| {a} | " + " | ".join(cells[a]) + f" | {CHO[a]} |" for a, _ in attacks]
+    return (
+        f"Measured {dt.date.today().isoformat()} on {machine()}; "
+        f"`python tests/bench/bench_watermark.py --cho-scale --write-docs` "
+        f"({trials} random key/payload pairs per strength).\n\n"
+        f"The main table compares our 3-41k-vertex meshes with Cho et al. on Venus (~100k "
+        f"vertices) at higher MRMS. Here the mesh has Venus's order of vertices "
+        f"({len(weld(v, t).points):,} welded: the bunny midpoint-subdivided twice) and the "
+        f"strength goes down to MESHBEN's MRMS for Cho. Cell = mean raw code-bit error rate "
+        f"of the blind reader (160 code bits: 64 payload + 32 tag + 64 RS parity, so each "
+        f"bin holds 2.5x fewer vertices than one of Cho's 64) · blind decode exact · verify "
+        f"(decode, else the known-payload detector at p <= 1e-9). Cho's BER is over 64 "
+        f"uncoded payload bits; a payload is only usable from our reader when the decode is "
+        f"exact or the detector accepts.\n\n" + summary + "\n".join(rows) + "\n\n"
+    )
 
 
 def main() -> None:
@@ -807,7 +895,23 @@ def main() -> None:
         "--informed-fpr", type=int, metavar="N", help="only the informed FPR run, N leaks"
     )
     ap.add_argument("--trials", type=int, help="key/payload pairs per mesh (default 3)")
+    ap.add_argument(
+        "--cho-scale",
+        action="store_true",
+        help="only the Venus-scale comparison with Cho et al. (its own docs section)",
+    )
     args = ap.parse_args()
+    if args.cho_scale:
+        body = run_cho_scale(args.trials or 3)
+        print(body)
+        if args.write_docs:
+            write_section(
+                "cho-scale",
+                "Watermark: blind tier at Cho et al.'s scale",
+                body,
+                after="watermark:end",
+            )
+        return
     if args.informed_fpr:
         print(run_informed_fpr(args.informed_fpr, 5))
         return
