@@ -21,12 +21,27 @@ from sealport.config import load_config  # noqa: E402
 from sealport.demo import DEMO_MARKER  # noqa: E402
 
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+UPDATE_ENV = "SEALPORT_UPDATE_SCREENSHOTS"
+
+
+def shot_dir() -> Path:
+    """docs/img when ``SEALPORT_UPDATE_SCREENSHOTS=1``, else a temporary folder.
+
+    Why: a plain test run must not rewrite tracked files (font hinting differs
+    between machines, so every run left docs/img modified in the checkout).
+    """
+    if os.environ.get(UPDATE_ENV) == "1":
+        return IMG
+    import tempfile
+
+    return Path(tempfile.gettempdir()) / "sealport-ui-shots"
 
 
 def save_shot(widget: Any, name: str) -> Path:
-    """Save a screenshot of ``widget`` for docs/UI.md (checked to be a real image)."""
-    IMG.mkdir(parents=True, exist_ok=True)
-    path = IMG / f"{name}.png"
+    """Save a screenshot of ``widget`` (checked to be a real image); see :func:`shot_dir`."""
+    folder = shot_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
     pixmap = widget.grab()
     assert not pixmap.isNull() and pixmap.width() > 100 and pixmap.height() > 50
     assert pixmap.save(str(path), "PNG")
