@@ -22,6 +22,7 @@ from sealport.demo import DEMO_MARKER  # noqa: E402
 
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 UPDATE_ENV = "SEALPORT_UPDATE_SCREENSHOTS"
+_SCRATCH: Path | None = None
 
 
 def shot_dir() -> Path:
@@ -30,11 +31,14 @@ def shot_dir() -> Path:
     Why: a plain test run must not rewrite tracked files (font hinting differs
     between machines, so every run left docs/img modified in the checkout).
     """
+    global _SCRATCH
     if os.environ.get(UPDATE_ENV) == "1":
         return IMG
-    import tempfile
+    if _SCRATCH is None:  # one private folder per test run (mkdtemp: 0700, unique)
+        import tempfile
 
-    return Path(tempfile.gettempdir()) / "sealport-ui-shots"
+        _SCRATCH = Path(tempfile.mkdtemp(prefix="sealport-ui-shots-"))
+    return _SCRATCH
 
 
 def save_shot(widget: Any, name: str) -> Path:
