@@ -787,9 +787,9 @@ def write_docs(body: str) -> None:
     write_section("watermark", "Watermark", body)
 
 
-def write_section(marker: str, heading: str, body: str, *, after: str | None = None) -> None:
+def write_section(marker: str, heading: str, body: str, *, before: str | None = None) -> None:
     """Replace the docs section between ``<!-- marker:begin/end -->`` (else insert it
-    after the ``<!-- after -->`` line, else append it)."""
+    before the line ``before``, else append it)."""
     path = ROOT / "docs" / "BENCHMARKS.md"
     begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
     section = f"{begin}\n## {heading}\n\n{body}{end}"
@@ -798,9 +798,9 @@ def write_section(marker: str, heading: str, body: str, *, after: str | None = N
         pre, rest = text.split(begin, 1)
         _, post = rest.split(end, 1)
         text = pre + section + post
-    elif after and f"<!-- {after} -->" in text:
-        pre, post = text.split(f"<!-- {after} -->", 1)
-        text = f"{pre}<!-- {after} -->\n\n{section}{post}"
+    elif before and f"\n{before}\n" in text:
+        pre, post = text.split(f"\n{before}\n", 1)
+        text = f"{pre}\n{section}\n\n{before}\n{post}"
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
     path.write_text(text)
@@ -808,6 +808,9 @@ def write_section(marker: str, heading: str, body: str, *, after: str | None = N
 
 CHO_STRENGTHS = (0.05, 0.025, 0.015)
 """Default strength, and lower ones towards MESHBEN's MRMS for Cho on Venus (0.008 %)."""
+CHO_TIE = 0.005
+"""BER differences this small are called ties (half the step of Cho's published table;
+a few trials of 160 bits cannot resolve less)."""
 
 
 def venus_scale() -> Mesh:
@@ -829,8 +832,10 @@ def run_cho_scale(trials: int) -> str:
     rng = np.random.default_rng(2027)
     attacks = [(a, f) for a, f in ATTACKS if a != "none"]
     cells: dict[str, list[str]] = {a: [] for a, _ in attacks}
+    bers: dict[str, list[float]] = {a: [] for a, _ in attacks}
     named: dict[str, int] = {}
     mrms_cols: list[str] = []
+    mrms: list[float] = []
     for strength in CHO_STRENGTHS:
         informed = strength == CHO_STRENGTHS[0]
         marks, mr = [], 0.0
@@ -841,6 +846,7 @@ def run_cho_scale(trials: int) -> str:
             mr = max(mr, float(np.sqrt((d**2).mean())))
             marks.append((w, key, payload))
         mrms_cols.append(f"alpha {strength} (MRMS <= {mr * 100:.4f} %)")
+        mrms.append(mr * 100)
         for aname, attack in attacks:
             exact = verified = found = 0
             ber = 0.0
@@ -851,27 +857,45 @@ def run_cho_scale(trials: int) -> str:
                 if informed:
                     c = correspond(va, ta, v, t)
                     found += informed_verify(c, key, payload).status == "verified"
+            bers[aname].append(ber / trials)
             cell = f"{ber / trials:.3f} · {exact}/{trials} · {verified}/{trials}"
             if informed:
                 named[aname] = found
                 cell += f" · **{found}/{trials}**"
             cells[aname].append(cell)
         print("cho scale: alpha", strength, "done", flush=True)
-    verdict: dict[str, list[str]] = {"lower": [], "equal": [], "higher": []}
+    verdict: dict[str, list[str]] = {"lower": [], "tie": [], "higher": []}
     for aname, _ in attacks:  # the default strength's BER against Cho's
         if aname in CHO:
-            ours, theirs = float(cells[aname][0].split(" · ")[0]), float(CHO[aname])
-            kind = "lower" if ours < theirs else "equal" if ours == theirs else "higher"
+            ours, theirs = bers[aname][0], float(CHO[aname])
+            kind = (
+                "lower"
+                if ours < theirs - CHO_TIE
+                else "higher"
+                if ours > theirs + CHO_TIE
+                else "tie"
+            )
             verdict[kind].append(aname)
     missed = [f"{a} ({n}/{trials})" for a, n in named.items() if n < trials]
+    worse = sum(b[k] > b[0] for b in bers.values() for k in range(1, len(b)))
+    pairs = sum(len(b) - 1 for b in bers.values())
+    alphas = " / ".join(str(a) for a in CHO_STRENGTHS)
     summary = (
         f"At the default strength (alpha {CHO_STRENGTHS[0]}, first column) the blind reader's "
-        f"raw BER is lower than Cho's under {', '.join(verdict['lower']) or 'none'}; equal "
-        f"under {', '.join(verdict['equal']) or 'none'}; higher under "
-        f"{', '.join(verdict['higher']) or 'none'}. Lowering alpha does not bring the MRMS "
-        f"down to Cho's 0.008 %: the embedder reads its own mark back and pushes the bins "
-        f"that read short harder, so a weaker base push ends in more repair (higher MRMS and "
-        f"higher BER in the other columns). Under the heavy attacks the blind reader stays "
+        f"raw BER is lower than Cho's (by more than {CHO_TIE}) under "
+        f"{', '.join(verdict['lower']) or 'none'}; within {CHO_TIE} of it under "
+        f"{', '.join(verdict['tie']) or 'none'}; higher under "
+        f"{', '.join(verdict['higher']) or 'none'}. MRMS at alpha {alphas}: "
+        f"{' / '.join(f'{m:.4f}' for m in mrms)} %"
+        + (
+            ": no strength tried reaches Cho's 0.008 % (the embedder reads its own mark back "
+            "and pushes the bins that read short harder, so a weaker base push ends in more "
+            "repair)"
+            if min(mrms) > 0.008
+            else ""
+        )
+        + f"; at the lower strengths the raw BER was higher than at the default in {worse} "
+        f"of {pairs} cells. Under the heavy attacks the blind reader stays "
         f"behind Cho's published figures; fewer, wider bins were measured and did not close "
         f"that gap at equal MRMS (Watermark section above). The informed trace (bold, "
         f"p <= 1e-9 against the right key and payload, server has the original) named the "
@@ -936,7 +960,7 @@ def main() -> None:
                 "cho-scale",
                 "Watermark: blind tier at Cho et al.'s scale",
                 body,
-                after="watermark:end",
+                before="## Watermark: before / after renders",
             )
         return
     if args.informed_fpr:
