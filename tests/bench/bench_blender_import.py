@@ -258,7 +258,8 @@ def run_config(
     tag = "wm" if watermark else "nowm"
     hook_times: list[tuple[float, float]] = []
     check_times: list[tuple[float, float]] = []
-    studio_hook = make_hook(work / f"server-{tag}")  # the default hook, same data folder
+    pool = {} if args.premarked is None else {"premarked": args.premarked}
+    studio_hook = make_hook(work / f"server-{tag}", **pool)  # the default hook, same data
 
     def timed_hook(src: Path, workdir: Path, info: dict[str, Any]) -> Any:
         """The server's default watermark hook, timed (wall, this thread's CPU): the
@@ -280,7 +281,10 @@ def run_config(
         return path, entry, timed_check
 
     timed_hook.premarks = studio_hook.premarks  # type: ignore[attr-defined]  # the pool, as served
-    settings = ServerSettings(device_interval=1, watermark=timed_hook if watermark else disabled)
+    extra = {} if args.premarked is None else {"watermark_premarked": args.premarked}
+    settings = ServerSettings(
+        device_interval=1, watermark=timed_hook if watermark else disabled, **extra
+    )
     keyring = SecretService(root=work / f"keyring-{tag}")
     server = start_sealport_server(work / f"server-{tag}", settings=settings)
     try:
@@ -316,14 +320,16 @@ def run_config(
         res["hook_times"] = hook_times
         res["check_times"] = check_times
         pool = studio_hook.premarks  # type: ignore[attr-defined]
-        pool.wait_idle(600)
-        res["refills"] = list(zip(pool.stats.wall, pool.stats.cpu, strict=True))
-        res["refill_overlaps_plain"] = sum(
-            1
-            for a, b in pool.stats.spans
-            for c, d in res["plain_spans"]
-            if a < d and c < b  # a refill ran while a plain import ran
-        )
+        res["refills"], res["refill_overlaps_plain"] = [], 0
+        if pool is not None:  # None with --premarked 0: no background refills
+            pool.wait_idle(600)
+            res["refills"] = list(zip(pool.stats.wall, pool.stats.cpu, strict=True))
+            res["refill_overlaps_plain"] = sum(
+                1
+                for a, b in pool.stats.spans
+                for c, d in res["plain_spans"]
+                if a < d and c < b  # a refill ran while a plain import ran
+            )
         return res
     finally:
         server.stop()
@@ -341,6 +347,12 @@ def main() -> int:
     ap.add_argument("--write-docs", action="store_true")
     ap.add_argument(
         "--note", default="", help="a sentence for the docs, e.g. 'Measured under load: ...'"
+    )
+    ap.add_argument(
+        "--premarked",
+        type=int,
+        help="server's watermark_premarked (diagnostic: 0 = no background refill, every "
+        "delivery marked and encrypted on request); default: the server's default",
     )
     ap.add_argument(
         "--blender-python", type=Path, default=REPO / "build" / "blender-venv" / "bin" / "python"
