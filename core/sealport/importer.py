@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import Cancelled, LocalIOError, SealportError
-from .flush import BackgroundFlush
 from .manifest import MAX_ENVELOPE_BYTES, Manifest, VerifiedManifest, verify_envelope
 from .progress import Progress
 from .trust import TrustPolicy
@@ -219,7 +218,6 @@ def secure_import(
             client, delivery, m, key.identity, out_dir, progress, downloaded
         )
         checks += ["decrypt (age, authenticated)", "plaintext size", "plaintext sha256"]
-        flush = BackgroundFlush(temp)  # clean pages for the host's importer (sealport.flush)
         ciphertext.unlink(missing_ok=True)
         progress.update("format check", 0, 0)
         summary = check_format(temp, m)
@@ -228,7 +226,6 @@ def secure_import(
         wm = check_watermark(temp, m)
         if wm != "none":
             checks.append(f"watermark {wm}")
-        flush.wait()
         final = place(temp, out_dir, m)
         temp = None
         client.rollback.record(m.asset_id, m.version)
