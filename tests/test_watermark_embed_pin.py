@@ -153,7 +153,7 @@ AVX-512 (only features numpy 1.26 dispatches may be named; those the CPU lacks a
 ignored) and OpenBLAS's Haswell (AVX2) kernels for the test meshes' ``v @ axis``."""
 
 
-def _child(*args: str) -> dict[str, object]:
+def _child() -> dict[str, object]:
     """Run this module in a child with the recording dispatch; its JSON answer.
 
     ``-m`` from the repository root, so ``tests`` is the package (not ``tests/`` on
@@ -161,7 +161,7 @@ def _child(*args: str) -> dict[str, object]:
     """
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [sys.executable, "-m", "tests.test_watermark_embed_pin", "--json", *args],
+        [sys.executable, "-m", "tests.test_watermark_embed_pin", "--json"],
         cwd=root,
         env={**os.environ, **RECORDING_DISPATCH},
         capture_output=True,

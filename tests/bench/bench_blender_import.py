@@ -258,8 +258,8 @@ def run_config(
     tag = "wm" if watermark else "nowm"
     hook_times: list[tuple[float, float]] = []
     check_times: list[tuple[float, float]] = []
-    pool = {} if args.premarked is None else {"premarked": args.premarked}
-    studio_hook = make_hook(work / f"server-{tag}", **pool)  # the default hook, same data
+    premarked = {} if args.premarked is None else {"premarked": args.premarked}
+    studio_hook = make_hook(work / f"server-{tag}", **premarked)  # the default hook
 
     def timed_hook(src: Path, workdir: Path, info: dict[str, Any]) -> Any:
         """The server's default watermark hook, timed (wall, this thread's CPU): the
@@ -281,9 +281,10 @@ def run_config(
         return path, entry, timed_check
 
     timed_hook.premarks = studio_hook.premarks  # type: ignore[attr-defined]  # the pool, as served
-    extra = {} if args.premarked is None else {"watermark_premarked": args.premarked}
     settings = ServerSettings(
-        device_interval=1, watermark=timed_hook if watermark else disabled, **extra
+        device_interval=1,
+        watermark=timed_hook if watermark else disabled,
+        **{f"watermark_{k}": n for k, n in premarked.items()},
     )
     keyring = SecretService(root=work / f"keyring-{tag}")
     server = start_sealport_server(work / f"server-{tag}", settings=settings)

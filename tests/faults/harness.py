@@ -26,7 +26,7 @@ from sealport.payload import TEMP_PREFIX
 from sealport.server import ServerSettings, seed_demo, start_background
 from sealport.server.watermarking import disabled as no_watermark
 
-from tests.fixtures.server import TEST_USER, ServerHandle
+from tests.fixtures.server import NO_RATE_LIMITS, TEST_USER, ServerHandle
 from tests.test_secure_import import sign_in
 
 from .proxy import FaultProxy
@@ -51,16 +51,7 @@ def unthrottled(**changes: Any) -> ServerSettings:
     the download-spike response (which would revoke a bench account after 100
     deliveries) are tested on their own and would only hide what is measured here.
     """
-    big = 10**9
-    base = {
-        "device_interval": 1,
-        "watermark": no_watermark,
-        "rate_account_per_minute": float(big),
-        "rate_account_burst": big,
-        "rate_device_per_minute": float(big),
-        "rate_device_burst": big,
-        "spike_deliveries": big,
-    }
+    base = {"device_interval": 1, "watermark": no_watermark, **NO_RATE_LIMITS}
     base.update(changes)
     return ServerSettings(**base)
 

@@ -10,6 +10,8 @@ import os
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 
+import functools  # noqa: E402
+import tempfile  # noqa: E402
 import threading  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -22,7 +24,6 @@ from sealport.demo import DEMO_MARKER  # noqa: E402
 
 IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 UPDATE_ENV = "SEALPORT_UPDATE_SCREENSHOTS"
-_SCRATCH: Path | None = None
 
 
 def shot_dir() -> Path:
@@ -31,14 +32,13 @@ def shot_dir() -> Path:
     Why: a plain test run must not rewrite tracked files (font hinting differs
     between machines, so every run left docs/img modified in the checkout).
     """
-    global _SCRATCH
-    if os.environ.get(UPDATE_ENV) == "1":
-        return IMG
-    if _SCRATCH is None:  # one private folder per test run (mkdtemp: 0700, unique)
-        import tempfile
+    return IMG if os.environ.get(UPDATE_ENV) == "1" else _scratch_dir()
 
-        _SCRATCH = Path(tempfile.mkdtemp(prefix="sealport-ui-shots-"))
-    return _SCRATCH
+
+@functools.cache
+def _scratch_dir() -> Path:
+    """One private folder per test run (mkdtemp: 0700, unique)."""
+    return Path(tempfile.mkdtemp(prefix="sealport-ui-shots-"))
 
 
 def save_shot(widget: Any, name: str) -> Path:
