@@ -146,6 +146,28 @@ def _umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.nd
     return s, rot, md - s * rot @ ms
 
 
+def _leak_to_original(
+    leak: np.ndarray, original: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Similarity (s, R, t) with ``s R leak + t ~ original`` for a leak that kept the
+    vertex order, fitted the way that stays unbiased under noise.
+
+    Why not ``_umeyama(leak, original)``: least squares in that direction divides by
+    the leak's spread, which noise inflates (by 3 sigma^2 per point), so the scale
+    comes out short and the aligned leak shrinks: every point then reads a radial
+    residual of about -3 sigma^2 / spread x its norm. That bias is coherent within a
+    bin (one norm) and the mark's two moves differ in their mean there, so it added
+    a sign-independent term to every bin's log-likelihood ratio: measured on the
+    130k-vertex bunny under noise of 0.5 % of the diagonal, the per-bin scores
+    varied 2.2x (marked) to 3.9x (unmarked) more than the noise model says. Fitting
+    original -> leak puts the noise on the target side only, where it averages out;
+    the inverse of that map is returned.
+    """
+    sc, rot, t = _umeyama(original, leak)
+    inv = 1.0 / sc
+    return inv, rot.T, -inv * (rot.T @ t)
+
+
 def _moments(w: Welded) -> tuple[np.ndarray, float, np.ndarray]:
     """Area-weighted centre, RMS radius and principal axes (columns) of a surface."""
     p, t = w.points, w.tris
@@ -361,7 +383,7 @@ def _fit_smoothing(
         for k in range(0 if best is None else 1, SMOOTH_MAX_STEPS + 1):
             if k:
                 p = p + lam * (op @ p - p)
-            sim = _umeyama(obs[fit], p[fit])
+            sim = _leak_to_original(obs[fit], p[fit])
             res = float(((sim[0] * obs[fit] @ sim[1].T + sim[2] - p[fit]) ** 2).sum())
             if k == 0:
                 res0, sim0 = res, sim
