@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -148,16 +149,24 @@ def a_noise_meshben(pct: float) -> Attack:
     return f
 
 
-def laplacian(v: np.ndarray, t: np.ndarray, steps: int, lam: float = 0.1) -> np.ndarray:
+def tri_edges(t: np.ndarray) -> np.ndarray:
+    """(3T, 2) the triangles' edges, once per triangle side."""
+    return np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
+
+
+def umbrella_operator(edges: np.ndarray, n: int):
+    """Sparse (n, n) umbrella operator: row i averages i's distinct neighbours."""
     import scipy.sparse as sp
 
-    n = len(v)
-    e = np.concatenate([t[:, [0, 1]], t[:, [1, 2]], t[:, [2, 0]]])
-    e = np.concatenate([e, e[:, ::-1]])
+    e = np.concatenate([edges, edges[:, ::-1]])
     a = sp.coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n)).tocsr()
     a.data[:] = 1.0
     deg = np.asarray(a.sum(1)).ravel()
-    w = sp.diags(1.0 / np.maximum(deg, 1)) @ a
+    return sp.diags(1.0 / np.maximum(deg, 1)) @ a
+
+
+def laplacian(v: np.ndarray, t: np.ndarray, steps: int, lam: float = 0.1) -> np.ndarray:
+    w = umbrella_operator(tri_edges(t), len(v))
     out = v.copy()
     for _ in range(steps):
         out = out + lam * (w @ out - out)
@@ -931,40 +940,21 @@ def _verdict_text(v: dict[str, list[str]]) -> str:
 TAUBIN_STEPS = 5
 
 
-def _umbrella_step(
-    pts: np.ndarray, a: np.ndarray, b: np.ndarray, inv_deg: np.ndarray, f: float
-) -> None:
-    """pts += f * (mean of the neighbours - pts), in place; edges (a, b) listed both
-    ways; a point without neighbours (inv_deg 0) stays."""
-    for k in range(3):
-        col = pts[:, k]
-        step = np.bincount(a, weights=col[b], minlength=len(pts)) * inv_deg
-        step -= np.where(inv_deg > 0, col, 0.0)
-        step *= f
-        col += step
-
-
 def smoothed_centre(v: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Candidate second reading frame for rounded leaks (diagnostic, not in the
     reader): the area centre of the welded leak after TAUBIN_STEPS Taubin steps
-    (lambda 0.5, mu -0.53), which take the grid's steps out of the surface. Measured
-    on the 130k mesh it recovers most of the centre's shift under 8-bit rounding;
-    on 8-32k meshes the smoothing's own shift of the centre (0.02-0.04 % of the
-    diagonal on the unattacked mesh) is as large as rounding's, so it reads no
-    better than the first frame there, and it is not in the reader."""
+    (lambda 0.5, mu -0.53; edges that rounding collapsed join nothing), which take
+    the grid's steps out of the surface. The section's diagnostic measures it on
+    the 130k mesh; it is not in the reader (see the session notes of 2026-12-06:
+    on smaller meshes the smoothing moved the centre about as much as rounding)."""
     w = weld(v, t)
-    tris = w.tris
-    e = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-    e = np.unique(np.sort(e[e[:, 0] != e[:, 1]], axis=1), axis=0)
-    a = np.concatenate([e[:, 0], e[:, 1]])
-    b = np.concatenate([e[:, 1], e[:, 0]])
-    deg = np.bincount(a, minlength=len(w.points)).astype(np.float64)
-    inv_deg = np.where(deg > 0, 1.0 / np.maximum(deg, 1.0), 0.0)
+    e = tri_edges(w.tris)
+    op = umbrella_operator(e[e[:, 0] != e[:, 1]], len(w.points))
     pts = w.points.copy()
     for _ in range(TAUBIN_STEPS):
-        _umbrella_step(pts, a, b, inv_deg, 0.5)
-        _umbrella_step(pts, a, b, inv_deg, -0.53)
-    return area_centre(pts, tris)
+        for f in (0.5, -0.53):
+            pts = pts + f * (op @ pts - pts)
+    return area_centre(pts, w.tris)
 
 
 def reader_centre(v: np.ndarray, t: np.ndarray) -> np.ndarray:
@@ -993,11 +983,11 @@ def centre_diagnostic(t: np.ndarray, marks: list, seed: int = 2028) -> tuple[str
     by_name = dict(ATTACKS)
     parts = []
     at_true: dict[str, float] = {}
+    befores = [reader_centre(w, t) for w, _, _ in marks]
     for aname in CENTRE_DIAGNOSTIC:
         shift = shift2 = own = second = true = 0.0
-        for w, key, payload in marks:
+        for (w, key, payload), before in zip(marks, befores, strict=True):
             va, ta = by_name[aname](w, t, rng)
-            before = reader_centre(w, t)
             smooth = smoothed_centre(va, ta)
             shift += float(np.linalg.norm(reader_centre(va, ta) - before)) / diag(w)
             shift2 += float(np.linalg.norm(smooth - before)) / diag(w)
@@ -1155,12 +1145,18 @@ PROTO_STRENGTHS = (0.05, 0.08)
 PROTO_LEAN = (0.0, 0.8)
 
 
-def lean(v: np.ndarray, t: np.ndarray, marked: np.ndarray, beta: float) -> np.ndarray:
-    """The same norm changes as ``marked``, each vertex moved along
-    ``d = (r - beta cos n) / (1 - beta cos^2)`` instead of its ray ``r`` (``n`` the
-    vertex normal, ``cos = n . r``): ``d . r = 1``, so every norm changes as before
-    to first order, but the part of the move that leaves the surface shrinks (Metro,
-    MESHBEN's distortion, counts only that part). beta 0 = the shipped radial move."""
+@dataclass(frozen=True)
+class LeanFrame:
+    """Per-vertex geometry of the original that :func:`lean` needs (key-independent)."""
+
+    centre: np.ndarray
+    rho: np.ndarray  # norm about the centre
+    ray: np.ndarray  # unit direction from the centre
+    normal: np.ndarray
+    cos: np.ndarray  # normal . ray
+
+
+def lean_frame(v: np.ndarray, t: np.ndarray) -> LeanFrame:
     import trimesh
 
     n = np.asarray(trimesh.Trimesh(v, t, process=False).vertex_normals)
@@ -1168,9 +1164,17 @@ def lean(v: np.ndarray, t: np.ndarray, marked: np.ndarray, beta: float) -> np.nd
     rel = v - c
     rho = np.linalg.norm(rel, axis=1)
     ray = rel / rho[:, None]
-    cos = np.einsum("ij,ij->i", n, ray)
-    d = (ray - beta * cos[:, None] * n) / (1.0 - beta * cos**2)[:, None]
-    delta = np.linalg.norm(marked - c, axis=1) - rho
+    return LeanFrame(c, rho, ray, n, np.einsum("ij,ij->i", n, ray))
+
+
+def lean(v: np.ndarray, f: LeanFrame, marked: np.ndarray, beta: float) -> np.ndarray:
+    """The same norm changes as ``marked``, each vertex moved along
+    ``d = (r - beta cos n) / (1 - beta cos^2)`` instead of its ray ``r`` (``n`` the
+    vertex normal, ``cos = n . r``): ``d . r = 1``, so every norm changes as before
+    to first order, but the part of the move that leaves the surface shrinks (Metro,
+    MESHBEN's distortion, counts only that part). beta 0 = the shipped radial move."""
+    d = (f.ray - beta * f.cos[:, None] * f.normal) / (1.0 - beta * f.cos**2)[:, None]
+    delta = np.linalg.norm(marked - f.centre, axis=1) - f.rho
     return v + delta[:, None] * d
 
 
@@ -1179,6 +1183,7 @@ def run_direction_prototype(trials: int) -> str:
     surface, at the same norm change, buy a stronger mark at Cho's MRMS? Blind reads
     of the Cho-comparable attacks, Metro MRMS, per strength and lean."""
     v, t = venus_scale()
+    frame = lean_frame(v, t)
     rng = np.random.default_rng(2029)
     attacks = [(a, f) for a, f in ATTACKS if a in CHO and a not in ("float32", "reorder")]
     rows: dict[str, list[str]] = {a: [] for a, _ in attacks}
@@ -1189,7 +1194,7 @@ def run_direction_prototype(trials: int) -> str:
             for k, p in [(rng.bytes(32), rng.bytes(8)) for _ in range(trials)]
         ]
         for beta in PROTO_LEAN:
-            moved = [(lean(v, t, w, beta), k, p) for w, k, p in marks]
+            moved = [(lean(v, frame, w, beta), k, p) for w, k, p in marks]
             mrms = float(np.mean([metro(v, w, t)[1] for w, _, _ in moved]))
             clean = float(np.mean([raw_ber(w, t, k, p) for w, k, p in moved]))
             col = []
@@ -1258,28 +1263,21 @@ def main() -> None:
         help="only the surface-leaning-move prototype at Cho's scale (its own docs section)",
     )
     args = ap.parse_args()
-    if args.direction_prototype:
-        body = run_direction_prototype(args.trials or 3)
-        print(body)
-        if args.write_docs:
-            write_section(
-                "direction-prototype",
-                "Watermark prototype: moves leaning along the surface (not shipped)",
-                body,
-                before="## Watermark: before / after renders",
-            )
-        return
-    if args.cho_scale:
-        body = run_cho_scale(args.trials or 3)
-        print(body)
-        if args.write_docs:
-            write_section(
-                "cho-scale",
-                "Watermark: blind tier at Cho et al.'s scale",
-                body,
-                before="## Watermark: before / after renders",
-            )
-        return
+    for chosen, run, marker, heading in (
+        (
+            args.direction_prototype,
+            run_direction_prototype,
+            "direction-prototype",
+            "Watermark prototype: moves leaning along the surface (not shipped)",
+        ),
+        (args.cho_scale, run_cho_scale, "cho-scale", "Watermark: blind tier at Cho et al.'s scale"),
+    ):
+        if chosen:  # a section of its own, placed before the renders
+            body = run(args.trials or 3)
+            print(body)
+            if args.write_docs:
+                write_section(marker, heading, body, before="## Watermark: before / after renders")
+            return
     if args.informed_fpr:
         print(run_informed_fpr(args.informed_fpr, 5))
         return
