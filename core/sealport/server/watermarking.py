@@ -230,11 +230,12 @@ def start_marking(
 
 def _decodes(result: FileVerifyResult) -> bool:
     """Does every marked mesh read back by blind decode, not only by the known-payload
-    detector? The quick (uncertified) apply leaves about 1 in 20 bunny-sized meshes
-    readable by the detector alone (measured: 2 of 40 keys on the Blender-exported
-    bunny FBX): the import check still verifies them, but a blind ``extract`` finds
-    nothing and a manifest naming another payload reads as "no mark" instead of
-    "another payload". Such a delivery gets the certified apply (read-back repairs)."""
+    detector? The quick (uncertified) apply leaves some meshes readable by the
+    detector alone (the Blender-exported bunny FBX, for some keys: the test
+    ``test_quick_mark_readable_only_by_the_detector_is_not_accepted`` has one): the
+    import check still verifies them, but a blind ``extract`` finds nothing and a
+    manifest naming another payload reads as "no mark" instead of "another
+    payload". Such a delivery gets the certified apply (read-back repairs)."""
     return all(m.method == "decode" for m in result.meshes if m.status == "verified")
 
 

@@ -66,12 +66,12 @@ noise the sign capacity is 12-13 nats (bunny), ~10 (fandisk), ~9 (suzanne)
 where 1e-9 needs ~18-20, and an ideal keyed-sign reader would identify 11-14 %,
 4-5 %, 1-2 % of such leaks (blob 41k at 0.5 %: 24.5 nats, 88 %; this reader
 8/10): beyond any reader whose bound holds against other deliveries, whatever
-``z`` says. (The per-bin scores match the noise model: their standardised
-variance is ~1 since the same-order alignment stopped shrinking noisy leaks,
-``attack_model._leak_to_original``; before, 2.2x on the 130k-vertex bunny at
-0.5 %, where the trace now names 12 of 12 deliveries instead of 7.) Measured on the same leaks, an embedder whose moves were
+``z`` says. Measured on the same leaks, an embedder whose moves were
 antisymmetric (``D- = -D+``) and spread evenly over the bins would raise that
 ceiling at equal energy to ~80 % (bunny) / ~45 % (fandisk) / ~37 % (suzanne).
+(These figures predate the unbiased same-order alignment,
+``attack_model._leak_to_original``, which took a coherent radial bias out of
+noisy leaks; the benchmark's noise rows after it: docs/BENCHMARKS.md.)
 Quantisation is not white noise to the reader (rounding is a known function of
 the original). The smoothing model is the umbrella operator with ``lambda`` in ``SMOOTH_LAMBDAS``: another
 smoother (cotangent weights, Taubin, lambda > 0.5) is only approximated by it,
