@@ -175,6 +175,14 @@ def test_fuzz_usdz_negative_local_header_offset_is_refused(tmp_path: Path) -> No
         check_usdz(path, max_bytes=BIG)
 
 
+def test_fuzz_usdz_stage_metadata_of_the_wrong_type_is_refused(tmp_path: Path) -> None:
+    """An upAxis stored as a GfVec2f: reading the stage's up axis raised Tf.ErrorException
+    out of the check (found by tests/fuzz/fuzz_usd.py in a CI-like run)."""
+    path = _copy(CORPUS / "usd" / "regress-upaxis-wrong-type", tmp_path, "a.usdz")
+    with pytest.raises(UnsafeAsset, match="corrupt"):
+        check_usdz(path, max_bytes=BIG)
+
+
 def test_fuzz_usd_error_text_not_utf8_is_refused(tmp_path: Path) -> None:
     path = _copy(CORPUS / "usd" / "regress-tf-error-not-utf8", tmp_path, "a.usd")
     with pytest.raises(UnsafeAsset, match="not a valid USD file"):

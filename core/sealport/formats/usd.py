@@ -135,21 +135,22 @@ def _count_stage(identifier: str, path: Path, fmt: str) -> tuple[dict[str, int |
                 counts = mesh.GetFaceVertexCountsAttr().Get(early)
                 points += len(pts) if pts is not None else 0
                 faces += len(counts) if counts is not None else 0
+        warnings: list[str] = []
+        if hasattr(stage, "GetCompositionErrors"):
+            warnings = [str(e.GetErrorMessage()) for e in stage.GetCompositionErrors()][:20]
+        summary: dict[str, int | str] = {
+            "prims": prims,
+            "meshes": meshes,
+            "vertices": points,
+            "faces": faces,
+            "layers": sum(1 for layer in stage.GetUsedLayers() if not layer.anonymous),
+            "up_axis": str(UsdGeom.GetStageUpAxis(stage)),
+        }
     except (Tf.ErrorException, TypeError) as exc:
         # A corrupt usdc value surfaces only when read: Tf.ErrorException, or a TypeError
-        # for a value type without a Python converter (found by tests/fuzz/fuzz_usd.py).
+        # for a value type without a Python converter; stage metadata too (an upAxis
+        # of another type). All found by tests/fuzz/fuzz_usd.py.
         raise refuse(path, fmt, "its USD data is corrupt", _error_text(exc)) from exc
-    warnings: list[str] = []
-    if hasattr(stage, "GetCompositionErrors"):
-        warnings = [str(e.GetErrorMessage()) for e in stage.GetCompositionErrors()][:20]
-    summary: dict[str, int | str] = {
-        "prims": prims,
-        "meshes": meshes,
-        "vertices": points,
-        "faces": faces,
-        "layers": sum(1 for layer in stage.GetUsedLayers() if not layer.anonymous),
-        "up_axis": str(UsdGeom.GetStageUpAxis(stage)),
-    }
     return summary, warnings
 
 
