@@ -21,8 +21,10 @@ from sealport.watermark import (
     manifest_entry,
     min_vertices,
     parse_manifest_entry,
+    read_mesh,
     verify,
     verify_file,
+    verify_reading,
 )
 
 from tests.watermark.meshgen import blob, bumpy_torus, unweld
@@ -173,6 +175,32 @@ def test_known_payload_detector_verifies_where_decoding_fails():
     other = derive_delivery_key(SECRET, "delivery-2")
     assert verify(noisy, f, other, PAYLOAD).status == "not_found"
     assert verify(v, f, KEY, PAYLOAD).status == "not_found"  # the unmarked original
+
+
+def test_one_reading_serves_many_keys_with_the_same_results():
+    """A trace reads a leaked mesh once and tries many deliveries' keys on it: every
+    outcome (decoded, detector-only, mismatch, wrong key, unmarked, too small) must be
+    what a fresh ``verify`` says, in whatever order the keys come."""
+    v, f = _load("bunny.ply")
+    w = embed(v, f, PAYLOAD, KEY)
+    noisy = w + np.random.default_rng(0).uniform(-1, 1, w.shape) * 0.0004 * _diag(w)
+    other = derive_delivery_key(SECRET, "delivery-2")
+    checks = [(KEY, PAYLOAD), (KEY, b"\x00" * 8), (other, PAYLOAD), (KEY, PAYLOAD[:4])]
+    seen = set()
+    for mesh in (w, noisy, v):
+        reading = read_mesh(mesh, f)
+        for key, payload in checks + checks[::-1]:
+            r = verify_reading(reading, key, payload)
+            assert r == verify(mesh, f, key, payload)
+            seen.add((r.status, r.method))
+    assert {("verified", "decode"), ("verified", "correlation"), ("mismatch", "decode")} <= seen
+    assert ("not_found", "none") in seen
+    small = read_mesh(*_load("suzanne.ply"))
+    assert small.distinct_vertices < min_vertices(64)
+    assert verify_reading(small, KEY, PAYLOAD) == verify(*_load("suzanne.ply"), KEY, PAYLOAD)
+    assert verify_reading(small, KEY, PAYLOAD).status == "too_small"
+    with pytest.raises(ValueError):
+        verify_reading(small, KEY, b"")
 
 
 def test_plan_apply_equals_embed_and_serialises():

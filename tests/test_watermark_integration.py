@@ -28,8 +28,9 @@ import pytest
 import trimesh
 from sealport import cli, trust
 from sealport.client import SealportClient
-from sealport.errors import MalformedManifest, WatermarkMismatch
+from sealport.errors import Cancelled, MalformedManifest, WatermarkMismatch
 from sealport.manifest import MANIFEST_PREFIX
+from sealport.progress import Progress
 from sealport.server import ServerSettings
 from sealport.server.watermarking import (
     delivery_payload,
@@ -39,7 +40,7 @@ from sealport.server.watermarking import (
     resolve_hook,
     secret_path,
 )
-from sealport.trace import per_check_bound, trace_file
+from sealport.trace import STAGE_BLIND, STAGE_INFORMED, STAGE_READ, per_check_bound, trace_file
 from sealport.watermark import EmbedReport, derive_delivery_key, manifest_entry
 from sealport.watermark_check import MISMATCH_MESSAGE, verify_delivery_mark
 
@@ -419,6 +420,64 @@ def test_trace_work_is_bounded(
     report = trace_file(sources["obj"], server.data_dir, max_deliveries=0)
     assert report.status == "not_found" and report.checks == 0
     assert report.deliveries_marked >= 1 and "not checked" in report.text()
+
+
+def test_trace_reports_progress_and_stops_when_cancelled(
+    server: ServerHandle, client: SealportClient, sources: dict[str, Path]
+) -> None:
+    """A trace over many deliveries is long work: it reports each stage and stops at
+    the next check once cancelled (a UI button, Ctrl-C), with a typed error."""
+    client.secure_import(asset_id(server, "wm-obj"), server.data_dir.parent / "out-progress")
+    events: list[tuple[str, int, int]] = []
+    report = trace_file(
+        sources["obj"], server.data_dir, progress=Progress(lambda *e: events.append(e))
+    )
+    assert report.status == "not_found"  # the unmarked source: every stage runs
+    assert events[0] == (STAGE_READ, 0, 1) and (STAGE_READ, 1, 1) in events
+    blind = [e for e in events if e[0] == STAGE_BLIND]
+    total = report.deliveries_checked * report.meshes_readable
+    assert blind[0] == (STAGE_BLIND, 0, total) and blind[-1] == (STAGE_BLIND, total, total)
+    assert [d for _, d, _ in blind] == sorted(d for _, d, _ in blind)
+    assert events[-1][0] == STAGE_INFORMED and events[-1][1] == events[-1][2] >= 1
+
+    calls: list[str] = []
+
+    def cancel_at_first_check(stage: str, done: int, total: int) -> None:
+        calls.append(stage)
+        if stage == STAGE_BLIND:
+            progress.cancel()
+
+    progress = Progress(cancel_at_first_check)
+    with pytest.raises(Cancelled):
+        trace_file(sources["obj"], server.data_dir, progress=progress)
+    assert calls.count(STAGE_BLIND) == 1 and STAGE_INFORMED not in calls
+
+
+def test_trace_cli_ctrl_c_cancels_cleanly(
+    server: ServerHandle,
+    client: SealportClient,
+    sources: dict[str, Path],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ctrl-C during ``sealport trace`` (a real SIGINT) ends it with exit 130 and a
+    one-line message, not a traceback."""
+    import signal
+
+    import sealport.watermark as wm
+
+    client.secure_import(asset_id(server, "wm-obj"), server.data_dir.parent / "out-ctrl-c")
+    real = wm.verify_reading
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        signal.raise_signal(signal.SIGINT)  # the artist presses Ctrl-C mid-trace
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(wm, "verify_reading", interrupted)
+    rc, out = run_cli(capsys, "trace", str(sources["obj"]), "--data", str(server.data_dir))
+    assert rc == 130, out
+    assert "Cancelling" in out and "Cancelled by the user." in out
+    assert "Traceback" not in out and "MARK FOUND" not in out and "no mark found" not in out
 
 
 # --- server settings ------------------------------------------------------------------------

@@ -56,8 +56,9 @@ def cancellable(progress: Progress) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def tqdm_progress() -> tuple[Progress, Callable[[], None]]:
-    """A Progress whose callback drives one tqdm bar per stage."""
+def tqdm_progress(unit: str = "B") -> tuple[Progress, Callable[[], None]]:
+    """A Progress whose callback drives one tqdm bar per stage; ``unit`` "B" counts
+    bytes (KiB, MiB...), any other unit plain counts."""
     from tqdm import tqdm
 
     state: dict[str, Any] = {"stage": None, "bar": None}
@@ -70,8 +71,8 @@ def tqdm_progress() -> tuple[Progress, Callable[[], None]]:
             state["bar"] = tqdm(
                 total=total or None,
                 desc=f"{stage:>12}",
-                unit="B",
-                unit_scale=True,
+                unit=unit,
+                unit_scale=unit == "B",
                 unit_divisor=1024,
                 leave=False,
                 file=sys.stderr,
@@ -316,7 +317,12 @@ def cmd_trace(args: argparse.Namespace) -> int:
     from .trace import run
 
     data = Path(args.data) if args.data else None
-    return run(Path(args.file), data, max_deliveries=args.max_deliveries)
+    progress, close = tqdm_progress(unit="")
+    try:
+        with cancellable(progress):
+            return run(Path(args.file), data, max_deliveries=args.max_deliveries, progress=progress)
+    finally:
+        close()
 
 
 def build_parser() -> argparse.ArgumentParser:

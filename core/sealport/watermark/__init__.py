@@ -7,7 +7,9 @@ Public API
 ``EmbedPlan.from_bytes``) and ``apply_plan(plan, vertices, payload, key, *,
 strength=None, faces=None) -> vertices`` (per delivery; see ``mark``'s docstring)
 ``extract(vertices, faces, key, *, payload_bits=64) -> ExtractResult``
-``verify(vertices, faces, key, expected_payload) -> VerifyResult``
+``verify(vertices, faces, key, expected_payload) -> VerifyResult``; for many keys on
+one mesh (a trace), ``read_mesh(vertices, faces) -> MeshReading`` once and
+``verify_reading(reading, key, expected_payload)`` per key (same result)
 ``derive_delivery_key(studio_secret, delivery_id) -> bytes``
 ``load_meshes(path)``, ``embed_file(src, dst, payload, key)``, ``extract_file(path, key)``,
 ``verify_file(path, key, expected_payload, *, reader=None)``; ``manifest_entry(payload,
@@ -141,6 +143,7 @@ from .mark import (
     DEFAULT_STRENGTH,
     EmbedPlan,
     ExtractResult,
+    MeshReading,
     ReaderHint,
     VerifyResult,
     apply_plan,
@@ -149,7 +152,9 @@ from .mark import (
     extract,
     min_vertices,
     plan_embed,
+    read_mesh,
     verify,
+    verify_reading,
 )
 
 __all__ = [
@@ -160,6 +165,7 @@ __all__ = [
     "EmbedPlan",
     "EmbedReport",
     "ExtractResult",
+    "MeshReading",
     "FileExtractResult",
     "FileVerifyResult",
     "ReaderHint",
@@ -181,7 +187,9 @@ __all__ = [
     "parse_manifest_entry",
     "parse_reader_hints",
     "plan_embed",
+    "read_mesh",
     "reader_hints",
     "verify",
     "verify_file",
+    "verify_reading",
 ]

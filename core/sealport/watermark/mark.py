@@ -1214,28 +1214,55 @@ def _observe(
 ) -> _Observation | None:
     """Common front end of extract/verify (None: too small to read); ``threads``,
     ``hint``: see :func:`_read_norms`."""
-    return _observe_hinted(vertices, faces, key, payload_bits, threads, hint)[0]
+    return _observe_reading(
+        read_mesh(vertices, faces, threads=threads, hint=hint), key, payload_bits
+    )
 
 
-def _observe_hinted(
+@dataclass(frozen=True)
+class MeshReading:
+    """The key-independent half of a blind read of one mesh: its sorted distinct norms
+    about the area-weighted centre (:func:`read_mesh`).
+
+    Why it is its own step: ``sealport trace`` tries the keys of hundreds of
+    deliveries on one leaked mesh, and the triangle pass and the sort of the norms
+    are ~95 % of a :func:`verify` on a large mesh (the keyed bins, the decode and
+    the detector are the rest). Reading once and checking each key with
+    :func:`verify_reading` gives the same results bit for bit (tested).
+    """
+
+    norms: _Norms | None
+    """None: fewer than two face-referenced vertices."""
+    reader: ReaderHint | None
+    """The centre and "all vertices referenced" the reader found (or the hint it took)."""
+
+    @property
+    def distinct_vertices(self) -> int:
+        """Distinct face-referenced positions: what the capacity floor counts."""
+        return 0 if self.norms is None else self.norms.m
+
+
+def read_mesh(
     vertices: np.ndarray,
     faces: np.ndarray,
-    key: bytes,
-    payload_bits: int,
-    threads: int | None = None,
+    *,
     hint: ReaderHint | None = None,
-) -> tuple[_Observation | None, ReaderHint | None]:
-    """:func:`_observe` and the reader's :class:`ReaderHint` for this mesh (None when
-    the mesh has fewer than two referenced vertices)."""
-    n_code = capacity_bits(payload_bits)
-    lay = layout(key, n_code)
+    threads: int | None = None,
+) -> MeshReading:
+    """Key-independent reader front end (see :class:`MeshReading`; ``hint``, ``threads``:
+    :func:`_read_norms`)."""
     v, tris = _mesh(vertices, faces)
     nm = _read_norms(v, tris, threads, hint)
     seen = None
     if nm is not None:
         c = nm.centre
         seen = ReaderHint((float(c[0]), float(c[1]), float(c[2])), nm.all_referenced)
-    return _observation(nm, lay, payload_bits, n_code), seen
+    return MeshReading(nm, seen)
+
+
+def _observe_reading(reading: MeshReading, key: bytes, payload_bits: int) -> _Observation | None:
+    n_code = capacity_bits(payload_bits)
+    return _observation(reading.norms, layout(key, n_code), payload_bits, n_code)
 
 
 def _observation(
@@ -1334,8 +1361,15 @@ def verify(
     ``hint``: the signed :class:`ReaderHint` of this mesh (see :func:`_read_norms`);
     the result's ``reader`` is what the reader found (the hint, where it was taken).
     """
+    return verify_reading(read_mesh(vertices, faces, hint=hint), key, expected_payload)
+
+
+def verify_reading(reading: MeshReading, key: bytes, expected_payload: bytes) -> VerifyResult:
+    """:func:`verify` on a mesh already read by :func:`read_mesh` (same result)."""
     payload_bits = 8 * len(expected_payload)
-    o, seen = _observe_hinted(vertices, faces, key, payload_bits, None, hint)
+    _payload_bytes(payload_bits)
+    seen = reading.reader
+    o = _observe_reading(reading, key, payload_bits)
     r = _extract_obs(o, key, payload_bits)
     if r.status == "too_small" or o is None:
         return VerifyResult(
