@@ -91,6 +91,12 @@ _REFINE_ROUNDS = 8
 _REFINE_SHARE = 0.15
 _ICP_POINTS = 4000
 _ICP_STEPS = 40
+_COARSE_POINTS = 50_000
+"""Original points the short ICP runs from every start align to (a fixed random subset
+on larger meshes). Why: a KD-tree query from a badly aligned start costs ~40x one
+from near the surface, and four of the five starts are bad: on a 2M-vertex original
+those runs took 50 of correspond's 80 s. The full run from the best start still
+aligns to every original point."""
 
 
 @dataclass
@@ -197,16 +203,26 @@ def _umbrella(w: Welded):
     return sp.diags(1.0 / np.maximum(deg, 1)) @ adj
 
 
-def register(leak: Welded, original: Welded) -> tuple[np.ndarray, float]:
-    """Leaked points aligned onto the original (similarity ICP); (points, rms / diag)."""
+def _tree(points: np.ndarray):
     from scipy.spatial import cKDTree
 
+    return cKDTree(points)
+
+
+def register(leak: Welded, original: Welded, tree=None) -> tuple[np.ndarray, float]:
+    """Leaked points aligned onto the original (similarity ICP); (points, rms / diag).
+    ``tree``: a KD-tree of the original's used points, if the caller has one."""
     o_pts = original.points[original.used]
     l_pts = leak.points[leak.used]
     diag = float(np.linalg.norm(o_pts.max(0) - o_pts.min(0))) or 1.0
-    tree = cKDTree(o_pts)
+    full = tree if tree is not None else _tree(o_pts)
     rng = np.random.default_rng(0)
     sub = l_pts if len(l_pts) <= _ICP_POINTS else l_pts[rng.choice(len(l_pts), _ICP_POINTS, False)]
+    if len(o_pts) <= _COARSE_POINTS:
+        coarse, c_pts = full, o_pts
+    else:
+        c_pts = o_pts[rng.choice(len(o_pts), _COARSE_POINTS, False)]
+        coarse = _tree(c_pts)
     co, ro, eo = _moments(original)
     cl, rl, el = _moments(leak)
     inits = [(1.0, np.eye(3), np.zeros(3))]
@@ -218,11 +234,11 @@ def register(leak: Welded, original: Welded) -> tuple[np.ndarray, float]:
     s0 = ro / rl
     best: tuple[float, float, np.ndarray, np.ndarray] | None = None
 
-    def icp(s: float, rot: np.ndarray, t: np.ndarray, steps: int):
+    def icp(s: float, rot: np.ndarray, t: np.ndarray, steps: int, tree=full, pts=o_pts):
         for _ in range(steps):
             dist, j = tree.query(s * sub @ rot.T + t)
             keep = dist <= np.quantile(dist, 0.9) + 1e-12
-            s2, r2, t2 = _umeyama(sub[keep], o_pts[j[keep]])
+            s2, r2, t2 = _umeyama(sub[keep], pts[j[keep]])
             # Point-to-point similarity ICP can shrink towards a point; the moment
             # ratio bounds the scale (cropping changes it by far less than 2x).
             s2 = float(np.clip(s2, 0.5 * s0, 2.0 * s0))
@@ -236,7 +252,7 @@ def register(leak: Welded, original: Welded) -> tuple[np.ndarray, float]:
 
     # Short runs from every start, then a full run from the best one.
     for s, rot, t in inits:
-        cand = icp(s, rot, t, 8)
+        cand = icp(s, rot, t, 8, coarse, c_pts)
         if best is None or cand[0] < best[0]:
             best = cand
     assert best is not None
@@ -246,24 +262,26 @@ def register(leak: Welded, original: Welded) -> tuple[np.ndarray, float]:
     return s * leak.points @ rot.T + t, rms
 
 
-def _refine(aligned: np.ndarray, leak: Welded, original: Welded) -> np.ndarray:
+def _refine(aligned: np.ndarray, leak: Welded, original: Welded, tree=None) -> np.ndarray:
     """Similarity refit on the leaked vertices nearest to original vertices.
 
     After simplification most kept vertices still sit on an original vertex (up to
     the mark), the rest lie between them; ICP against all of them leaves an error
     of the order of the mark. Refitting on the closest share, a few rounds,
-    locks onto the survivors.
+    locks onto the survivors. Larger leaks refit on an even stride of
+    ``_FIT_POINTS`` of their vertices (all of them cost a 2M-vertex leak ~6 s for
+    a 7-parameter fit).
     """
-    from scipy.spatial import cKDTree
-
     used_l = np.flatnonzero(leak.used)
+    if len(used_l) > _FIT_POINTS:  # a 7-parameter fit: 15 % of 50k points is plenty
+        used_l = used_l[:: -(-len(used_l) // _FIT_POINTS)]
     oidx = np.flatnonzero(original.used)
-    tree = cKDTree(original.points[oidx])
+    tree = tree if tree is not None else _tree(original.points[oidx])
     src = leak.points[used_l]
     cur = aligned[used_l]
     fit = None
     for _ in range(_REFINE_ROUNDS):
-        dist, i = tree.query(cur)
+        dist, i = tree.query(cur, workers=-1)
         keep = dist <= np.quantile(dist, _REFINE_SHARE) + 1e-300
         if keep.sum() < 10:
             break
@@ -439,9 +457,42 @@ def _closest_faces(
     owner = t.ravel()[order]
     start = np.searchsorted(owner, np.arange(len(p)))
     count = np.searchsorted(owner, np.arange(len(p)), side="right") - start
+    if len(pts) <= _FACE_CHUNK:
+        return _closest_in_fans(pts, p, t, order, start[nearest], count[nearest], max_valence)
+    parts = [
+        _closest_in_fans(
+            pts[i : i + _FACE_CHUNK],
+            p,
+            t,
+            order,
+            start[nearest[i : i + _FACE_CHUNK]],
+            count[nearest[i : i + _FACE_CHUNK]],
+            max_valence,
+        )
+        for i in range(0, len(pts), _FACE_CHUNK)
+    ]
+    face, bary, off, n = (np.concatenate(x) for x in zip(*parts, strict=True))
+    return face, bary, off, n
+
+
+_FACE_CHUNK = 1 << 15
+"""Points per block in :func:`_closest_faces`: its (points, valence, 3) temporaries
+stay ~10 MB instead of ~0.5 GB each on a 2M-vertex leak."""
+
+
+def _closest_in_fans(
+    pts: np.ndarray,
+    p: np.ndarray,
+    t: np.ndarray,
+    order: np.ndarray,
+    fan_start: np.ndarray,
+    cnt: np.ndarray,
+    max_valence: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_closest_faces` for one block: ``fan_start``/``cnt`` locate the triangles
+    around each point's nearest vertex in ``order``."""
     slot = np.arange(max_valence)
-    cnt = count[nearest]
-    idx = start[nearest][:, None] + np.minimum(slot[None, :], np.maximum(cnt - 1, 0)[:, None])
+    idx = fan_start[:, None] + np.minimum(slot[None, :], np.maximum(cnt - 1, 0)[:, None])
     faces = order[np.clip(idx, 0, len(order) - 1)] // 3  # (m, V)
     a, b, c = p[t[faces, 0]], p[t[faces, 1]], p[t[faces, 2]]
     e1, e2 = b - a, c - a
@@ -507,17 +558,16 @@ def _indexed(orig: Welded, leak: Welded, pairs: np.ndarray) -> Correspondence:
 
 def _unindexed(orig: Welded, leak: Welded) -> Correspondence:
     """Other connectivity: survivors read radially, the rest on the original surface."""
-    from scipy.spatial import cKDTree
-
     m = len(orig.points)
-    aligned, _ = register(leak, orig)
-    aligned = _refine(aligned, leak, orig)
+    oidx = np.flatnonzero(orig.used)
+    tree = _tree(orig.points[oidx])  # one KD-tree for registration, refit and reading
+    aligned, _ = register(leak, orig, tree)
+    aligned = _refine(aligned, leak, orig, tree)
     u = _rays(orig)
     ot = orig.tris
     edge = float(np.median(np.linalg.norm(orig.points[ot[:, 0]] - orig.points[ot[:, 1]], axis=1)))
-    oidx = np.flatnonzero(orig.used)
     pts = aligned[leak.used]
-    dist, near = cKDTree(orig.points[oidx]).query(pts)
+    dist, near = tree.query(pts, workers=-1)
     near = oidx[near]
     off = pts - orig.points[near]
     rad = np.einsum("ij,ij->i", off, u[near])
