@@ -348,6 +348,58 @@ def _crop(v: np.ndarray, f: np.ndarray, frac: float, seed: int) -> tuple[np.ndar
     return v, f[keep[f].all(axis=1)]
 
 
+def _reference_frame(w, levels: np.ndarray):
+    """The informed tier's partition of the original as first written (one partition
+    and one search over every point per key): the definition the cached, norm-ordered
+    frame must reproduce. Returns (edge values, counts, {point: (bin, x)})."""
+    from sealport.watermark.geometry import area_centre, norms
+    from sealport.watermark.mark import Q_HI, Q_LO
+
+    n_bins = len(levels) - 1
+    centre = w.centre if w.centre is not None else area_centre(w.points, w.tris)
+    used = np.flatnonzero(w.used)
+    r_used = norms(w.points, centre)[used]
+    m = len(used)
+    ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (m - 1)).astype(np.int64))
+    edge_values = np.partition(r_used, ranks)[ranks]
+    inside = (r_used >= edge_values[0]) & (r_used < edge_values[-1])
+    r = r_used[inside]
+    bins = np.clip(np.searchsorted(edge_values, r, side="right") - 1, 0, n_bins - 1)
+    lo = edge_values[bins]
+    x = np.clip((r - lo) / (edge_values[bins + 1] - lo), 0.0, 1.0)
+    per_point = {
+        int(i): (int(b), float(xx)) for i, b, xx in zip(used[inside], bins, x, strict=True)
+    }
+    return edge_values, np.bincount(bins, minlength=n_bins), per_point
+
+
+@pytest.mark.parametrize("name", ["bunny", "fandisk"])
+def test_informed_norm_ordered_frame_is_the_reference_partition(name: str):
+    """The informed tier sorts the original by norm once per correspondence and slices
+    each key's bins from it; every point must land in the same bin at the same x as
+    in the per-key partition it replaced."""
+    from sealport.watermark.informed import _by_norm, _sorted_frame, correspond
+    from sealport.watermark.keys import layout
+    from sealport.watermark.mark import capacity_bits
+
+    v, f = MESH_CASES[name]()
+    c = correspond(*_crop(embed(v, f, PAYLOAD, KEY), f, 0.1, seed=3), v, f)
+    for i in range(4):
+        key = derive_delivery_key(SECRET, f"frame-{i}")
+        levels = layout(key, capacity_bits(64)).edges
+        sf = _sorted_frame(_by_norm(c), levels)
+        assert sf is not None
+        edges, counts, per_point = _reference_frame(c.original, levels)
+        assert np.array_equal(sf.frame.edge_values, edges)
+        assert np.array_equal(sf.frame.counts, counts)
+        got = {
+            int(p): (int(b), float(x))
+            for p, b, x in zip(sf.frame.idx, sf.frame.bins, sf.frame.x, strict=True)
+        }
+        assert got == per_point
+    assert c.by_norm is _by_norm(c)  # built once, reused for every key
+
+
 def test_informed_survives_crop_and_rigid_motion_where_blind_fails():
     from sealport.watermark.informed import correspond, informed_verify
 

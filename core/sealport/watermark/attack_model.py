@@ -56,7 +56,8 @@ quantisation grid model (:class:`Lattice`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -135,6 +136,9 @@ class Correspondence:
     model: str = "none"
     """Attack model the leak was read with (noise / smoothing k=.. / quantisation / surface)."""
     lattice: Lattice | None = None
+    by_norm: Any = field(default=None, repr=False, compare=False)
+    """Cache of ``informed._ByNorm`` (the original's points sorted by norm), filled on
+    the first key checked: a trace checks hundreds of keys on one correspondence."""
 
 
 def _umeyama(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:

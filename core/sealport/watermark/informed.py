@@ -88,13 +88,15 @@ import numpy as np
 
 from .attack_model import Correspondence, Lattice, _log_cell, correspond
 from .codec import decode_bits, encode_bits
+from .geometry import area_centre, norms
 from .keys import layout
 from .mark import (
     _MAX_GOAL,
     DEFAULT_STRENGTH,
+    Q_HI,
+    Q_LO,
     _alpha_b,
     _Frame,
-    _frame,
     _newton_table,
     _solve_k,
     binomial_tail,
@@ -133,6 +135,68 @@ class InformedResult:
     rms: float
 
 
+@dataclass(frozen=True)
+class _ByNorm:
+    """The original's face-referenced points sorted by norm about its area centre, and
+    the correspondence's evidence in that order. Key-independent: built once per
+    :class:`Correspondence` (its ``by_norm`` cache), so checking a key costs slices and
+    the two profiles, not a partition and a search over every point (a trace checks
+    every delivery of the asset on one correspondence)."""
+
+    centre: np.ndarray
+    idx: np.ndarray  # welded point index, by increasing norm
+    r: np.ndarray  # their norms, increasing
+    g: np.ndarray
+    a: np.ndarray
+    valid: np.ndarray
+
+
+def _by_norm(c: Correspondence) -> _ByNorm:
+    if c.by_norm is None:
+        w = c.original
+        centre = w.centre if w.centre is not None else area_centre(w.points, w.tris)
+        used = np.flatnonzero(w.used)
+        r = norms(w.points[used], centre)
+        order = np.argsort(r, kind="stable")
+        idx = used[order]
+        c.by_norm = _ByNorm(centre, idx, r[order], c.g[idx], c.a[idx], c.valid[idx])
+    by_norm: _ByNorm = c.by_norm
+    return by_norm
+
+
+@dataclass(frozen=True)
+class _SortedFrame:
+    """One key's partition of a :class:`_ByNorm`: points ``lo:hi`` of it are binned."""
+
+    frame: _Frame
+    lo: int
+    hi: int
+
+
+def _sorted_frame(s: _ByNorm, levels: np.ndarray) -> _SortedFrame | None:
+    """The blind reader's keyed partition of the original (``mark._frame``: the same
+    points, bins and ``x``, tested), in norm order: bins are runs."""
+    n_bins = len(levels) - 1
+    m = len(s.r)
+    if m < 2:
+        return None
+    ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (m - 1)).astype(np.int64))
+    if len(ranks) != n_bins + 1:
+        return None
+    edge_values = s.r[ranks]
+    if not np.all(np.diff(edge_values) > 0):
+        return None
+    pos = np.searchsorted(s.r, edge_values, side="left")
+    lo, hi = int(pos[0]), int(pos[-1])
+    counts = np.diff(pos)
+    bins = np.repeat(np.arange(n_bins), counts)
+    r = s.r[lo:hi]
+    base = edge_values[bins]
+    x = np.clip((r - base) / (edge_values[bins + 1] - base), 0.0, 1.0)
+    frame = _Frame(s.centre, s.idx[lo:hi], edge_values, bins, x, counts)
+    return _SortedFrame(frame, lo, hi)
+
+
 def _profiles(f: _Frame, n_bins: int, alpha: float = DEFAULT_STRENGTH):
     """Radial move of every frame point if its bin carried +1 / -1 (the embedder's rule).
 
@@ -142,7 +206,8 @@ def _profiles(f: _Frame, n_bins: int, alpha: float = DEFAULT_STRENGTH):
     the real move best, correlation 0.95-0.99 on the benchmark meshes). Depends on
     the mesh and the key's bin edges only, never on the expected sign.
     """
-    tx, tw, tb = _newton_table(f.x, None, f.bins, n_bins)
+    # Points in norm order: x is non-decreasing within each bin's run (the fast table).
+    tx, tw, tb = _newton_table(f.x, None, None, n_bins, lens=f.counts)
     means = np.bincount(f.bins, weights=f.x, minlength=n_bins) / np.maximum(f.counts, 1)
     ab = _alpha_b(alpha, f.edge_values)
     width = np.diff(f.edge_values)[f.bins]
@@ -176,15 +241,17 @@ def _lattice_llr(lat: Lattice, idx: np.ndarray, up: np.ndarray, down: np.ndarray
 def bin_scores(c: Correspondence, key: bytes, payload_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(Z_b, voting mask) per bin of the original's keyed partition (module doc, step 2)."""
     n_bins = capacity_bits(payload_bits)
-    f = _frame(c.original, layout(key, n_bins).edges)
-    if f is None:
+    s = _by_norm(c)
+    sf = _sorted_frame(s, layout(key, n_bins).edges)
+    if sf is None:
         return np.zeros(n_bins), np.zeros(n_bins, bool)
+    f = sf.frame
     up, down = _profiles(f, n_bins)
-    ok = c.valid[f.idx]
+    ok = s.valid[sf.lo : sf.hi]
     if c.lattice is not None:
         per = _lattice_llr(c.lattice, f.idx, up, down)
     else:
-        g, a = c.g[f.idx], c.a[f.idx]
+        g, a = s.g[sf.lo : sf.hi], s.a[sf.lo : sf.hi]
         per = g * (up - down) - 0.5 * a * (up * up - down * down)
     z = np.bincount(f.bins, weights=np.where(ok, per, 0.0), minlength=n_bins)
     vote = np.bincount(f.bins, weights=ok.astype(np.float64), minlength=n_bins) >= MIN_INFORMED_BIN
@@ -200,11 +267,13 @@ def bin_information(c: Correspondence, key: bytes, payload_bits: int) -> np.ndar
     benchmark to state the keyed-sign ceiling (module doc, limits).
     """
     n_bins = capacity_bits(payload_bits)
-    f = _frame(c.original, layout(key, n_bins).edges)
-    if f is None or c.lattice is not None:
+    s = _by_norm(c)
+    sf = _sorted_frame(s, layout(key, n_bins).edges)
+    if sf is None or c.lattice is not None:
         return np.zeros(n_bins)
+    f = sf.frame
     up, down = _profiles(f, n_bins)
-    a = np.where(c.valid[f.idx], c.a[f.idx], 0.0)
+    a = np.where(s.valid[sf.lo : sf.hi], s.a[sf.lo : sf.hi], 0.0)
     return np.bincount(f.bins, weights=a * (up - down) ** 2, minlength=n_bins)
 
 

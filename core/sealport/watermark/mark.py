@@ -49,7 +49,6 @@ from . import parallel
 from .codec import decode_bits, encode_bits, max_attempts
 from .errors import WatermarkCapacityError, WatermarkFormatError
 from .geometry import (
-    Welded,
     area_centre,
     as_triangles,
     norms,
@@ -353,44 +352,17 @@ def _alpha_b(alpha: float, edge_values: np.ndarray) -> np.ndarray:
     return alpha * np.minimum(1.0, width.mean() / width)
 
 
-# --- the Welded-based frame, kept for the informed tier (original's partition) -------
+# --- the informed tier's view of the original's partition ------------------------------
 @dataclass
 class _Frame:
-    """Norms of a welded mesh, split into the keyed quantile bins."""
+    """The keyed bins of the original, per welded point (built by ``informed``)."""
 
     centre: np.ndarray
-    rho: np.ndarray  # (M,) norms of all welded points
-    idx: np.ndarray  # indices of the points inside the binned range
+    idx: np.ndarray  # welded point index of the points inside the binned range
     edge_values: np.ndarray  # (n_bins + 1,) norm at each bin edge
     bins: np.ndarray  # (len(idx),) bin per point
     x: np.ndarray  # (len(idx),) position inside its bin, in [0, 1]
     counts: np.ndarray  # (n_bins,)
-
-
-def _frame(w: Welded, levels: np.ndarray) -> _Frame | None:
-    """Same partition as the blind reader, per welded point (informed tier)."""
-    n_bins = len(levels) - 1
-    centre = w.centre if w.centre is not None else area_centre(w.points, w.tris)
-    rho = norms(w.points, centre)
-    used = np.flatnonzero(w.used)
-    m = len(used)
-    if m < 2:
-        return None
-    r_used = rho[used]
-    ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (m - 1)).astype(np.int64))
-    if len(ranks) != n_bins + 1:
-        return None
-    edge_values = np.partition(r_used, ranks)[ranks]
-    if not np.all(np.diff(edge_values) > 0):
-        return None
-    inside = (r_used >= edge_values[0]) & (r_used < edge_values[-1])
-    idx = used[inside]
-    r = r_used[inside]
-    bins = np.clip(np.searchsorted(edge_values, r, side="right") - 1, 0, n_bins - 1)
-    lo = edge_values[bins]
-    x = np.clip((r - lo) / (edge_values[bins + 1] - lo), 0.0, 1.0)
-    counts = np.bincount(bins, minlength=n_bins)
-    return _Frame(centre, rho, idx, edge_values, bins, x, counts)
 
 
 # --- per-asset plan ---------------------------------------------------------------------
