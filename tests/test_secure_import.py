@@ -382,7 +382,7 @@ def test_cached_ciphertext_resumes_after_partial_download(
 
 
 # --- cancellation --------------------------------------------------------------------------
-@pytest.mark.parametrize("stage", ["download", "decrypt"])
+@pytest.mark.parametrize("stage", ["download", "decrypt", "format check", "watermark"])
 def test_cancel_mid_import_leaves_nothing(
     signed_in: SealportClient, tmp_path: Path, stage: str
 ) -> None:

@@ -324,6 +324,20 @@ def test_unmarked_record_without_reason_is_malformed(
     assert verify_delivery_mark(result.path, too_small) == "too small to carry a mark"
 
 
+def test_import_reports_the_watermark_check_per_mesh(
+    client: SealportClient, server: ServerHandle, tmp_path: Path
+) -> None:
+    """The DCC's progress UI sees the mark check advance mesh by mesh (a cancel is
+    honoured between meshes: test_secure_import's cancel tests)."""
+    events: list[tuple[str, int, int]] = []
+    result = client.secure_import(
+        asset_id(server, "wm-glb"), tmp_path / "out", Progress(lambda *e: events.append(e))
+    )
+    assert result.watermark_status == "verified"
+    marks = [e for e in events if e[0] == "watermark"]
+    assert marks == [("watermark", 0, 0), ("watermark", 0, 1), ("watermark", 1, 1)]
+
+
 # --- trace ----------------------------------------------------------------------------------
 def test_trace_names_user_and_delivery(
     client: SealportClient,

@@ -137,13 +137,13 @@ def check_format(path: Path, m: Manifest) -> dict[str, Any]:
     return dict(report.summary)
 
 
-def check_watermark(path: Path, m: Manifest) -> str:
+def check_watermark(path: Path, m: Manifest, progress: Progress | None = None) -> str:
     """Verify the forensic mark named by the manifest (see :mod:`sealport.watermark_check`)."""
     if not m.watermark:
         return "none"
     from .watermark_check import verify_delivery_mark
 
-    return verify_delivery_mark(path, m)
+    return verify_delivery_mark(path, m, progress)
 
 
 def make_output_dir(out_dir: Path) -> None:
@@ -223,9 +223,10 @@ def secure_import(
         summary = check_format(temp, m)
         checks.append(f"{m.format} safe reader")
         progress.update("watermark", 0, 0)
-        wm = check_watermark(temp, m)
+        wm = check_watermark(temp, m, progress)
         if wm != "none":
             checks.append(f"watermark {wm}")
+        progress.check()  # a cancel during the last check still stops before placing
         final = place(temp, out_dir, m)
         temp = None
         client.rollback.record(m.asset_id, m.version)

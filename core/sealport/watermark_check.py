@@ -50,11 +50,13 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from .errors import MalformedManifest, WatermarkMismatch
 from .manifest import Manifest
+from .progress import Progress
 
 MISMATCH_MESSAGE = (
     "The asset's forensic watermark does not match its manifest; nothing was imported. "
@@ -103,8 +105,9 @@ def _named_like(path: Path, m: Manifest) -> Iterator[Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def verify_delivery_mark(path: Path, m: Manifest) -> str:
-    """Check ``path`` against ``m.watermark``; see the module docstring for results."""
+def verify_delivery_mark(path: Path, m: Manifest, progress: Progress | None = None) -> str:
+    """Check ``path`` against ``m.watermark``; see the module docstring for results.
+    ``progress`` gets ("watermark", meshes done, meshes) and can cancel between meshes."""
     from .watermark import parse_manifest_entry, parse_reader_hints, verify_file
 
     entry = m.watermark
@@ -115,7 +118,8 @@ def verify_delivery_mark(path: Path, m: Manifest) -> str:
     key, payload, marked = parse_manifest_entry(entry)
     reader = parse_reader_hints(entry)
     with _named_like(Path(path), m) as named:
-        result = verify_file(named, key, payload, reader=reader)
+        on_mesh = None if progress is None else partial(progress.update, "watermark")
+        result = verify_file(named, key, payload, reader=reader, on_mesh=on_mesh)
     meshes = ", ".join(f"{r.status}({r.detail})" if r.detail else r.status for r in result.meshes)
     detail = f"delivery {m.delivery_id}: file {result.status}; meshes: {meshes or 'none'}"
     if result.status == "verified":

@@ -23,7 +23,7 @@ import io
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -496,6 +496,7 @@ def verify_file(
     expected_payload: bytes,
     *,
     reader: Sequence[ReaderHint | None] | None = None,
+    on_mesh: Callable[[int, int], None] | None = None,
 ) -> FileVerifyResult:
     """Importer check: mismatch if any mesh carries another payload; verified if at
     least one mesh verifies and every mesh large enough to carry a mark does;
@@ -504,6 +505,8 @@ def verify_file(
     ``reader``: the manifest's signed reader hints, one per mesh in load order
     (see :class:`~.mark.ReaderHint`); MalformedManifest if their number is not the
     file's number of meshes. Each result's ``reader`` holds what the reader found.
+    ``on_mesh(done, total)``: called before each mesh and once at the end (progress
+    in a DCC); whatever it raises (a cancel) stops the check there.
     """
     meshes = _meshes_for_check(Path(path))
     if reader is not None and len(reader) != len(meshes):
@@ -512,9 +515,13 @@ def verify_file(
             f"reader hints for {len(reader)} meshes, the file has {len(meshes)}",
         )
     hints = reader if reader is not None else [None] * len(meshes)
-    results = [
-        verify(v, f, key, expected_payload, hint=h) for (v, f), h in zip(meshes, hints, strict=True)
-    ]
+    results = []
+    for i, ((v, f), h) in enumerate(zip(meshes, hints, strict=True)):
+        if on_mesh is not None:
+            on_mesh(i, len(meshes))
+        results.append(verify(v, f, key, expected_payload, hint=h))
+    if on_mesh is not None:
+        on_mesh(len(meshes), len(meshes))
     statuses = {r.status for r in results}
     if "mismatch" in statuses:
         status: Literal["verified", "mismatch", "too_small", "not_found"] = "mismatch"
