@@ -203,6 +203,29 @@ def test_one_reading_serves_many_keys_with_the_same_results():
         verify_reading(small, KEY, b"")
 
 
+def test_connected_parts_of_a_joined_mesh():
+    """Parts are found on the welded surface: exporter seams and stray unreferenced
+    vertices do not make parts, a joined mesh's large parts come out largest first and
+    parts too small for a mark are left out."""
+    from sealport.watermark.components import connected_parts
+
+    need = min_vertices(64)
+    bunny = _load("bunny.ply")
+    assert connected_parts(*unweld(*bunny, 0.3), need) == []  # seams split, still one part
+    stray = np.concatenate([bunny[0], np.full((5, 3), 9.0)])
+    assert connected_parts(stray, bunny[1], need) == []  # unreferenced vertices
+    fan = _load("fandisk.obj")
+    tiny_v, tiny_f = bumpy_torus(6, 5)
+    marked = embed(*bunny, PAYLOAD, KEY)
+    v = np.concatenate([fan[0], marked + 1.0, tiny_v + 5.0])
+    f = np.concatenate([fan[1], bunny[1] + len(fan[0]), tiny_f + len(fan[0]) + len(bunny[0])])
+    parts = connected_parts(v, f, need)
+    assert [len(p) for p in parts] == [len(bunny[1]), len(fan[1])]  # bunny is larger
+    assert extract(v, f, KEY).status != "found"  # joined: the whole has no mark
+    assert extract(v, parts[0], KEY).payload == PAYLOAD  # the part on its own has
+    assert connected_parts(v, f, 10**9) == []
+
+
 def test_plan_apply_equals_embed_and_serialises():
     from sealport.watermark.mark import EmbedPlan, apply_plan, plan_embed
 

@@ -41,7 +41,13 @@ from sealport.server.watermarking import (
     secret_path,
 )
 from sealport.trace import STAGE_BLIND, STAGE_INFORMED, STAGE_READ, per_check_bound, trace_file
-from sealport.watermark import EmbedReport, derive_delivery_key, manifest_entry
+from sealport.watermark import (
+    EmbedReport,
+    derive_delivery_key,
+    extract,
+    load_meshes,
+    manifest_entry,
+)
 from sealport.watermark_check import MISMATCH_MESSAGE, verify_delivery_mark
 
 from tests.fixtures.server import ServerHandle, start_sealport_server
@@ -390,6 +396,34 @@ def test_trace_cropped_leak_by_registration_to_the_original(
     assert 0 < report.false_positive_bound < 1e-6
 
 
+def test_trace_names_a_delivery_joined_with_other_geometry(
+    client: SealportClient, server: ServerHandle, tmp_path: Path
+) -> None:
+    """Blender's Join / Maya's Combine: the delivered mesh and a larger unrelated one
+    become one mesh. The whole reads nothing (its area centre moved); the trace tries
+    each connected part on its own and names the delivery."""
+    result = client.secure_import(asset_id(server, "wm-glb"), tmp_path / "out")
+    client.secure_import(asset_id(server, "wm-glb"), tmp_path / "later")  # a decoy delivery
+    mesh = trimesh.load(result.path, force="mesh", process=False)
+    other = trimesh.creation.icosphere(subdivisions=5, radius=2.0 * mesh.scale)
+    other.apply_translation(mesh.bounds[1] + mesh.scale)
+    joined = trimesh.Trimesh(
+        np.concatenate([other.vertices, mesh.vertices]),
+        np.concatenate([other.faces, mesh.faces + len(other.vertices)]),
+        process=False,
+    )
+    leaked = tmp_path / "scene.obj"
+    joined.export(leaked)
+    ((v, f),) = load_meshes(leaked)
+    key = derive_delivery_key(load_secret(server.data_dir), result.manifest.delivery_id)
+    assert extract(v, f, key).status != "found"  # the joined mesh as a whole: no mark
+    report = trace_file(leaked, server.data_dir)
+    assert report.status == "found" and report.match is not None, report.text()
+    assert report.match.delivery_id == result.manifest.delivery_id
+    assert report.parts == 2 and "2 connected parts" in report.text()
+    assert 0 < report.false_positive_bound < 1e-6
+
+
 def test_trace_through_blender_fbx(
     client: SealportClient, server: ServerHandle, tmp_path: Path
 ) -> None:
@@ -449,7 +483,7 @@ def test_trace_reports_progress_and_stops_when_cancelled(
     assert report.status == "not_found"  # the unmarked source: every stage runs
     assert events[0] == (STAGE_READ, 0, 1) and (STAGE_READ, 1, 1) in events
     blind = [e for e in events if e[0] == STAGE_BLIND]
-    total = report.deliveries_checked * report.meshes_readable
+    total = report.deliveries_checked * (report.meshes_readable + report.parts)
     assert blind[0] == (STAGE_BLIND, 0, total) and blind[-1] == (STAGE_BLIND, total, total)
     assert [d for _, d, _ in blind] == sorted(d for _, d, _ in blind)
     assert events[-1][0] == STAGE_INFORMED and events[-1][1] == events[-1][2] >= 1

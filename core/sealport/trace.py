@@ -25,6 +25,11 @@ delivery's key then costs only its keyed bins and decode
 (:func:`~sealport.watermark.verify_reading`). Long traces report progress and
 stop cleanly between checks when cancelled (``progress``; Ctrl-C in the CLI).
 
+Joined meshes: a delivered mesh joined with other geometry into one mesh is
+also read part by part (each connected part large enough to carry a mark, see
+:mod:`sealport.watermark.components`), in both tiers; the report counts those
+parts, and every check on them counts towards the false-positive bound.
+
 Informed tier: when the blind checks find nothing, the server still has every
 delivered asset's original in its store. For each (asset, version) among the
 tried deliveries, every leaked mesh is registered once to every original mesh
@@ -119,6 +124,8 @@ class TraceReport:
     file: str
     meshes: int
     meshes_readable: int
+    parts: int = 0
+    """Connected parts of joined meshes tried on their own as well (module doc)."""
     deliveries_checked: int = 0
     deliveries_marked: int = 0
     checks: int = 0
@@ -129,6 +136,10 @@ class TraceReport:
     def text(self) -> str:
         """The human report ``sealport trace`` prints."""
         lines = [f"File: {self.file} ({self.meshes} meshes, {self.meshes_readable} large enough)"]
+        if self.parts:
+            lines[0] = lines[0][:-1] + (
+                f"; {self.parts} connected parts of joined meshes tried on their own too)"
+            )
         if self.status == "no_key":
             lines.append(self.note or NO_KEY)
         elif self.status == "too_small":
@@ -198,17 +209,24 @@ def trace_file(
 
     progress = progress or Progress()
     path = Path(path)
-    meshes = load_meshes(path)
+    loaded = load_meshes(path)
+    meshes = loaded + _parts(loaded, min_vertices(64))
     # Distinct, face-referenced vertices: what the mark needs (STL stores 3 per triangle).
     readings = []
+    readable = 0  # of the file's own meshes (parts are large enough by construction)
     for i, (v, f) in enumerate(meshes):
         progress.update(STAGE_READ, i, len(meshes))
         reading = read_mesh(v, f)
         if reading.distinct_vertices >= min_vertices(64):
             readings.append(reading)
+            readable += i < len(loaded)
     progress.update(STAGE_READ, len(meshes), len(meshes))
-    base: dict[str, Any] = {"file": str(path), "meshes": len(meshes)}
-    base["meshes_readable"] = len(readings)
+    base: dict[str, Any] = {
+        "file": str(path),
+        "meshes": len(loaded),
+        "parts": len(meshes) - len(loaded),
+    }
+    base["meshes_readable"] = readable
     if data_dir is None:
         return TraceReport("no_key", note=NO_KEY, **base)
     from .server.ledger import Ledger
@@ -301,6 +319,17 @@ def trace_file(
         note=note,
         **base,
     )
+
+
+def _parts(meshes: list[Any], need: int) -> list[Any]:
+    """Every connected part, large enough for a mark, of the meshes made of several
+    (:mod:`sealport.watermark.components`: a delivery joined with other geometry);
+    none without scipy (the informed tier's dependency, reported there)."""
+    if importlib.util.find_spec("scipy") is None:
+        return []
+    from .watermark.components import connected_parts
+
+    return [(v, part) for v, f in meshes for part in connected_parts(v, f, need)]
 
 
 def _informed(
