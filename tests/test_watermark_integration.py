@@ -40,7 +40,14 @@ from sealport.server.watermarking import (
     resolve_hook,
     secret_path,
 )
-from sealport.trace import STAGE_BLIND, STAGE_INFORMED, STAGE_READ, per_check_bound, trace_file
+from sealport.trace import (
+    STAGE_BLIND,
+    STAGE_INFORMED,
+    STAGE_LOAD,
+    STAGE_READ,
+    per_check_bound,
+    trace_file,
+)
 from sealport.watermark import (
     EmbedReport,
     derive_delivery_key,
@@ -481,7 +488,7 @@ def test_trace_reports_progress_and_stops_when_cancelled(
         sources["obj"], server.data_dir, progress=Progress(lambda *e: events.append(e))
     )
     assert report.status == "not_found"  # the unmarked source: every stage runs
-    assert events[0] == (STAGE_READ, 0, 1) and (STAGE_READ, 1, 1) in events
+    assert events[:2] == [(STAGE_LOAD, 0, 0), (STAGE_READ, 0, 1)] and (STAGE_READ, 1, 1) in events
     blind = [e for e in events if e[0] == STAGE_BLIND]
     total = report.deliveries_checked * (report.meshes_readable + report.parts)
     assert blind[0] == (STAGE_BLIND, 0, total) and blind[-1] == (STAGE_BLIND, total, total)

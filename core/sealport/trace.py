@@ -186,10 +186,12 @@ def _marked_entry(raw: str | None) -> bool:
     return isinstance(entry, dict) and "scheme" in entry and int(entry.get("meshes_marked", 0)) > 0
 
 
+STAGE_LOAD = "loading"
 STAGE_READ = "reading"
 STAGE_BLIND = "blind checks"
 STAGE_INFORMED = "informed"
-"""Progress stages of a trace: meshes read, (delivery, mesh) checks, asset versions."""
+"""Progress stages of a trace: the file loaded and split into connected parts (no
+count), meshes read, (delivery, mesh) checks, asset versions."""
 
 
 def trace_file(
@@ -209,6 +211,7 @@ def trace_file(
 
     progress = progress or Progress()
     path = Path(path)
+    progress.update(STAGE_LOAD, 0, 0)
     loaded = load_meshes(path)
     meshes = loaded + _parts(loaded, min_vertices(64))
     # Distinct, face-referenced vertices: what the mark needs (STL stores 3 per triangle).
