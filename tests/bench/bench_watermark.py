@@ -1259,10 +1259,12 @@ def run_cho_config(trials: int) -> str:
         f"{narrow:.4f} with the shipped 160; {trials} keys), but a {CHO_CONFIG_BITS}-bin "
         f"width is 2.5x longer, and the strengths that keep the MRMS near Cho's are 2.5-5x "
         f"smaller: at alpha {CHO_CONFIG_STRENGTHS[0]} the margin is {wide / CHO_CONFIG_STRENGTHS[0]:.1f}x "
-        f"the mark (shipped: {narrow / 0.05:.2f}x at alpha 0.05), so the pins, not the "
-        f"mark, set the distortion, and the read-back rounds double the caps of bins that "
-        f"stay short. Fewer, fuller bins are therefore no quick way to the blind goal with "
-        f"this embedder.\n\n" + "\n".join(rows) + "\n\n"
+        f"the mark (shipped: {narrow / 0.05:.2f}x at alpha 0.05): a wrong-side bin's pin "
+        f"weighs as much as the mark. How much of the extra distortion comes from these "
+        f"pins and how much from the read-back rounds (which double the caps of bins that "
+        f"stay short; the worst key's MRMS is ~2x the mean) is not separated here. Either "
+        f"way, fewer and fuller bins are no quick way to the blind goal with this "
+        f"embedder.\n\n" + "\n".join(rows) + "\n\n"
     )
 
 
