@@ -3,7 +3,7 @@
     python tests/bench/bench_watermark.py [--write-docs] [--quick] [--attacks RE]
         [--meshes RE] [--no-blender] [--no-big] [--no-fpr] [--trials N]
         [--table-only] [--informed-fpr N] [--cho-scale] [--cho-config]
-        [--direction-prototype]
+        [--direction-prototype] [--blender-modifiers]
 
 Writes the "Watermark" section of docs/BENCHMARKS.md (between the
 ``<!-- watermark:begin -->`` / ``<!-- watermark:end -->`` markers) with
@@ -609,6 +609,25 @@ if mode == "remesh":
     mod.mode = "VOXEL"
     mod.voxel_size = float(sys.argv[4])
     bpy.ops.object.modifier_apply(modifier=mod.name)
+elif mode in ("subsurf", "subsimple"):
+    mod = obj.modifiers.new("subsurf", "SUBSURF")
+    mod.subdivision_type = "CATMULL_CLARK" if mode == "subsurf" else "SIMPLE"
+    mod.levels = 1
+    bpy.ops.object.modifier_apply(modifier=mod.name)
+elif mode == "decimate":
+    mod = obj.modifiers.new("decimate", "DECIMATE")
+    mod.ratio = 0.5
+    bpy.ops.object.modifier_apply(modifier=mod.name)
+elif mode == "join":  # a larger unrelated object joined into the same mesh (Ctrl+J)
+    size = float(sys.argv[4]) * 150
+    bpy.ops.mesh.primitive_uv_sphere_add(
+        segments=128, ring_count=64, radius=size, location=(2.5 * size, 0.3 * size, 0.0)
+    )
+    sphere = bpy.context.active_object
+    obj.select_set(True)
+    sphere.select_set(True)
+    bpy.context.view_layer.objects.active = sphere
+    bpy.ops.object.join()
 ext = dst.rsplit(".", 1)[-1]
 if ext == "obj":
     bpy.ops.wm.obj_export(filepath=dst, export_materials=False)
@@ -677,6 +696,99 @@ def run_blender(meshes: dict[str, Mesh], trials: int) -> dict[str, str]:
             f"{m}: blind {c[0]}/{c[2]} · informed {c[1]}/{c[2]}" for m, c in per.items()
         )
     return out
+
+
+BLENDER_MODIFIERS = {
+    "subsurf": "Subdivision Surface (Catmull-Clark, 1 level)",
+    "subsimple": "Subdivision Surface (simple, 1 level)",
+    "decimate": "Decimate (collapse, ratio 0.5)",
+    "join": "joined with a larger UV sphere (Ctrl+J), one mesh",
+}
+
+
+def run_blender_modifiers(trials: int) -> str:
+    """Modifiers an artist may apply in real Blender before a file leaks, each applied
+    and exported as OBJ (own process, bpy); each leak read as ``sealport trace`` reads
+    it: every mesh and every connected part large enough for a mark (the blind tier),
+    and the informed tier against the original. Returns the docs body."""
+    import importlib.util
+    import tempfile
+
+    import trimesh
+    from sealport.watermark import load_meshes, min_vertices
+    from sealport.watermark.components import connected_parts
+
+    if importlib.util.find_spec("bpy") is None:
+        return "Not measured: bpy is not installed.\n\n"
+    meshes = {
+        "bunny": load("bunny.ply"),
+        "fandisk": load("fandisk.obj"),
+        "blob 41k": blob(6, seed=7),
+    }
+    rng = np.random.default_rng(46)
+    cells: dict[str, dict[str, list[int]]] = {
+        m: {n: [0, 0, 0] for n in meshes} for m in BLENDER_MODIFIERS
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for mname, (v, t) in meshes.items():
+            for i in range(trials):
+                key, payload = rng.bytes(32), rng.bytes(8)
+                w = embed(v, t, payload, key)
+                src = Path(tmp) / f"{mname.replace(' ', '_')}_{i}.obj"
+                trimesh.Trimesh(w, t, process=False).export(src)
+                for mode in BLENDER_MODIFIERS:
+                    dst = Path(tmp) / f"out_{mode}_{i}.obj"
+                    proc = subprocess.run(
+                        [
+                            sys.executable,
+                            "-c",
+                            BPY_CHILD,
+                            str(src),
+                            str(dst),
+                            mode,
+                            f"{diag(v) / 150:.6g}",
+                        ],
+                        capture_output=True,
+                        text=True,
+                        check=False,
+                    )
+                    cell = cells[mode][mname]
+                    cell[2] += 1
+                    if proc.returncode != 0 or not dst.exists():
+                        print(proc.stderr[-2000:], flush=True)
+                        continue
+                    got = load_meshes(dst)
+                    reads = got + [
+                        (gv, part)
+                        for gv, gt in got
+                        for part in connected_parts(gv, gt, min_vertices(64))
+                    ]
+                    cell[0] += any(extract(gv, gt, key).payload == payload for gv, gt in reads)
+                    cell[1] += any(
+                        informed_verify(correspond(gv, gt, v, t), key, payload).status == "verified"
+                        for gv, gt in reads
+                    )
+            print("blender modifiers:", mname, "done", flush=True)
+    rows = ["| modifier | " + " | ".join(meshes) + " |", "|---" * (len(meshes) + 1) + "|"]
+    for mode, label in BLENDER_MODIFIERS.items():
+        rows.append(
+            f"| {label} | "
+            + " | ".join(
+                f"blind {c[0]}/{c[2]} · informed {c[1]}/{c[2]}" for c in cells[mode].values()
+            )
+            + " |"
+        )
+    return (
+        f"Measured {dt.date.today().isoformat()} on {machine()}, Blender {_bpy_version()} "
+        f"(bpy, headless); `python tests/bench/bench_watermark.py --blender-modifiers "
+        f"--trials {trials} --write-docs` ({trials} random key/payload pairs per mesh, "
+        f"default strength). Not in the issue's attack list: modifiers an artist may apply "
+        f"before a file leaks. Each marked mesh is imported into real Blender as OBJ, the "
+        f"modifier applied, and the result exported as OBJ; the leak is read as `sealport "
+        f"trace` reads it (every mesh and every connected part large enough for a mark; "
+        f"blind = the payload decoded exactly, informed = the delivery named at p <= 1e-9 "
+        f"with the original).\n\n" + "\n".join(rows) + "\n\n"
+    )
 
 
 def run_demo(trials: int) -> str:
@@ -1385,6 +1497,11 @@ def main() -> None:
         help="only the Venus-scale comparison with Cho et al. (its own docs section)",
     )
     ap.add_argument(
+        "--blender-modifiers",
+        action="store_true",
+        help="only the Blender modifiers applied before a leak (own docs section)",
+    )
+    ap.add_argument(
         "--cho-config",
         action="store_true",
         help="only our method in Cho's configuration, 64 raw bits in 64 bins (own section)",
@@ -1403,6 +1520,12 @@ def main() -> None:
             "Watermark prototype: moves leaning along the surface (not shipped)",
         ),
         (args.cho_scale, run_cho_scale, "cho-scale", "Watermark: blind tier at Cho et al.'s scale"),
+        (
+            args.blender_modifiers,
+            run_blender_modifiers,
+            "blender-modifiers",
+            "Watermark: Blender modifiers applied before a leak",
+        ),
         (
             args.cho_config,
             run_cho_config,
