@@ -619,17 +619,31 @@ def _unindexed(orig: Welded, leak: Welded) -> Correspondence:
     tree = _tree(orig.points[oidx])  # one KD-tree for registration, refit and reading
     aligned, _ = register(leak, orig, tree)
     aligned = _refine(aligned, leak, orig, tree)
-    aligned = _refine_planes(aligned, leak, orig, tree)
     u = _rays(orig)
     ot = orig.tris
     edge = float(np.median(np.linalg.norm(orig.points[ot[:, 0]] - orig.points[ot[:, 1]], axis=1)))
-    pts = aligned[leak.used]
-    dist, near = tree.query(pts, workers=-1)
-    near = oidx[near]
-    off = pts - orig.points[near]
-    rad = np.einsum("ij,ij->i", off, u[near])
-    tan = np.sqrt(np.maximum(np.einsum("ij,ij->i", off, off) - rad * rad, 0.0))
-    same = (dist < SAME_VERTEX * edge) & (tan < SAME_TANGENT * edge)
+
+    def survivors(al: np.ndarray):
+        """(dist, nearest original point, is-a-surviving-vertex) of the used leak points."""
+        pts = al[leak.used]
+        dist, near = tree.query(pts, workers=-1)
+        near = oidx[near]
+        off = pts - orig.points[near]
+        rad = np.einsum("ij,ij->i", off, u[near])
+        tan = np.sqrt(np.maximum(np.einsum("ij,ij->i", off, off) - rad * rad, 0.0))
+        return pts, dist, near, (dist < SAME_VERTEX * edge) & (tan < SAME_TANGENT * edge)
+
+    # The point-to-plane refit is for leaks whose vertices mostly are new (subdivided);
+    # where the point fits locked onto surviving vertices (simplified, cropped) it can
+    # drift off them. Keep whichever alignment finds more survivors: leak and original
+    # only, never the key, so the false-positive bound is untouched.
+    found = survivors(aligned)
+    planar = _refine_planes(aligned, leak, orig, tree)
+    if planar is not aligned:
+        other = survivors(planar)
+        if other[3].sum() > found[3].sum():
+            aligned, found = planar, other
+    pts, dist, near, same = found
     g, a = np.zeros(m), np.zeros(m)
     if same.any():
         i = near[same]
