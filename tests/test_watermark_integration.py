@@ -365,6 +365,7 @@ def test_trace_names_user_and_delivery(
     rc, out = run_cli(capsys, "trace", str(result.path), "--data", str(server.data_dir))
     assert rc == 0, out
     assert "MARK FOUND" in out and f"delivery   : {m.delivery_id}" in out
+    assert "found in   : mesh 1 of 1" in out
     assert f"user       : {server.username}" in out and "wm-glb" in out
     assert f"device     : {m.device_id}" in out
 
@@ -428,6 +429,8 @@ def test_trace_names_a_delivery_joined_with_other_geometry(
     assert report.status == "found" and report.match is not None, report.text()
     assert report.match.delivery_id == result.manifest.delivery_id
     assert report.parts == 2 and "2 connected parts" in report.text()
+    # parts come largest first: the sphere (10,242 vertices), then the bunny (8,171)
+    assert report.match.where == "mesh 1, connected part 2 of its 2 large enough"
     assert 0 < report.false_positive_bound < 1e-6
 
 

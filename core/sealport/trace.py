@@ -96,10 +96,12 @@ class TraceMatch:
     altered: bool
     """The delivery's key finds a mark whose payload is not the one issued:
     only the server and that delivery's recipient know the key."""
+    where: str = ""
+    """Which mesh of the file (or connected part of a joined mesh) carries the mark."""
 
 
 def _match(
-    row: Any, *, payload_hex: str, confidence: float, method: str, altered: bool
+    row: Any, *, payload_hex: str, confidence: float, method: str, altered: bool, where: str
 ) -> TraceMatch:
     """A TraceMatch for one ledger delivery row (blind and informed tiers alike)."""
     return TraceMatch(
@@ -115,6 +117,7 @@ def _match(
         confidence=confidence,
         method=method,
         altered=altered,
+        where=where,
     )
 
 
@@ -157,6 +160,7 @@ class TraceReport:
                 f"  device     : {mt.device_id} (from {mt.client_ip})",
                 f"  payload    : {mt.payload_hex}",
                 f"  confidence : {mt.confidence:.10f} ({mt.method})",
+                f"  found in   : {mt.where}",
                 f"  false-positive bound over this trace: {self.false_positive_bound:.2e} "
                 f"({self.checks} checks)",
             ]
@@ -213,7 +217,10 @@ def trace_file(
     path = Path(path)
     progress.update(STAGE_LOAD, 0, 0)
     loaded = load_meshes(path)
-    meshes = loaded + _parts(loaded, min_vertices(64))
+    parts = _parts(loaded, min_vertices(64))
+    meshes = loaded + [(v, f) for v, f, _ in parts]
+    labels = [f"mesh {i + 1} of {len(loaded)}" for i in range(len(loaded))]
+    labels += [where for _, _, where in parts]
     # Distinct, face-referenced vertices: what the mark needs (STL stores 3 per triangle).
     readings = []
     readable = 0  # of the file's own meshes (parts are large enough by construction)
@@ -221,7 +228,7 @@ def trace_file(
         progress.update(STAGE_READ, i, len(meshes))
         reading = read_mesh(v, f)
         if reading.distinct_vertices >= min_vertices(64):
-            readings.append(reading)
+            readings.append((labels[i], reading))
             readable += i < len(loaded)
     progress.update(STAGE_READ, len(meshes), len(meshes))
     base: dict[str, Any] = {
@@ -265,7 +272,7 @@ def trace_file(
         checked += 1
         key = derive_delivery_key(secret, row["delivery_id"])
         expected = delivery_payload(secret, row["delivery_id"])
-        for reading in readings:
+        for where, reading in readings:
             progress.update(STAGE_BLIND, checks, total)
             checks += 1
             r = verify_reading(reading, key, expected)
@@ -276,6 +283,7 @@ def trace_file(
                     confidence=r.confidence,
                     method=r.method,
                     altered=r.status == "mismatch",
+                    where=where,
                 )
                 return TraceReport(
                     "found",
@@ -288,7 +296,8 @@ def trace_file(
                 )
     progress.update(STAGE_BLIND, checks, total)
     informed_ok = importlib.util.find_spec("scipy") is not None
-    found = _informed(meshes, tried, data_dir, secret, progress) if informed_ok else (None, 0)
+    leaks = list(zip(labels, meshes, strict=True))
+    found = _informed(leaks, tried, data_dir, secret, progress) if informed_ok else (None, 0)
     checks += found[1]
     if found[0] is not None:
         return TraceReport(
@@ -324,19 +333,26 @@ def trace_file(
     )
 
 
-def _parts(meshes: list[Any], need: int) -> list[Any]:
-    """Every connected part, large enough for a mark, of the meshes made of several
-    (:mod:`sealport.watermark.components`: a delivery joined with other geometry);
-    none without scipy (the informed tier's dependency, reported there)."""
+def _parts(meshes: list[Any], need: int) -> list[tuple[Any, Any, str]]:
+    """(vertices, triangles, where) of every connected part, large enough for a mark,
+    of the meshes made of several (:mod:`sealport.watermark.components`: a delivery
+    joined with other geometry); none without scipy (the informed tier's dependency,
+    reported there)."""
     if importlib.util.find_spec("scipy") is None:
         return []
     from .watermark.components import connected_parts
 
-    return [(v, part) for v, f in meshes for part in connected_parts(v, f, need)]
+    out = []
+    for i, (v, f) in enumerate(meshes):
+        found = connected_parts(v, f, need)
+        for j, part in enumerate(found):
+            where = f"mesh {i + 1}, connected part {j + 1} of its {len(found)} large enough"
+            out.append((v, part, where))
+    return out
 
 
 def _informed(
-    meshes: list[Any], rows: list[Any], data_dir: Path, secret: bytes, progress: Progress
+    leaks: list[tuple[str, Any]], rows: list[Any], data_dir: Path, secret: bytes, progress: Progress
 ) -> tuple[TraceMatch | None, int]:
     """Informed tier over ``rows`` (module doc): (best verified match or None, checks)."""
     from .server.ledger import Ledger
@@ -369,15 +385,15 @@ def _informed(
             continue
         originals = [(v, f) for v, f in originals if int(weld(v, f).used.sum()) >= min_vertices(64)]
         corrs = []
-        for lv, lf in meshes:
+        for where, (lv, lf) in leaks:
             for ov, of in originals:
                 progress.check()  # registration is the slow part: stop between pairs
-                corrs.append(correspond(lv, lf, ov, of))
+                corrs.append((where, correspond(lv, lf, ov, of)))
         for row in group:
             progress.check()
             key = derive_delivery_key(secret, row["delivery_id"])
             expected = delivery_payload(secret, row["delivery_id"])
-            for c in corrs:
+            for where, c in corrs:
                 checks += 1
                 r = informed_verify(c, key, expected)
                 if r.status != "verified" or (best is not None and r.p_value >= best[0]):
@@ -391,6 +407,7 @@ def _informed(
                         method=f"informed (p={r.p_value:.1e}, {r.agree}/{r.bins} bins agree, "
                         f"coverage {r.coverage:.0%})",
                         altered=r.decoded is not None and r.decoded != expected,
+                        where=where,
                     ),
                 )
     progress.update(STAGE_INFORMED, len(groups), len(groups))
