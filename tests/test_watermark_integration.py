@@ -366,6 +366,11 @@ def test_trace_names_user_and_delivery(
     assert rc == 0, out
     assert "MARK FOUND" in out and f"delivery   : {m.delivery_id}" in out
     assert "found in   : mesh 1 of 1" in out
+    rc, out = run_cli(capsys, "trace", str(result.path), "--data", str(server.data_dir), "--json")
+    doc = json.loads(out)  # one JSON object on stdout, nothing else
+    assert rc == 0 and doc["status"] == "found" and doc["match"]["delivery_id"] == m.delivery_id
+    assert doc["match"]["username"] == server.username and doc["match"]["where"] == "mesh 1 of 1"
+    assert 0 < doc["false_positive_bound"] < 1e-6 and "MARK FOUND" in doc["text"]
     assert f"user       : {server.username}" in out and "wm-glb" in out
     assert f"device     : {m.device_id}" in out
 

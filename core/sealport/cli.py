@@ -320,7 +320,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
     progress, close = tqdm_progress(unit="")
     try:
         with cancellable(progress):
-            return run(Path(args.file), data, max_deliveries=args.max_deliveries, progress=progress)
+            return run(
+                Path(args.file),
+                data,
+                max_deliveries=args.max_deliveries,
+                progress=progress,
+                as_json=args.json,
+            )
     finally:
         close()
 
@@ -380,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("--data", help="server data folder (admin, on the server machine)")
     s.add_argument("--max-deliveries", type=int, default=500, help="newest deliveries to try")
+    s.add_argument("--json", action="store_true", help="print the report as one JSON object")
     s.set_defaults(func=cmd_trace)
 
     admin = sub.add_parser("admin", help="server administration").add_subparsers(

@@ -51,7 +51,7 @@ import importlib.util
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -414,16 +414,28 @@ def _informed(
     return (best[1] if best else None), checks
 
 
+def report_json(report: TraceReport) -> str:
+    """The report as one JSON object (``sealport trace --json``) for a SIEM or a case
+    file: every field of :class:`TraceReport`, the match nested, plus the per-check
+    false-positive bound and the text an analyst reads."""
+    body = asdict(report)
+    body["per_check_bound"] = per_check_bound()
+    body["text"] = report.text()
+    return json.dumps(body, sort_keys=True)
+
+
 def run(
     path: Path,
     data_dir: Path | None,
     *,
     max_deliveries: int = DEFAULT_MAX_DELIVERIES,
     progress: Progress | None = None,
+    as_json: bool = False,
 ) -> int:
-    """CLI body: print the report; exit 0 = delivery named, 1 = no mark, 2 = cannot trace."""
+    """CLI body: print the report (text, or JSON with ``as_json``); exit 0 = delivery
+    named, 1 = no mark, 2 = cannot trace."""
     if not Path(path).is_file():
         raise SealportError(f"There is no file at {path}.", str(path))
     report = trace_file(path, data_dir, max_deliveries=max_deliveries, progress=progress)
-    sys.stdout.write(report.text() + "\n")
+    sys.stdout.write((report_json(report) if as_json else report.text()) + "\n")
     return {"found": 0, "not_found": 1}.get(report.status, 2)
