@@ -32,6 +32,7 @@ from sealport.errors import Cancelled, MalformedManifest, WatermarkMismatch
 from sealport.manifest import MANIFEST_PREFIX
 from sealport.progress import Progress
 from sealport.server import ServerSettings
+from sealport.server.siem import verify as siem_verify
 from sealport.server.watermarking import (
     delivery_payload,
     disabled,
@@ -371,6 +372,18 @@ def test_trace_names_user_and_delivery(
     assert rc == 0 and doc["status"] == "found" and doc["match"]["delivery_id"] == m.delivery_id
     assert doc["match"]["username"] == server.username and doc["match"]["where"] == "mesh 1 of 1"
     assert 0 < doc["false_positive_bound"] < 1e-6 and "MARK FOUND" in doc["text"]
+    # Chain of custody: the trace itself is an event in the server's audit log.
+    logged = server.ledger.audit_events()[-1]
+    assert logged["source"] == "trace" and logged["event"]["event"] == "trace.run"
+    assert logged["event"]["file_sha256"] == m.file.sha256  # the delivered file, as traced
+    assert logged["event"]["delivery_id"] == m.delivery_id and logged["event"]["status"] == "found"
+    # ... and the running server's SIEM export picks it up on its own (another process
+    # wrote it), so `sealport admin verify-ledger` stays clean.
+    for _ in range(100):
+        if siem_verify(server.data_dir).ok:
+            break
+        threading.Event().wait(0.1)
+    assert siem_verify(server.data_dir).ok, siem_verify(server.data_dir).problems
     assert f"user       : {server.username}" in out and "wm-glb" in out
     assert f"device     : {m.device_id}" in out
 
@@ -540,6 +553,8 @@ def test_trace_cli_ctrl_c_cancels_cleanly(
     rc, out = run_cli(capsys, "trace", str(sources["obj"]), "--data", str(server.data_dir))
     assert rc == 130, out
     assert "Cancelling" in out and "Cancelled by the user." in out
+    logged = server.ledger.audit_events()[-1]["event"]
+    assert logged["event"] == "trace.run" and logged["status"] == "cancelled"
     assert "Traceback" not in out and "MARK FOUND" not in out and "no mark found" not in out
 
 

@@ -55,7 +55,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import SealportError
+from .errors import Cancelled, SealportError
 from .progress import Progress
 
 DEFAULT_MAX_DELIVERIES = 500
@@ -414,6 +414,45 @@ def _informed(
     return (best[1] if best else None), checks
 
 
+def _audit_trace(data_dir: Path | None, path: Path, report: TraceReport | None) -> None:
+    """Chain of custody: every trace run against a server's ledger (found, not found or
+    cancelled: ``report`` None) is an event in its audit log (the hash-chained SIEM
+    export carries it): which file (name, SHA-256), by which account on the server
+    machine, and what it named."""
+    ledger_file = None if data_dir is None else Path(data_dir) / "ledger.sqlite"
+    if ledger_file is None or not ledger_file.is_file():
+        return
+    import getpass
+    import hashlib
+
+    from .server.ledger import Ledger
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    event: dict[str, Any] = {
+        "event": "trace.run",
+        "file": Path(path).name,
+        "file_sha256": digest.hexdigest(),
+        "status": "cancelled" if report is None else report.status,
+    }
+    if report is not None:
+        event.update(checks=report.checks, false_positive_bound=report.false_positive_bound)
+        if report.match is not None:
+            event.update(
+                delivery_id=report.match.delivery_id,
+                username_named=report.match.username,
+                method=report.match.method,
+                where=report.match.where,
+            )
+    ledger = Ledger(ledger_file)
+    try:
+        ledger.add_audit([event], source="trace", username=getpass.getuser())
+    finally:
+        ledger.close()
+
+
 def report_json(report: TraceReport) -> str:
     """The report as one JSON object (``sealport trace --json``) for a SIEM or a case
     file: every field of :class:`TraceReport`, the match nested, plus the per-check
@@ -436,6 +475,11 @@ def run(
     named, 1 = no mark, 2 = cannot trace."""
     if not Path(path).is_file():
         raise SealportError(f"There is no file at {path}.", str(path))
-    report = trace_file(path, data_dir, max_deliveries=max_deliveries, progress=progress)
+    try:
+        report = trace_file(path, data_dir, max_deliveries=max_deliveries, progress=progress)
+    except Cancelled:
+        _audit_trace(data_dir, path, None)
+        raise
+    _audit_trace(data_dir, path, report)
     sys.stdout.write((report_json(report) if as_json else report.text()) + "\n")
     return {"found": 0, "not_found": 1}.get(report.status, 2)

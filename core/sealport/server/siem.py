@@ -131,6 +131,12 @@ class SyslogSender:
                 self._sock = None
 
 
+POLL_SECONDS = 2.0
+"""The export thread also wakes this often: events that other processes write into the
+ledger (``sealport trace`` records every trace run) are exported without a server
+event to trigger it (one indexed query when there is nothing new)."""
+
+
 class SiemExporter:
     """Exports ledger events in order, once each, extending the chain."""
 
@@ -165,7 +171,7 @@ class SiemExporter:
 
     def _run(self) -> None:
         while not self._stopping:
-            self._wake.wait()
+            self._wake.wait(POLL_SECONDS)
             self._wake.clear()
             try:
                 self.catch_up()
