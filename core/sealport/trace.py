@@ -25,6 +25,10 @@ delivery's key then costs only its keyed bins and decode
 (:func:`~sealport.watermark.verify_reading`). Long traces report progress and
 stop cleanly between checks when cancelled (``progress``; Ctrl-C in the CLI).
 
+Chain of custody: ``sealport trace`` records every run (found, not found or
+cancelled) as an audit event in the server's ledger: the file's name and SHA-256,
+the account that ran it and what it named; the server's SIEM export picks it up.
+
 Joined meshes: a delivered mesh joined with other geometry into one mesh is
 also read part by part (each connected part large enough to carry a mark, see
 :mod:`sealport.watermark.components`), in both tiers; the report counts those
@@ -208,8 +212,9 @@ def trace_file(
     """Find which delivery of the ledger in ``data_dir`` marked ``path`` (see module doc).
 
     ``progress`` gets (stage, done, total) for the stages above; cancelling it raises
-    :class:`~sealport.errors.Cancelled` at the next check (nothing is written anywhere:
-    a trace only reads the file, the ledger and the store).
+    :class:`~sealport.errors.Cancelled` at the next check. This function only reads
+    the file, the ledger and the store; :func:`run` (the CLI) records the trace in the
+    ledger's audit log.
     """
     from .watermark import derive_delivery_key, load_meshes, min_vertices, read_mesh, verify_reading
 
