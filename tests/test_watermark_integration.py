@@ -489,6 +489,33 @@ def test_trace_without_studio_key(
     assert rc == 2 and "no studio key available" in out
 
 
+def test_trace_of_one_asset_tries_only_its_deliveries(
+    server: ServerHandle,
+    client: SealportClient,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The analyst knows what leaked: ``--asset`` (a name or an id) limits the trace to
+    that asset's deliveries; naming another asset finds nothing and says why."""
+    result = client.secure_import(asset_id(server, "wm-glb"), tmp_path / "out")
+    client.secure_import(asset_id(server, "wm-obj"), tmp_path / "other")
+    everything = trace_file(result.path, server.data_dir)
+    report = trace_file(result.path, server.data_dir, asset="wm-glb")
+    assert report.status == "found" and report.match is not None
+    assert report.match.delivery_id == result.manifest.delivery_id
+    assert report.deliveries_marked < everything.deliveries_marked
+    assert "Only deliveries of asset 'wm-glb' were tried." in report.text()
+    by_id = trace_file(result.path, server.data_dir, asset=asset_id(server, "wm-glb"))
+    assert by_id.deliveries_marked == report.deliveries_marked
+    rc, out = run_cli(
+        capsys, "trace", str(result.path), "--data", str(server.data_dir), "--asset", "wm-obj"
+    )
+    assert rc == 1 and "no mark found" in out  # the OBJ's deliveries do not carry it
+    none = trace_file(result.path, server.data_dir, asset="no-such-asset")
+    assert none.status == "not_found" and none.checks == 0
+    assert "no marked delivery of asset 'no-such-asset'" in none.text()
+
+
 def test_trace_work_is_bounded(
     server: ServerHandle, client: SealportClient, sources: dict[str, Path]
 ) -> None:

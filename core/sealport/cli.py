@@ -326,6 +326,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
                 max_deliveries=args.max_deliveries,
                 progress=progress,
                 as_json=args.json,
+                asset=args.asset,
             )
     finally:
         close()
@@ -387,6 +388,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--data", help="server data folder (admin, on the server machine)")
     s.add_argument("--max-deliveries", type=int, default=500, help="newest deliveries to try")
     s.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    s.add_argument("--asset", help="try only the deliveries of this asset (id or name)")
     s.set_defaults(func=cmd_trace)
 
     admin = sub.add_parser("admin", help="server administration").add_subparsers(

@@ -287,3 +287,32 @@ def test_tampered_ledger_is_detected(exported: Path, tmp_path: Path, sql: str, e
     con.close()
     result = verify(data)
     assert not result.ok and expected in " ".join(result.problems), result.problems
+
+
+def test_export_thread_picks_up_other_writers_and_stops_with_its_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The export thread polls, so an event another process writes (``sealport trace``)
+    is exported without a server event; once its ledger is closed (an app dropped
+    without ``close()``) it stops instead of logging an error every poll."""
+    import sealport.server.siem as siem_mod
+    from sealport.server.ledger import Ledger
+
+    monkeypatch.setattr(siem_mod, "POLL_SECONDS", 0.05)
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    exporter = siem_mod.SiemExporter(ledger, tmp_path)
+    exporter.start()
+    other = Ledger(tmp_path / "ledger.sqlite")  # a second writer, as another process is
+    other.add_audit([{"event": "trace.run"}], source="trace", username="admin")
+    other.close()
+    for _ in range(200):
+        if verify(tmp_path, ledger).ok and exporter.head()[0] == 1:
+            break
+        threading.Event().wait(0.05)
+    assert exporter.head()[0] == 1 and verify(tmp_path, ledger).ok
+    with caplog.at_level("ERROR", logger="sealport.siem"):
+        ledger.close()
+        assert exporter._thread is not None
+        exporter._thread.join(timeout=5)
+    assert not exporter._thread.is_alive()
+    assert not [r for r in caplog.records if r.name == "sealport.siem"]

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import socket
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -175,6 +176,11 @@ class SiemExporter:
             self._wake.clear()
             try:
                 self.catch_up()
+            except sqlite3.ProgrammingError as exc:
+                if "closed" in str(exc):  # the ledger was closed without close() here:
+                    return  # no event can arrive any more; stop polling it quietly
+                self.failures += 1
+                log.exception("SIEM export failed; will retry on the next event")
             except Exception:  # keep exporting later events; the chain resumes from the head
                 self.failures += 1
                 log.exception("SIEM export failed; will retry on the next event")
