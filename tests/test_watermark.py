@@ -460,6 +460,30 @@ def test_informed_survives_subdivision():
     assert r.status == "verified" and r.p_value < 1e-20, r
 
 
+def test_informed_reads_a_renumbered_noisy_leak_as_the_same_mesh():
+    """Noise, then an exporter's vertex order: the same mesh renumbered. The vertex
+    counterparts are recovered from the registration and repaired by connectivity, so
+    the leak is read with the same-order noise model (as without the renumbering)
+    instead of the weaker surface model, which missed it (0/4 keys in a one-off run)."""
+    from sealport.watermark.attack_model import correspond as corr
+
+    v, f = _load("bunny.ply")
+    rng = np.random.default_rng(5)
+    w = embed(v, f, PAYLOAD, KEY)
+    scale = float(np.linalg.norm(w - w.mean(0), axis=1).mean())
+    noisy = w + rng.uniform(-1, 1, w.shape) * 0.005 * scale  # MESHBEN noise 0.5 %
+    perm = rng.permutation(len(v))
+    inv = np.argsort(perm)
+    leak_v, leak_f = noisy[perm], inv[f][rng.permutation(len(f))][:, [1, 2, 0]]
+    c = corr(leak_v, leak_f, v, f)
+    assert c.model != "surface", c.model  # read as the same mesh, renumbered
+    from sealport.watermark.informed import informed_verify
+
+    assert informed_verify(c, KEY, PAYLOAD).status == "verified"
+    other = derive_delivery_key(SECRET, "delivery-2")
+    assert informed_verify(c, other, PAYLOAD).status == "not_found"
+
+
 def test_informed_survives_simplification():
     import fast_simplification
     from sealport.watermark.informed import correspond, informed_verify

@@ -612,13 +612,98 @@ def _indexed(orig: Welded, leak: Welded, pairs: np.ndarray) -> Correspondence:
     return Correspondence(orig, g, sel / var, sel, rms, cov, model)
 
 
-def _unindexed(orig: Welded, leak: Welded) -> Correspondence:
-    """Other connectivity: survivors read radially, the rest on the original surface."""
+_RENUMBER_ROUNDS = 12
+"""Connectivity repair rounds of :func:`_renumbered_pairs`."""
+
+
+def _adjacency(tris: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """CSR (start, neighbours) of the distinct vertex neighbours of a triangle mesh."""
+    e = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    e = np.concatenate([e, e[:, ::-1]])
+    key = np.unique(e[:, 0].astype(np.int64) * n + e[:, 1])
+    src, dst = key // n, key % n
+    start = np.searchsorted(src, np.arange(n + 1))
+    return start, dst
+
+
+def _expand(start: np.ndarray, nbr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, neighbour) pairs of every ``rows`` entry, by CSR."""
+    counts = start[rows + 1] - start[rows]
+    owner = np.repeat(np.arange(len(rows)), counts)
+    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return owner, nbr[np.repeat(start[rows], counts) + offset]
+
+
+def _tri_keys(tris: np.ndarray, n: int) -> np.ndarray:
+    t = np.sort(tris, axis=1).astype(np.int64)
+    return (t[:, 0] * n + t[:, 1]) * n + t[:, 2]
+
+
+def _renumbered_pairs(
+    orig: Welded, leak: Welded, aligned: np.ndarray, tree, oidx: np.ndarray
+) -> np.ndarray | None:
+    """Leak point of every original point when the leak is the original's mesh with its
+    vertices renumbered (an exporter's order, a tool's reorder), else None.
+
+    Why: the same-order models (noise, smoothing, quantisation) read a leak far
+    better than the surface model, but need each original vertex's counterpart;
+    after noise of a sizeable share of an edge, the nearest registered vertex is
+    the wrong one for some vertices. Start from the nearest original point of each
+    registered leak point, then repair by connectivity: a vertex whose triangles do
+    not map onto original triangles takes the original vertex adjacent to the most
+    images of its neighbours. Accepted only as a bijection under which *every* leak
+    triangle is an original triangle (leak and original only, never the key).
+    """
+    n = len(orig.points)
+    if len(leak.points) != n or len(leak.tris) != len(orig.tris) or n >= 1 << 21:
+        return None
+    if int(leak.used.sum()) != len(oidx):
+        return None
+    lidx = np.flatnonzero(leak.used)
+    _, near = tree.query(aligned, workers=-1)
+    pi = oidx[near]  # leak point -> original point (only used points count)
+    o_start, o_nbr = _adjacency(orig.tris, n)
+    l_start, l_nbr = _adjacency(leak.tris, n)
+    orig_keys = np.sort(_tri_keys(orig.tris, n))
+    for _ in range(_RENUMBER_ROUNDS):
+        keys = _tri_keys(pi[leak.tris], n)
+        at = np.minimum(np.searchsorted(orig_keys, keys), len(orig_keys) - 1)
+        bad = orig_keys[at] != keys
+        dup = np.zeros(n, bool)
+        dup[lidx] = np.bincount(pi[lidx], minlength=n)[pi[lidx]] > 1
+        if not bad.any() and not dup.any():
+            pairs = np.empty(n, np.int64)
+            pairs[pi[lidx]] = lidx
+            pairs[np.flatnonzero(~orig.used)] = np.flatnonzero(~leak.used)  # unread
+            return pairs
+        suspect = np.unique(np.concatenate([leak.tris[bad].ravel(), np.flatnonzero(dup)]))
+        owner, j = _expand(l_start, l_nbr, suspect)  # suspect -> its leak neighbours
+        owner2, c = _expand(o_start, o_nbr, pi[j])  # -> originals next to their images
+        vote = np.unique(owner[owner2].astype(np.int64) * n + c, return_counts=True)
+        who, cand = vote[0] // n, vote[0] % n
+        best = np.zeros(len(suspect), np.int64)
+        top = np.zeros(len(suspect), np.int64)
+        order = np.lexsort((vote[1], who))  # per suspect, the most voted candidate last
+        last = np.r_[who[order][1:] != who[order][:-1], True]
+        best[who[order][last]] = cand[order][last]
+        top[who[order][last]] = vote[1][order][last]
+        change = top > 0
+        pi[suspect[change]] = best[change]
+    return None
+
+
+def _unindexed(
+    orig: Welded, leak: Welded, tree=None, aligned: np.ndarray | None = None
+) -> Correspondence:
+    """Other connectivity: survivors read radially, the rest on the original surface.
+    ``tree``, ``aligned``: the original's KD-tree and the registered leak, if known."""
     m = len(orig.points)
     oidx = np.flatnonzero(orig.used)
-    tree = _tree(orig.points[oidx])  # one KD-tree for registration, refit and reading
-    aligned, _ = register(leak, orig, tree)
-    aligned = _refine(aligned, leak, orig, tree)
+    if tree is None:
+        tree = _tree(orig.points[oidx])  # one KD-tree for registration, refit and reading
+    if aligned is None:
+        aligned, _ = register(leak, orig, tree)
+        aligned = _refine(aligned, leak, orig, tree)
     u = _rays(orig)
     ot = orig.tris
     edge = float(np.median(np.linalg.norm(orig.points[ot[:, 0]] - orig.points[ot[:, 1]], axis=1)))
@@ -687,4 +772,11 @@ def correspond(
     )
     if pairs is not None:
         return _indexed(orig, leak, pairs)
-    return _unindexed(orig, leak)
+    oidx = np.flatnonzero(orig.used)
+    tree = _tree(orig.points[oidx])
+    aligned, _ = register(leak, orig, tree)
+    aligned = _refine(aligned, leak, orig, tree)
+    pairs = _renumbered_pairs(orig, leak, aligned, tree, oidx)
+    if pairs is not None:  # same mesh, other vertex order: the same-order models
+        return _indexed(orig, leak, pairs)
+    return _unindexed(orig, leak, tree, aligned)
