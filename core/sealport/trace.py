@@ -142,11 +142,14 @@ class TraceReport:
 
     def text(self) -> str:
         """The human report ``sealport trace`` prints."""
-        lines = [f"File: {self.file} ({self.meshes} meshes, {self.meshes_readable} large enough)"]
-        if self.parts:
-            lines[0] = lines[0][:-1] + (
-                f"; {self.parts} connected parts of joined meshes tried on their own too)"
-            )
+        parts = (
+            f"; {self.parts} connected parts of joined meshes tried on their own too"
+            if self.parts
+            else ""
+        )
+        lines = [
+            f"File: {self.file} ({self.meshes} meshes, {self.meshes_readable} large enough{parts})"
+        ]
         if self.status == "no_key":
             lines.append(self.note or NO_KEY)
         elif self.status == "too_small":
@@ -243,9 +246,9 @@ def trace_file(
     base: dict[str, Any] = {
         "file": str(path),
         "meshes": len(loaded),
-        "parts": len(meshes) - len(loaded),
+        "meshes_readable": readable,
+        "parts": len(parts),
     }
-    base["meshes_readable"] = readable
     if data_dir is None:
         return TraceReport("no_key", note=NO_KEY, **base)
     from .server.ledger import Ledger
@@ -444,18 +447,14 @@ def _audit_trace(data_dir: Path | None, path: Path, report: TraceReport | None) 
     if ledger_file is None or not ledger_file.is_file():
         return
     import getpass
-    import hashlib
 
+    from .scene_check import sha256_file
     from .server.ledger import Ledger
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
     event: dict[str, Any] = {
         "event": "trace.run",
         "file": Path(path).name,
-        "file_sha256": digest.hexdigest(),
+        "file_sha256": sha256_file(Path(path)),
         "status": "cancelled" if report is None else report.status,
     }
     if report is not None:

@@ -642,11 +642,40 @@ elif ext == "stl":
 """
 
 
+def marked_obj(tmp: str, mname: str, i: int, v, t, rng) -> tuple[bytes, bytes, Path]:
+    """A fresh key and payload, the mesh marked with them and written as OBJ for bpy."""
+    import trimesh
+
+    key, payload = rng.bytes(32), rng.bytes(8)
+    src = Path(tmp) / f"{mname.replace(' ', '_')}_{i}.obj"
+    trimesh.Trimesh(embed(v, t, payload, key), t, process=False).export(src)
+    return key, payload, src
+
+
+def bpy_child(src: Path, dst: Path, mode: str, v: np.ndarray) -> subprocess.CompletedProcess:
+    """Run BPY_CHILD in its own process (voxel and sphere sizes from the diagonal)."""
+    return subprocess.run(
+        [sys.executable, "-c", BPY_CHILD, str(src), str(dst), mode, f"{diag(v) / 150:.6g}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def tiers_read(leaks: list, v, t, key: bytes, payload: bytes) -> tuple[bool, bool]:
+    """(blind decode exact, informed trace verified) on any of the leaked meshes."""
+    blind = any(extract(gv, gt, key).payload == payload for gv, gt in leaks)
+    informed = any(
+        informed_verify(correspond(gv, gt, v, t), key, payload).status == "verified"
+        for gv, gt in leaks
+    )
+    return blind, informed
+
+
 def run_blender(meshes: dict[str, Mesh], trials: int) -> dict[str, str]:
     """Export/re-import through real Blender (bpy, own process); remesh as the limit."""
     import tempfile
 
-    import trimesh
     from sealport.watermark import load_meshes
 
     try:
@@ -663,32 +692,18 @@ def run_blender(meshes: dict[str, Mesh], trials: int) -> dict[str, str]:
     with tempfile.TemporaryDirectory() as tmp:
         for mname, (v, t) in meshes.items():
             for i in range(trials):
-                key, payload = rng.bytes(32), rng.bytes(8)
-                w = embed(v, t, payload, key)
-                src = Path(tmp) / f"{mname.replace(' ', '_')}_{i}.obj"
-                trimesh.Trimesh(w, t, process=False).export(src)
+                key, payload, src = marked_obj(tmp, mname, i, v, t, rng)
                 for ext, mode in cases:
                     dst = Path(tmp) / f"out_{i}.{ext}"
-                    voxel = f"{diag(v) / 150:.6g}"
-                    proc = subprocess.run(
-                        [sys.executable, "-c", BPY_CHILD, str(src), str(dst), mode, voxel],
-                        capture_output=True,
-                        text=True,
-                        check=False,
-                    )
+                    proc = bpy_child(src, dst, mode, v)
                     label = "remesh (voxel, diag/150)" if mode == "remesh" else ext.upper()
                     cell = rows.setdefault(label, {}).setdefault(mname, [0, 0, 0])
                     cell[2] += 1
                     if proc.returncode != 0 or not dst.exists():
                         continue
-                    got = load_meshes(dst)
-                    if any(extract(gv, gt, key).payload == payload for gv, gt in got):
-                        cell[0] += 1
-                    if any(
-                        informed_verify(correspond(gv, gt, v, t), key, payload).status == "verified"
-                        for gv, gt in got
-                    ):
-                        cell[1] += 1
+                    blind, informed = tiers_read(load_meshes(dst), v, t, key, payload)
+                    cell[0] += blind
+                    cell[1] += informed
             print("blender", mname, "done", flush=True)
     out = {}
     for label, per in rows.items():
@@ -714,7 +729,6 @@ def run_blender_modifiers(trials: int) -> str:
     import importlib.util
     import tempfile
 
-    import trimesh
     from sealport.watermark import load_meshes, min_vertices
     from sealport.watermark.components import connected_parts
 
@@ -732,26 +746,10 @@ def run_blender_modifiers(trials: int) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         for mname, (v, t) in meshes.items():
             for i in range(trials):
-                key, payload = rng.bytes(32), rng.bytes(8)
-                w = embed(v, t, payload, key)
-                src = Path(tmp) / f"{mname.replace(' ', '_')}_{i}.obj"
-                trimesh.Trimesh(w, t, process=False).export(src)
+                key, payload, src = marked_obj(tmp, mname, i, v, t, rng)
                 for mode in BLENDER_MODIFIERS:
                     dst = Path(tmp) / f"out_{mode}_{i}.obj"
-                    proc = subprocess.run(
-                        [
-                            sys.executable,
-                            "-c",
-                            BPY_CHILD,
-                            str(src),
-                            str(dst),
-                            mode,
-                            f"{diag(v) / 150:.6g}",
-                        ],
-                        capture_output=True,
-                        text=True,
-                        check=False,
-                    )
+                    proc = bpy_child(src, dst, mode, v)
                     cell = cells[mode][mname]
                     cell[2] += 1
                     if proc.returncode != 0 or not dst.exists():
@@ -763,11 +761,9 @@ def run_blender_modifiers(trials: int) -> str:
                         for gv, gt in got
                         for part in connected_parts(gv, gt, min_vertices(64))
                     ]
-                    cell[0] += any(extract(gv, gt, key).payload == payload for gv, gt in reads)
-                    cell[1] += any(
-                        informed_verify(correspond(gv, gt, v, t), key, payload).status == "verified"
-                        for gv, gt in reads
-                    )
+                    blind, informed = tiers_read(reads, v, t, key, payload)
+                    cell[0] += blind
+                    cell[1] += informed
             print("blender modifiers:", mname, "done", flush=True)
     rows = ["| modifier | " + " | ".join(meshes) + " |", "|---" * (len(meshes) + 1) + "|"]
     for mode, label in BLENDER_MODIFIERS.items():

@@ -176,12 +176,9 @@ class SiemExporter:
             self._wake.clear()
             try:
                 self.catch_up()
-            except sqlite3.ProgrammingError as exc:
-                if "closed" in str(exc):  # the ledger was closed without close() here:
-                    return  # no event can arrive any more; stop polling it quietly
-                self.failures += 1
-                log.exception("SIEM export failed; will retry on the next event")
-            except Exception:  # keep exporting later events; the chain resumes from the head
+            except Exception as exc:  # keep exporting later events; the chain resumes from the head
+                if isinstance(exc, sqlite3.ProgrammingError) and "closed" in str(exc):
+                    return  # ledger closed without close() here: nothing can arrive; stop
                 self.failures += 1
                 log.exception("SIEM export failed; will retry on the next event")
 

@@ -193,8 +193,9 @@ def _moments(w: Welded) -> tuple[np.ndarray, float, np.ndarray]:
     return c, radius, vec
 
 
-def _umbrella(w: Welded):
-    """Row-normalised vertex adjacency (umbrella operator) of a welded mesh."""
+def _adjacency(w: Welded):
+    """Sparse (n, n) 0/1 vertex adjacency of a welded mesh (CSR: ``indptr`` /
+    ``indices`` list every vertex's distinct neighbours)."""
     import scipy.sparse as sp
 
     t = w.tris
@@ -203,6 +204,14 @@ def _umbrella(w: Welded):
     n = len(w.points)
     adj = sp.csr_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(n, n))
     adj.data[:] = 1.0
+    return adj
+
+
+def _umbrella(w: Welded):
+    """Row-normalised vertex adjacency (umbrella operator) of a welded mesh."""
+    import scipy.sparse as sp
+
+    adj = _adjacency(w)
     deg = np.asarray(adj.sum(1)).ravel()
     return sp.diags(1.0 / np.maximum(deg, 1)) @ adj
 
@@ -631,16 +640,6 @@ _RENUMBER_ROUNDS = 12
 """Connectivity repair rounds of :func:`_renumbered_pairs`."""
 
 
-def _adjacency(tris: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """CSR (start, neighbours) of the distinct vertex neighbours of a triangle mesh."""
-    e = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
-    e = np.concatenate([e, e[:, ::-1]])
-    key = np.unique(e[:, 0].astype(np.int64) * n + e[:, 1])
-    src, dst = key // n, key % n
-    start = np.searchsorted(src, np.arange(n + 1))
-    return start, dst
-
-
 def _expand(start: np.ndarray, nbr: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, neighbour) pairs of every ``rows`` entry, by CSR."""
     counts = start[rows + 1] - start[rows]
@@ -677,8 +676,9 @@ def _renumbered_pairs(
     lidx = np.flatnonzero(leak.used)
     _, near = tree.query(aligned, workers=-1)
     pi = oidx[near]  # leak point -> original point (only used points count)
-    o_start, o_nbr = _adjacency(orig.tris, n)
-    l_start, l_nbr = _adjacency(leak.tris, n)
+    o_adj, l_adj = _adjacency(orig), _adjacency(leak)
+    o_start, o_nbr = o_adj.indptr, o_adj.indices
+    l_start, l_nbr = l_adj.indptr, l_adj.indices
     orig_keys = np.sort(_tri_keys(orig.tris, n))
     for _ in range(_RENUMBER_ROUNDS):
         keys = _tri_keys(pi[leak.tris], n)
