@@ -10,11 +10,14 @@ import pytest
 import trimesh
 from sealport.errors import MalformedManifest, SealportError
 from sealport.watermark import (
+    SCHEME,
+    SCHEME_V1,
     WatermarkCapacityError,
     WatermarkFormatError,
     derive_delivery_key,
     embed,
     embed_file,
+    entry_frame,
     extract,
     extract_file,
     load_meshes,
@@ -125,6 +128,43 @@ def test_triangulation_change():
     other = np.concatenate([q[:, [0, 1, 3]], q[:, [1, 2, 3]]])
     r = extract(w, other, KEY)
     assert r.status == "found" and r.payload == PAYLOAD
+
+
+@pytest.mark.parametrize("flipped", [0.5, 1.0])
+def test_triangulation_change_on_irregular_quads(flipped: float):
+    """The corner-mean centre counts a quad's corners by how it was split; on quads that
+    are not parallelograms another split moves it (a tool re-triangulating by its own
+    rule, e.g. shortest diagonal). Jittered quads, half or all of them split the other way."""
+    v, q = bumpy_torus(70, 50, seed=5, quads=True)
+    rng = np.random.default_rng(5)
+    edge = float(np.median(np.linalg.norm(v[q[:, 0]] - v[q[:, 1]], axis=1)))
+    v = v + rng.normal(scale=0.2 * edge, size=v.shape)
+    w = embed(v, q, PAYLOAD, KEY)
+    flip = rng.random(len(q)) < flipped
+    other = np.concatenate(
+        [
+            q[~flip][:, [0, 1, 2]],
+            q[~flip][:, [0, 2, 3]],
+            q[flip][:, [0, 1, 3]],
+            q[flip][:, [1, 2, 3]],
+        ]
+    )
+    r = extract(w, other, KEY)
+    assert r.status == "found" and r.payload == PAYLOAD and r.bit_errors_corrected == 0
+
+
+def test_older_scheme_reads_in_its_own_frame():
+    """Scheme v1 marks (area-weighted centre) verify in that frame and read nothing in
+    the v2 frame (the frames' centres differ by far more than the mark)."""
+    v, f = _load("bunny.ply")
+    w = embed(v, f, PAYLOAD, KEY, frame="area")
+    assert verify(w, f, KEY, PAYLOAD, frame="area").method == "decode"
+    assert extract(w, f, KEY, frame="area").payload == PAYLOAD
+    assert extract(w, f, KEY).status == "not_found"
+    assert verify(w, f, KEY, PAYLOAD).status == "not_found"
+    w2 = embed(v, f, PAYLOAD, KEY)
+    assert extract(w2, f, KEY).payload == PAYLOAD
+    assert extract(w2, f, KEY, frame="area").status == "not_found"
 
 
 def test_split_vertices_stay_coincident():
@@ -293,6 +333,9 @@ def test_manifest_entry_roundtrip():
         parse_manifest_entry({**entry, "key": "!!"})
     with pytest.raises(MalformedManifest):
         parse_manifest_entry({**entry, "scheme": "other"})
+    assert entry["scheme"] == SCHEME and entry_frame(entry) == "corner"
+    old = {**entry, "scheme": SCHEME_V1}  # deliveries marked before scheme v2
+    assert parse_manifest_entry(old) == (KEY, PAYLOAD, 0) and entry_frame(old) == "area"
 
 
 # --- files -------------------------------------------------------------------------------
@@ -375,11 +418,11 @@ def _reference_frame(w, levels: np.ndarray):
     """The informed tier's partition of the original as first written (one partition
     and one search over every point per key): the definition the cached, norm-ordered
     frame must reproduce. Returns (edge values, counts, {point: (bin, x)})."""
-    from sealport.watermark.geometry import area_centre, norms
+    from sealport.watermark.geometry import corner_centre, norms
     from sealport.watermark.mark import Q_HI, Q_LO
 
     n_bins = len(levels) - 1
-    centre = w.centre if w.centre is not None else area_centre(w.points, w.tris)
+    centre = corner_centre(w.points, w.tris)
     used = np.flatnonzero(w.used)
     r_used = norms(w.points, centre)[used]
     m = len(used)
@@ -649,13 +692,13 @@ def test_informed_does_not_name_another_delivery():
 
 
 # --- reader front end: the tie-aware norm sort equals the reference pair sort ----------
-def _norms_reference(v: np.ndarray, t: np.ndarray):
+def _norms_reference(v: np.ndarray, t: np.ndarray, frame: str = "corner"):
     from sealport.watermark import mark
-    from sealport.watermark.geometry import area_centre, norms, referenced
+    from sealport.watermark.geometry import frame_centre, norms, referenced
 
     used = referenced(len(v), t)
     pts = v if used.all() else v[np.flatnonzero(used)]
-    centre = area_centre(v, t)
+    centre = frame_centre(v, t, frame)  # type: ignore[arg-type]
     return mark._read_norms_pairs(centre, pts, norms(pts, centre))
 
 
@@ -674,7 +717,10 @@ def test_read_norms_equals_the_pair_sort(shape: str) -> None:
     elif shape == "symmetric box":  # many distinct positions share a norm exactly
         box = trimesh.creation.box().subdivide().subdivide().subdivide()
         v, f = np.asarray(box.vertices), np.asarray(box.faces)
-    got, want = mark._read_norms(v, f), _norms_reference(v, f)
+    # The box ties in v1's frame (its area centre is the centre of symmetry to the
+    # last bit); v2's frame is offset into general position, where it does not.
+    frame = "area" if shape == "symmetric box" else "corner"
+    got, want = mark._read_norms(v, f, frame=frame), _norms_reference(v, f, frame)
     assert got is not None
     assert np.array_equal(got.rho, want.rho) and got.m == want.m
     if shape == "symmetric box":
@@ -710,3 +756,25 @@ def test_noisy_leak_is_aligned_without_shrinking_it():
     assert abs(mean) < 3 * se
     naive, se_naive = radial_bias(_umeyama(leak, v))  # the old fit: biased, so this test can fail
     assert naive < -6 * se_naive
+
+
+def test_mirror_symmetric_model_reads_in_general_position():
+    """A mirror-symmetric model: the corner mean lies on the mirror plane to the last
+    bit, and without the frame's offset every mirrored pair would share a norm (the
+    reader's slower tie path). The offset keeps the norms distinct, and the mark reads."""
+    from sealport.watermark import geometry
+    from sealport.watermark.mark import read_mesh
+
+    v, f = _load("bunny.ply")
+    v = v - v.mean(axis=0)
+    mirrored = v * np.array([-1.0, 1.0, 1.0])
+    both = np.concatenate([v, mirrored])
+    faces = np.concatenate([f, f[:, ::-1] + len(v)])
+    counts = geometry.corner_counts(len(both), faces)
+    mean = counts @ both / counts.sum()
+    r_mean = np.linalg.norm(both - mean, axis=1)
+    assert np.array_equal(r_mean[: len(v)], r_mean[len(v) :])  # ties without the offset
+    reading = read_mesh(both, faces)
+    assert reading.norms is not None and reading.norms.weight is None  # no ties with it
+    w = embed(both, faces, PAYLOAD, KEY)
+    assert extract(w, faces, KEY).payload == PAYLOAD

@@ -1,9 +1,11 @@
 """The embedder's output is pinned: speed work on embed must not change the mark.
 
 ``PINS`` are SHA-256 prefixes of the marked vertices (``embed``, and ``apply_plan``
-without the read-back) and of the plan's fields for seeded meshes, recorded with
-the embedder as it was before the speed work of issue 4 (commit e825e4d). Any
-change of a single bit of the marked output fails here.
+without the read-back) and of the plan's fields for seeded meshes, per reading
+frame: ``area`` (scheme v1) recorded with the embedder as it was before the speed
+work of issue 4 (commit e825e4d), ``corner`` (scheme v2, what the server writes)
+recorded when that frame was introduced (2026-12-06). Any change of a single bit
+of the marked output fails here.
 
 The marked bits also depend on the float64 ``exp``/``log`` and the float32 ``einsum``
 sums of the numpy build (SIMD variants round differently), so ``CANARY`` pins those
@@ -37,7 +39,7 @@ import numpy as np
 import pytest
 import trimesh
 from sealport.watermark import embed, mark
-from sealport.watermark.geometry import as_triangles, position_hash
+from sealport.watermark.geometry import CentreKind, as_triangles, frame_centre, position_hash
 from sealport.watermark.mark import apply_plan, plan_embed
 
 from tests.watermark.meshgen import blob, bumpy_torus, unweld
@@ -92,7 +94,16 @@ CASES: dict[str, Callable[[], Mesh]] = {
     "same-norm loose": lambda: _loose_same_norm()[:2],
 }
 
-PINS = {
+
+def _case(name: str, frame: CentreKind) -> Mesh:
+    """CASES[name] for pinning in ``frame`` ("same-norm loose" is built about that
+    frame's plan centre)."""
+    if name == "same-norm loose":
+        return _loose_same_norm(frame)[:2]
+    return CASES[name]()
+
+
+PINS_AREA = {
     "torus": ("54ac16375bdf5265", "54ac16375bdf5265", "3894a23391e5f41c"),
     "torus quads": ("e317d910d1e73710", "314e78e4dca500e7", "811ccd5519da13a7"),
     "blob seams": ("750a2116da66ffbe", "b99871d6d4f4ec01", "d33d21dc58376a55"),
@@ -104,9 +115,25 @@ PINS = {
     "soup": ("2cb373c070be9801", "06029af2f6fbbefd", "cab16da539a77d61"),
     "same-norm loose": ("5311180dd40c91d0", "58fef428695e8763", "ea5b37b2e792b7d7"),
 }
-"""name -> (embed, apply_plan without faces, plan fields), sha256[:16]."""
+"""name -> (embed, apply_plan without faces, plan fields), sha256[:16]; frame "area"."""
 
-CANARY = "94e116751cedd5a7"
+PINS_CORNER = {
+    "torus": ("d903ef5b967a024b", "4f33b7aa691cc4d7", "abda00d3bdb611ba"),
+    "torus quads": ("3797bb5b1c105c8f", "c05b1c285f34ffd8", "061ca319501bf2f0"),
+    "blob seams": ("022236b1759588ad", "ee17827cd97d6bcd", "cc39440bd7d781bf"),
+    "bunny": ("09edd7348cd378b2", "6f61284f7680e93a", "e6533308ee5b9595"),
+    "bunny seams": ("6adc87f2540988c8", "30295fc6ed3c68a2", "c343ed2a7ceeb2d1"),
+    "float32 int32": ("69f348a87d1bdcae", "d9f148c0e48348d4", "778b6f28e18ba95e"),
+    "loose": ("405058da6bdb7935", "87a7c7060e8391f7", "3f467f36ae0dc90f"),
+    "symmetric box": ("bd16247dafddb470", "90744b9708e76587", "c553f18e560aa5d7"),
+    "soup": ("889a7f24dbe0a34f", "46e89c3cb6bcb69e", "8d4749b610159841"),
+    "same-norm loose": ("e3940af22b510b48", "67f8609ad8fc0c02", "04b347fd7f4dfcea"),
+}
+"""The same for frame "corner" (scheme v2)."""
+
+PINS = {"area": PINS_AREA, "corner": PINS_CORNER}
+
+CANARY = "67f2a234dcc66321"
 """sha256[:16] of the float primitives the mark depends on (see :func:`_canary`)."""
 
 
@@ -124,22 +151,25 @@ def _plan_hash(plan: mark.EmbedPlan) -> str:
     return _h(np.array([plan.n_vertices, plan.m]), plan.centre, plan.rho, w, plan.slot)
 
 
-def _digests(v: np.ndarray, f: np.ndarray) -> tuple[str, str, str]:
-    plan = plan_embed(v, f)
+def _digests(v: np.ndarray, f: np.ndarray, frame: CentreKind) -> tuple[str, str, str]:
+    plan = plan_embed(v, f, frame=frame)
     return (
-        _h(embed(v, f, PAYLOAD, KEY)),
+        _h(embed(v, f, PAYLOAD, KEY, frame=frame)),
         _h(apply_plan(plan, v, PAYLOAD, KEY)),
         _plan_hash(plan),
     )
 
 
 def _canary() -> str:
-    """float64 exp/log (apply's x**k), float32 einsum sums (area centre), as numpy does them."""
+    """float64 exp/log (apply's x**k), float32 einsum sums (area centre), float64
+    einsum sums (corner centre), as numpy does them."""
     rng = np.random.default_rng(12345)
     x = rng.uniform(1e-6, 1.0, 4099)
     a = rng.normal(size=65536 + 3).astype(np.float32)
     b = rng.uniform(0, 1, size=65536 + 3).astype(np.float32)
     dots = [np.einsum("i,i->", a[:n], b[:n], dtype=np.float64) for n in (7, 100, 4099, len(a))]
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    dots += [np.einsum("i,i->", a64[:n], b64[:n], dtype=np.float64) for n in (7, 4099, len(a))]
     return _h(np.exp(-3.7 * x), np.log(x), np.array(dots), np.sqrt(b), b.astype(np.float64))
 
 
@@ -190,19 +220,20 @@ def test_float_primitives_match_where_the_pins_were_recorded(
     )
 
 
+@pytest.mark.parametrize("frame", ["corner", "area"])
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_marked_output_is_pinned(name: str, pinned_here: dict[str, object]) -> None:
+def test_marked_output_is_pinned(name: str, frame: str, pinned_here: dict[str, object]) -> None:
     if pinned_here["canary"] != CANARY:
         pytest.fail("float primitives differ from the recording machine (see the canary test)")
     digests = pinned_here["digests"]
     assert isinstance(digests, dict)
-    assert tuple(digests[name]) == PINS[name]
+    assert tuple(digests[frame][name]) == PINS[frame][name]
 
 
-def _reference_weight(v: np.ndarray, f: np.ndarray) -> np.ndarray | None:
+def _reference_weight(v: np.ndarray, f: np.ndarray, frame: CentreKind) -> np.ndarray | None:
     """The plan's distinct-positions-per-norm, computed the pre-speed-work way: one
     (group, position hash) pair sort over every vertex whose norm ties."""
-    plan = plan_embed(v, f)
+    plan = plan_embed(v, f, frame=frame)
     tris = as_triangles(f)
     used = np.zeros(len(v), bool)
     used[tris] = True
@@ -229,9 +260,14 @@ def _reference_weight(v: np.ndarray, f: np.ndarray) -> np.ndarray | None:
 @pytest.mark.parametrize("name", ["symmetric box", "blob seams", "bunny seams"])
 def test_plan_tie_weights_equal_the_pair_sort(name: str) -> None:
     """Copies are found by comparing with the run's first member, and only runs with
-    distinct positions are pair-sorted; the weights must be the full pair sort's."""
+    distinct positions are pair-sorted; the weights must be the full pair sort's.
+
+    In v1's frame: the box's area centre is its centre of symmetry to the last bit, so
+    distinct positions share norms (the v2 frame is offset into general position to
+    avoid exactly that, but a v1 delivery or a mesh with ties by chance still needs
+    the weights)."""
     v, f = CASES[name]()
-    got, want = plan_embed(v, f).weight, _reference_weight(v, f)
+    got, want = plan_embed(v, f, frame="area").weight, _reference_weight(v, f, "area")
     assert (got is None) == (want is None)
     if name == "symmetric box":
         assert got is not None and (got > 1).any()
@@ -257,7 +293,7 @@ def test_read_back_near_sorted_path_equals_the_partition(name: str) -> None:
         assert full is not None and near is not None
         for x, y in zip(full, near, strict=True):
             assert np.array_equal(x, y)
-        c2 = mark.area_centre(a.points, tris)
+        c2 = frame_centre(a.points, tris, plan.frame)
         r = mark.norms(a.points, c2)
         if len(plan.rho) != plan.n_vertices:
             r = np.take(r, plan.rep)
@@ -269,12 +305,12 @@ def test_read_back_near_sorted_path_equals_the_partition(name: str) -> None:
         assert fast == 4
 
 
-def _loose_same_norm() -> tuple[np.ndarray, np.ndarray, int]:
+def _loose_same_norm(frame: CentreKind = "corner") -> tuple[np.ndarray, np.ndarray, int]:
     """A blob plus unreferenced vertices that share a referenced vertex's norm about
     the plan centre exactly but sit elsewhere (mirrored through the centre), and
     exact unreferenced copies. Returns (vertices, faces, mirrored ones found)."""
     v, f = blob(5, seed=11)
-    c = plan_embed(v, f).centre
+    c = plan_embed(v, f, frame=frame).centre
     d = v[:400] - c
     mirrored = c - d
     same = mark.norms(mirrored, c) == mark.norms(v[:400], c)
@@ -292,6 +328,7 @@ def test_replan_equals_plan_embed_of_the_marked_points(name: str) -> None:
         assert found > 0
     v, f = CASES[name]()
     plan = plan_embed(v, f)
+    assert plan.weight is None  # the case must exercise the replan path
     tris = as_triangles(f)
     loose = np.flatnonzero(~mark.referenced(len(v), tris))
     if name == "same-norm loose":  # the old plan matched them to a group by norm
@@ -316,9 +353,14 @@ if __name__ == "__main__":
     if "--json" in sys.argv:  # the fixture's child: canary (and digests) as one JSON line
         answer: dict[str, object] = {"canary": _canary()}
         if answer["canary"] == CANARY:
-            answer["digests"] = {case: _digests(*CASES[case]()) for case in CASES}
+            answer["digests"] = {
+                frame: {case: _digests(*_case(case, frame), frame) for case in CASES}
+                for frame in ("corner", "area")
+            }
         print(json.dumps(answer))
-    else:  # record: prints PINS and CANARY for the importable sealport
+    else:  # record (under RECORDING_DISPATCH): prints CANARY and the pins per frame
         print(f'CANARY = "{_canary()}"')
-        for case in CASES:
-            print(f'    "{case}": {_digests(*CASES[case]())!r},')
+        for frame in ("corner", "area"):
+            print(f"# {frame}")
+            for case in CASES:
+                print(f'    "{case}": {_digests(*_case(case, frame), frame)!r},')

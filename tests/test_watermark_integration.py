@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -50,8 +51,11 @@ from sealport.trace import (
     trace_file,
 )
 from sealport.watermark import (
+    SCHEME,
+    SCHEME_V1,
     EmbedReport,
     derive_delivery_key,
+    embed,
     extract,
     load_meshes,
     manifest_entry,
@@ -400,6 +404,57 @@ def test_trace_names_user_and_delivery(
     assert report.status == "found" and report.match is not None
     assert report.match.delivery_id == m.delivery_id and report.match.username == server.username
     assert not report.match.altered and 0 < report.false_positive_bound < 1e-6
+
+
+def _older_scheme_copy(server: ServerHandle, m: Any, dst: Path) -> tuple[Path, dict[str, Any]]:
+    """What a server before scheme v2 delivered for ``m``: the stored original marked
+    with the same key and payload in v1's frame (area-weighted centre), written as
+    ``dst``, and the v1 manifest entry it would have signed (no reader hints)."""
+    secret = load_secret(server.data_dir)
+    assert secret is not None
+    key = derive_delivery_key(secret, m.delivery_id)
+    payload = delivery_payload(secret, m.delivery_id)
+    original = server.data_dir / "store" / m.asset_id / str(m.version) / m.file.path
+    (v, f), *_ = load_meshes(original)
+    marked = embed(v, f, payload, key, frame="area")
+    trimesh.Trimesh(marked, f, process=False).export(dst)
+    entry = {k: x for k, x in m.watermark.items() if k != "reader"}
+    entry["scheme"] = SCHEME_V1
+    return dst, entry
+
+
+def test_delivery_of_the_older_scheme_still_verifies_and_traces(
+    client: SealportClient, server: ServerHandle, tmp_path: Path
+) -> None:
+    """Deliveries an older server marked (scheme v1, area-weighted frame) keep working:
+    the importer reads them in their own frame, and the trace names them blind and,
+    after a crop, by registration."""
+    result = client.secure_import(asset_id(server, "wm-glb"), tmp_path / "out")
+    m = result.manifest
+    assert m.watermark is not None and m.watermark["scheme"] == SCHEME  # what ships now
+    old_file, old_entry = _older_scheme_copy(server, m, tmp_path / "old.ply")
+    assert verify_delivery_mark(old_file, replace(m, watermark=old_entry)) == "verified"
+    # The frame matters: the same file under a v2 entry reads no mark and blocks.
+    with pytest.raises(WatermarkMismatch):
+        verify_delivery_mark(old_file, replace(m, watermark=dict(old_entry, scheme=SCHEME)))
+
+    with sqlite3.connect(server.data_dir / "ledger.sqlite") as db:  # as the old server wrote it
+        db.execute(
+            "UPDATE deliveries SET watermark = ? WHERE delivery_id = ?",
+            (json.dumps(old_entry), m.delivery_id),
+        )
+    report = trace_file(old_file, server.data_dir)
+    assert report.status == "found" and report.match is not None, report.text()
+    assert report.match.delivery_id == m.delivery_id
+    mesh = trimesh.load(old_file, force="mesh", process=False)
+    s = np.asarray(mesh.vertices) @ np.array([0.6, 0.0, 0.8])
+    keep = (s <= np.quantile(s, 0.85))[mesh.faces].all(axis=1)
+    cropped = tmp_path / "old-cropped.stl"
+    trimesh.Trimesh(mesh.vertices, mesh.faces[keep], process=False).export(cropped)
+    report = trace_file(cropped, server.data_dir)
+    assert report.status == "found" and report.match is not None, report.text()
+    assert report.match.delivery_id == m.delivery_id
+    assert report.match.method.startswith("informed")
 
 
 def test_trace_cropped_leak_by_registration_to_the_original(

@@ -53,15 +53,20 @@ def _same_norms(a: mark._Norms | None, b: mark._Norms | None) -> None:
         assert np.array_equal(a.weight, b.weight)
 
 
-def _check_all_paths(v: np.ndarray, t: np.ndarray) -> mark._Norms | None:
-    """One thread vs 2 and 3: the front end, and its three parts against the plain
-    serial functions of geometry (the independent reference)."""
-    serial = mark._read_norms(v, t, threads=1)
+def _check_all_paths(
+    v: np.ndarray, t: np.ndarray, frame: geometry.CentreKind = "corner"
+) -> mark._Norms | None:
+    """One thread vs 2 and 3: the front end (in ``frame``), and its three parts
+    against the plain serial functions of geometry (the independent reference)."""
+    serial = mark._read_norms(v, t, threads=1, frame=frame)
     for k in (1, 2, 3):
-        _same_norms(serial, mark._read_norms(v, t, threads=k))
+        _same_norms(serial, mark._read_norms(v, t, threads=k, frame=frame))
         used, centre = parallel.referenced_and_centre(v, t, k)
         assert np.array_equal(used, geometry.referenced(len(v), t))
-        assert centre.tobytes() == geometry.area_centre(v, t).tobytes()
+        assert centre.tobytes() == geometry.corner_centre(v, t).tobytes()
+        used1, centre1 = parallel.referenced_and_centre(v, t, k, "area")  # scheme v1
+        assert np.array_equal(used1, used)
+        assert centre1.tobytes() == geometry.area_centre(v, t).tobytes()
         assert parallel.norms(v, centre, k).tobytes() == geometry.norms(v, centre).tobytes()
     return serial
 
@@ -134,13 +139,16 @@ def test_sort_keys_refuses_other_dtypes():
 
 def test_soup_fallback_and_exporter_copies(small_blocks):
     """Triangle soup (every corner per triangle) goes through the pair sort; exporter
-    copies and a symmetric box through the tie handling; all equal to the serial path."""
+    copies and a symmetric box through the tie handling; all equal to the serial path.
+    The box ties in v1's frame (its area centre is its centre of symmetry to the last
+    bit; v2's frame is offset into general position, where it does not)."""
     v, f = blob(4, seed=5)
     soup = (v[f].reshape(-1, 3), np.arange(3 * len(f)).reshape(-1, 3))
     assert mark._mostly_copies(soup[0])
     box = trimesh.creation.box().subdivide().subdivide().subdivide()
     bv, bf = np.asarray(box.vertices), np.asarray(box.faces)
-    out = [_check_all_paths(*m) for m in (soup, unweld(v, f, 0.3, seed=2), (bv, bf))]
+    out = [_check_all_paths(*m) for m in (soup, unweld(v, f, 0.3, seed=2))]
+    out.append(_check_all_paths(bv, bf, "area"))
     assert out[2] is not None and out[2].weight is not None and (out[2].weight > 1).any()
 
 

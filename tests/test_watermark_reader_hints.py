@@ -91,9 +91,9 @@ def triangle_passes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = parallel.referenced_and_centre
 
-    def counted(points: np.ndarray, tris: np.ndarray, threads: int) -> Any:
+    def counted(points: np.ndarray, tris: np.ndarray, threads: int, *frame: Any) -> Any:
         calls.append(len(tris))
-        return real(points, tris, threads)
+        return real(points, tris, threads, *frame)
 
     monkeypatch.setattr(parallel, "referenced_and_centre", counted)
     return calls

@@ -57,10 +57,13 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import Cancelled, SealportError
 from .progress import Progress
+
+if TYPE_CHECKING:
+    from .watermark.geometry import CentreKind
 
 DEFAULT_MAX_DELIVERIES = 500
 NO_KEY = "no studio key available: run on the server with --data"
@@ -194,7 +197,20 @@ def _marked_entry(raw: str | None) -> bool:
         entry = json.loads(raw)
     except ValueError:
         return False
-    return isinstance(entry, dict) and "scheme" in entry and int(entry.get("meshes_marked", 0)) > 0
+    from .watermark import SCHEME_FRAMES
+
+    return (
+        isinstance(entry, dict)
+        and entry.get("scheme") in SCHEME_FRAMES
+        and int(entry.get("meshes_marked", 0)) > 0
+    )
+
+
+def _row_frame(row: Any) -> CentreKind:
+    """The reading frame of a marked delivery's scheme (checked by :func:`_marked_entry`)."""
+    from .watermark import SCHEME_FRAMES
+
+    return SCHEME_FRAMES[json.loads(row["watermark"])["scheme"]]
 
 
 STAGE_LOAD = "loading"
@@ -240,9 +256,17 @@ def trace_file(
         progress.update(STAGE_READ, i, len(meshes))
         reading = read_mesh(v, f)
         if reading.distinct_vertices >= min_vertices(64):
-            readings.append((labels[i], reading))
+            readings.append((i, reading))
             readable += i < len(loaded)
     progress.update(STAGE_READ, len(meshes), len(meshes))
+    by_frame: dict[str, list[tuple[str, Any]]] = {"corner": [(labels[i], r) for i, r in readings]}
+
+    def readings_in(frame: CentreKind) -> list[tuple[str, Any]]:
+        """The readable meshes read in ``frame`` (older schemes' frames on first use)."""
+        if frame not in by_frame:
+            by_frame[frame] = [(labels[i], read_mesh(*meshes[i], frame=frame)) for i, _ in readings]
+        return by_frame[frame]
+
     base: dict[str, Any] = {
         "file": str(path),
         "meshes": len(loaded),
@@ -292,7 +316,7 @@ def trace_file(
         checked += 1
         key = derive_delivery_key(secret, row["delivery_id"])
         expected = delivery_payload(secret, row["delivery_id"])
-        for where, reading in readings:
+        for where, reading in readings_in(_row_frame(row)):
             progress.update(STAGE_BLIND, checks, total)
             checks += 1
             r = verify_reading(reading, key, expected)
@@ -408,16 +432,19 @@ def _informed(
         except (WatermarkFormatError, OSError):
             continue
         originals = [(v, f) for v, f in originals if int(weld(v, f).used.sum()) >= min_vertices(64)]
-        corrs = []
-        for where, (lv, lf) in leaks:
-            for ov, of in originals:
-                progress.check()  # registration is the slow part: stop between pairs
-                corrs.append((where, correspond(lv, lf, ov, of)))
+        corrs: dict[str, list[tuple[str, Any]]] = {}
         for row in group:
             progress.check()
+            frame = _row_frame(row)
+            if frame not in corrs:  # per scheme of the group's deliveries (usually one)
+                corrs[frame] = []
+                for where, (lv, lf) in leaks:
+                    for ov, of in originals:
+                        progress.check()  # registration is the slow part: stop between pairs
+                        corrs[frame].append((where, correspond(lv, lf, ov, of, frame=frame)))
             key = derive_delivery_key(secret, row["delivery_id"])
             expected = delivery_payload(secret, row["delivery_id"])
-            for where, c in corrs:
+            for where, c in corrs[frame]:
                 checks += 1
                 r = informed_verify(c, key, expected)
                 if r.status != "verified" or (best is not None and r.p_value >= best[0]):

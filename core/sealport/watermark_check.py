@@ -108,7 +108,7 @@ def _named_like(path: Path, m: Manifest) -> Iterator[Path]:
 def verify_delivery_mark(path: Path, m: Manifest, progress: Progress | None = None) -> str:
     """Check ``path`` against ``m.watermark``; see the module docstring for results.
     ``progress`` gets ("watermark", meshes done, meshes) and can cancel between meshes."""
-    from .watermark import parse_manifest_entry, parse_reader_hints, verify_file
+    from .watermark import entry_frame, parse_manifest_entry, parse_reader_hints, verify_file
 
     entry = m.watermark
     if not isinstance(entry, dict):
@@ -119,7 +119,9 @@ def verify_delivery_mark(path: Path, m: Manifest, progress: Progress | None = No
     reader = parse_reader_hints(entry)
     with _named_like(Path(path), m) as named:
         on_mesh = None if progress is None else partial(progress.update, "watermark")
-        result = verify_file(named, key, payload, reader=reader, on_mesh=on_mesh)
+        result = verify_file(
+            named, key, payload, reader=reader, on_mesh=on_mesh, frame=entry_frame(entry)
+        )
     meshes = ", ".join(f"{r.status}({r.detail})" if r.detail else r.status for r in result.meshes)
     detail = f"delivery {m.delivery_id}: file {result.status}; meshes: {meshes or 'none'}"
     if result.status == "verified":

@@ -41,14 +41,20 @@ os.environ["SEALPORT_WATERMARK_THREADS"] = "1"  # one-core speeds, subprocesses 
 
 from sealport.watermark import embed, extract, verify  # noqa: E402
 from sealport.watermark.codec import encode_bits  # noqa: E402
-from sealport.watermark.geometry import area_centre, as_triangles, weld  # noqa: E402
+from sealport.watermark.geometry import (  # noqa: E402
+    CentreKind,
+    area_centre,
+    as_triangles,
+    corner_centre,
+    weld,
+)
 from sealport.watermark.informed import (  # noqa: E402
     INFORMED_FPR,
     bin_information,
     correspond,
     informed_verify,
 )
-from sealport.watermark.mark import ReaderHint, _observe, _read, detect_p_value  # noqa: E402
+from sealport.watermark.mark import ReaderHint, _observe, detect_p_value  # noqa: E402
 from sealport.watermark.sign_test import sign_capacity, sign_reader_ceiling  # noqa: E402
 
 from tests.watermark.meshgen import blob, bumpy_torus, unweld  # noqa: E402
@@ -263,13 +269,19 @@ ATTACKS: list[tuple[str, Attack]] = [
 
 
 def raw_ber(
-    v: np.ndarray, t: np.ndarray, key: bytes, payload: bytes, centre: np.ndarray | None = None
+    v: np.ndarray,
+    t: np.ndarray,
+    key: bytes,
+    payload: bytes,
+    centre: np.ndarray | None = None,
+    frame: CentreKind = "corner",
 ) -> float:
     """Code-bit error rate; a bin too sparse to read counts as half an error.
-    ``centre``: read about this point instead of the mesh's own area centre
-    (a diagnostic)."""
+    ``centre``: read about this point instead of the mesh's own centre (a
+    diagnostic); ``frame``: the scheme's frame (v1: "area")."""
     if centre is None:
-        read = _read(v, t, key, 8 * len(payload))
+        o0 = _observe(v, t, key, 8 * len(payload), frame=frame)
+        read = None if o0 is None else (o0.bits, o0.rel, o0.usable, o0.n_code)
     else:  # the hint skips the triangle pass, so drop unreferenced vertices first
         used, tc = np.unique(t, return_inverse=True)
         hint = ReaderHint((float(centre[0]), float(centre[1]), float(centre[2])), True)
@@ -1094,71 +1106,58 @@ def _verdict_text(v: dict[str, list[str]]) -> str:
     )
 
 
-TAUBIN_STEPS = 5
-
-
-def smoothed_centre(v: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Candidate second reading frame for rounded leaks (diagnostic, not in the
-    reader): the area centre of the welded leak after TAUBIN_STEPS Taubin steps
-    (lambda 0.5, mu -0.53; edges that rounding collapsed join nothing), which take
-    the grid's steps out of the surface. The section's diagnostic measures it on
-    the 130k mesh; it is not in the reader (see the session notes of 2026-12-06:
-    on smaller meshes the smoothing moved the centre about as much as rounding)."""
-    w = weld(v, t)
-    e = tri_edges(w.tris)
-    op = umbrella_operator(e[e[:, 0] != e[:, 1]], len(w.points))
-    pts = w.points.copy()
-    for _ in range(TAUBIN_STEPS):
-        for f in (0.5, -0.53):
-            pts = pts + f * (op @ pts - pts)
-    return area_centre(pts, w.tris)
-
-
 def reader_centre(v: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """The centre the blind reader frames a mesh in (area-weighted, referenced part)."""
-    return area_centre(v, as_triangles(t))
+    """The centre the blind reader frames a mesh in (scheme v2: the corner mean)."""
+    return corner_centre(v, as_triangles(t))
 
 
-CENTRE_DIAGNOSTIC = (
+FRAME_DIAGNOSTIC = (
+    "noise 0.3% (MESHBEN scale)",
+    "noise 0.5% (MESHBEN scale)",
+    "smooth 30 (MESHBEN lambda 0.03)",
+    "smooth 50 (MESHBEN lambda 0.03)",
     "quant 9 bit",
     "quant 8 bit",
     "quant 7 bit",
-    "noise 0.3% (MESHBEN scale)",
-    "noise 0.5% (MESHBEN scale)",
 )
 
 
-def centre_diagnostic(t: np.ndarray, marks: list, seed: int = 2028) -> tuple[str, dict]:
-    """Why quantisation hurts the blind reader more than noise of the same radial
-    variance: the reader's frame is the leak's area-weighted centre, and rounding a
-    fine mesh to a grid coarser than its edges turns the surface into steps whose
-    area (and so the centre) moves. Per attack: mean shift of the leak's own centre
-    and of a candidate estimate (:func:`smoothed_centre`), and the raw BER read
-    about each and about the marked mesh's centre before the attack (what a perfect
-    estimate would give)."""
+def frame_diagnostic(
+    v: np.ndarray, t: np.ndarray, marks: list, strength: float, seed: int = 2028
+) -> tuple[str, dict[str, float], dict[str, float]]:
+    """The reading frame, A/B: the same keys and payloads marked at the same strength in
+    scheme v1's frame (area-weighted centre) and in v2's (the corner mean, shipped).
+    Per attack: the mean shift of each frame's centre under the attack, the raw BER
+    of each, and v2's BER read about the marked mesh's own centre before the attack
+    (what a perfect centre estimate would give). Returns (text, v2 about the centre
+    before the attack, v1) per attack."""
     rng = np.random.default_rng(seed)
     by_name = dict(ATTACKS)
+    old = [
+        (embed(v, t, payload, key, strength=strength, frame="area"), key, payload)
+        for _, key, payload in marks
+    ]
     parts = []
     at_true: dict[str, float] = {}
-    befores = [reader_centre(w, t) for w, _, _ in marks]
-    for aname in CENTRE_DIAGNOSTIC:
-        shift = shift2 = own = second = true = 0.0
-        for (w, key, payload), before in zip(marks, befores, strict=True):
-            va, ta = by_name[aname](w, t, rng)
-            smooth = smoothed_centre(va, ta)
-            shift += float(np.linalg.norm(reader_centre(va, ta) - before)) / diag(w)
-            shift2 += float(np.linalg.norm(smooth - before)) / diag(w)
-            own += raw_ber(va, ta, key, payload)
-            second += raw_ber(va, ta, key, payload, centre=smooth)
-            true += raw_ber(va, ta, key, payload, centre=before)
-        n = len(marks)
-        at_true[aname] = true / n
+    in_v1: dict[str, float] = {}
+    n = len(marks)
+    for aname in FRAME_DIAGNOSTIC:
+        s1 = s2 = b1 = b2 = bt = 0.0
+        for (w2, key, payload), (w1, _, _) in zip(marks, old, strict=True):
+            v2a, t2a = by_name[aname](w2, t, rng)
+            v1a, t1a = by_name[aname](w1, t, rng)
+            before = reader_centre(w2, t)
+            s1 += float(np.linalg.norm(area_centre(v1a, t1a) - area_centre(w1, t))) / diag(w1)
+            s2 += float(np.linalg.norm(reader_centre(v2a, t2a) - before)) / diag(w2)
+            b1 += raw_ber(v1a, t1a, key, payload, frame="area")
+            b2 += raw_ber(v2a, t2a, key, payload)
+            bt += raw_ber(v2a, t2a, key, payload, centre=before)
+        at_true[aname], in_v1[aname] = bt / n, b1 / n
         parts.append(
-            f"{aname}: the area centre moves {shift / n * 100:.3f} % of the diagonal, the "
-            f"smoothed leak's {shift2 / n * 100:.3f} %; BER {own / n:.3f} / "
-            f"{second / n:.3f} / {true / n:.3f}"
+            f"{aname}: the centre moves {s1 / n * 100:.4f} % of the diagonal (v1) / "
+            f"{s2 / n * 100:.4f} % (v2); BER {b1 / n:.3f} / {b2 / n:.3f} / {bt / n:.3f}"
         )
-    return "; ".join(parts), at_true
+    return "; ".join(parts), at_true, in_v1
 
 
 def run_cho_scale(trials: int) -> str:
@@ -1238,19 +1237,19 @@ def run_cho_scale(trials: int) -> str:
         )
     elif not fits:
         summary += "No strength tried has an MRMS at or below Cho's. "
-    diagnosis, at_true = centre_diagnostic(t, default_marks)
-    still = cho_verdict(list(at_true.values()), list(at_true))
+    diagnosis, at_true, in_v1 = frame_diagnostic(v, t, default_marks, CHO_STRENGTHS[0])
     summary += (
-        "Where the gap under quantisation comes from (default strength, same marks, new "
-        "attack draws; BER read about the leak's own area centre, as the reader does / "
-        f"about the area centre of the leak after {TAUBIN_STEPS} Taubin steps (a candidate "
-        "second frame, not in the reader) / about the marked mesh's centre before the "
-        "attack): "
+        "The reading frame (scheme v2, shipped since 2026-12-06, reads norms about the "
+        "mean of the triangle corners; v1 read them about the area-weighted centre): "
+        "the same keys and payloads marked at the default strength in each frame, new "
+        "attack draws; per attack the centre's mean shift, and the BER in v1's frame / "
+        "in v2's / v2 read about the marked mesh's centre before the attack (a perfect "
+        "centre): "
         + diagnosis
-        + ". Rounding to a grid coarser than the edges moves the area-weighted centre "
-        "several times more than noise of the same radial variance does. Even read about "
-        "the centre before the attack, the BER of these rows would be "
-        + _verdict_text(still)
+        + ". In v1's frame these rows were "
+        + _verdict_text(cho_verdict(list(in_v1.values()), list(in_v1)))
+        + "; read about a perfect centre they would be "
+        + _verdict_text(cho_verdict(list(at_true.values()), list(at_true)))
         + ". "
     )
     missed = [f"{a} ({n}/{trials})" for a, n in named.items() if n < trials]

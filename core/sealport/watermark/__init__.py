@@ -22,9 +22,14 @@ Method (after Cho, Prost & Jung, IEEE TSP 55(1), 2007, "Method I")
 1. *Merge* coincident vertices (exporters split them at UV seams / hard edges:
    positions with bitwise-equal coordinates count once, found by one sort of
    (norm, position hash)) and drop vertices no triangle references.
-2. *Centre* ``c`` = area-weighted surface centroid (stable under vertex splits and
-   simplification, unlike the vertex mean). Norms ``rho_i = |v_i - c|``: invariant
-   to rotation, translation and vertex/face reordering.
+2. *Centre* ``c`` = mean of the triangle corners (scheme ``sealport-wm/v2``): the
+   copies of a split vertex together count what the vertex counted, and noise,
+   rounding to a grid or smoothing move it by ~sigma / sqrt(N). Scheme v1 used the
+   area-weighted centroid, which rounding and noise move 100-200x more (triangle
+   areas change systematically); v1 deliveries are still read in their own frame
+   (``keys.SCHEME_FRAMES``; :mod:`.geometry` says why and where it was measured).
+   Norms ``rho_i = |v_i - c|``: invariant to rotation, translation and vertex/face
+   reordering.
 3. *Keyed quantile bins.* From the key (HKDF labels), draw ``B`` bin widths in
    ``(1 +- 0.3)`` x mean on the quantile axis ``[Q_LO, Q_HI] = [0.01, 0.99]``.
    The bin edges are the norms of the vertices at those quantile ranks, so every
@@ -137,8 +142,14 @@ from .files import (
     verify_file,
 )
 from .informed import Correspondence, InformedResult, correspond, informed_verify
-from .keys import SCHEME, derive_delivery_key
-from .manifest import manifest_entry, parse_manifest_entry, parse_reader_hints, reader_hints
+from .keys import SCHEME, SCHEME_FRAMES, SCHEME_V1, derive_delivery_key
+from .manifest import (
+    entry_frame,
+    manifest_entry,
+    parse_manifest_entry,
+    parse_reader_hints,
+    reader_hints,
+)
 from .mark import (
     DEFAULT_STRENGTH,
     EmbedPlan,
@@ -162,6 +173,8 @@ __all__ = [
     "Correspondence",
     "InformedResult",
     "SCHEME",
+    "SCHEME_FRAMES",
+    "SCHEME_V1",
     "EmbedPlan",
     "EmbedReport",
     "ExtractResult",
@@ -185,6 +198,7 @@ __all__ = [
     "manifest_entry",
     "min_vertices",
     "parse_manifest_entry",
+    "entry_frame",
     "parse_reader_hints",
     "plan_embed",
     "read_mesh",

@@ -61,7 +61,7 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import Welded, area_centre, as_triangles, weld
+from .geometry import CentreKind, Welded, area_centre, as_triangles, frame_centre, weld
 
 SAME_VERTEX = 0.1
 """A leaked vertex closer than this x the median original edge to an original vertex..."""
@@ -136,6 +136,8 @@ class Correspondence:
     model: str = "none"
     """Attack model the leak was read with (noise / smoothing k=.. / quantisation / surface)."""
     lattice: Lattice | None = None
+    frame: CentreKind = "corner"
+    """The reading frame of the deliveries this is checked against (set by correspond)."""
     by_norm: Any = field(default=None, repr=False, compare=False)
     """Cache of ``informed._ByNorm`` (the original's points sorted by norm), filled on
     the first key checked: a trace checks hundreds of keys on one correspondence."""
@@ -600,8 +602,9 @@ def _closest_in_fans(
     return faces[rows, best], bary, np.einsum("ij,ij->i", q[rows, best], n), n
 
 
-def _rays(orig: Welded) -> np.ndarray:
-    u = orig.points - area_centre(orig.points, orig.tris)
+def _rays(orig: Welded, frame: CentreKind) -> np.ndarray:
+    """Unit rays from the frame's centre: the directions the embedder moved along."""
+    u = orig.points - frame_centre(orig.points, orig.tris, frame)
     return u / np.maximum(np.linalg.norm(u, axis=1), 1e-300)[:, None]
 
 
@@ -609,10 +612,10 @@ def _diag(points: np.ndarray) -> float:
     return float(np.linalg.norm(points.max(0) - points.min(0))) or 1.0
 
 
-def _indexed(orig: Welded, leak: Welded, pairs: np.ndarray) -> Correspondence:
+def _indexed(orig: Welded, leak: Welded, pairs: np.ndarray, frame: CentreKind) -> Correspondence:
     """Same connectivity: quantisation, smoothing or noise model (module doc)."""
     sel = orig.used.copy()
-    u = _rays(orig)
+    u = _rays(orig, frame)
     obs = leak.points[pairs]
     cov = 1.0
     lat = _lattice(orig, obs, sel, u)
@@ -708,7 +711,11 @@ def _renumbered_pairs(
 
 
 def _unindexed(
-    orig: Welded, leak: Welded, tree=None, aligned: np.ndarray | None = None
+    orig: Welded,
+    leak: Welded,
+    tree=None,
+    aligned: np.ndarray | None = None,
+    frame: CentreKind = "corner",
 ) -> Correspondence:
     """Other connectivity: survivors read radially, the rest on the original surface.
     ``tree``, ``aligned``: the original's KD-tree and the registered leak, if known."""
@@ -719,7 +726,7 @@ def _unindexed(
     if aligned is None:
         aligned, _ = register(leak, orig, tree)
         aligned = _refine(aligned, leak, orig, tree)
-    u = _rays(orig)
+    u = _rays(orig, frame)
     ot = orig.tris
     edge = float(np.median(np.linalg.norm(orig.points[ot[:, 0]] - orig.points[ot[:, 1]], axis=1)))
 
@@ -775,8 +782,23 @@ def correspond(
     leak_faces: np.ndarray,
     orig_vertices: np.ndarray,
     orig_faces: np.ndarray,
+    *,
+    frame: CentreKind = "corner",
 ) -> Correspondence:
-    """Register the leak to the original and model the attack (module doc, step 1)."""
+    """Register the leak to the original and model the attack (module doc, step 1).
+    ``frame``: the delivery scheme's centre (the rays the embedder moved along)."""
+    c = _correspond(leak_vertices, leak_faces, orig_vertices, orig_faces, frame)
+    c.frame = frame
+    return c
+
+
+def _correspond(
+    leak_vertices: np.ndarray,
+    leak_faces: np.ndarray,
+    orig_vertices: np.ndarray,
+    orig_faces: np.ndarray,
+    frame: CentreKind,
+) -> Correspondence:
     orig = weld(np.asarray(orig_vertices), orig_faces)
     leak = weld(np.asarray(leak_vertices), leak_faces)
     m = len(orig.points)
@@ -787,12 +809,12 @@ def correspond(
         np.asarray(leak_vertices), leak_faces, np.asarray(orig_vertices), orig_faces, orig, leak
     )
     if pairs is not None:
-        return _indexed(orig, leak, pairs)
+        return _indexed(orig, leak, pairs, frame)
     oidx = np.flatnonzero(orig.used)
     tree = _tree(orig.points[oidx])
     aligned, _ = register(leak, orig, tree)
     aligned = _refine(aligned, leak, orig, tree)
     pairs = _renumbered_pairs(orig, leak, aligned, tree, oidx)
     if pairs is not None:  # same mesh, other vertex order: the same-order models
-        return _indexed(orig, leak, pairs)
-    return _unindexed(orig, leak, tree, aligned)
+        return _indexed(orig, leak, pairs, frame)
+    return _unindexed(orig, leak, tree, aligned, frame)

@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import MalformedManifest
 from . import fbxmesh, glb, stl
 from .errors import WatermarkCapacityError, WatermarkFormatError
+from .geometry import CentreKind
 from .mark import (
     EmbedPlan,
     ExtractResult,
@@ -470,10 +471,14 @@ class FileExtractResult:
     meshes: list[ExtractResult] = field(default_factory=list)
 
 
-def extract_file(path: Path, key: bytes, *, payload_bits: int = 64) -> FileExtractResult:
-    """Blind extraction from every mesh; found if any mesh decodes (highest confidence wins)."""
+def extract_file(
+    path: Path, key: bytes, *, payload_bits: int = 64, frame: CentreKind = "corner"
+) -> FileExtractResult:
+    """Blind extraction from every mesh; found if any mesh decodes (highest confidence
+    wins). ``frame``: the scheme's centre (``keys.SCHEME_FRAMES``)."""
     results = [
-        extract(v, f, key, payload_bits=payload_bits) for v, f in _meshes_for_check(Path(path))
+        extract(v, f, key, payload_bits=payload_bits, frame=frame)
+        for v, f in _meshes_for_check(Path(path))
     ]
     found = [r for r in results if r.status == "found"]
     if found:
@@ -497,6 +502,7 @@ def verify_file(
     *,
     reader: Sequence[ReaderHint | None] | None = None,
     on_mesh: Callable[[int, int], None] | None = None,
+    frame: CentreKind = "corner",
 ) -> FileVerifyResult:
     """Importer check: mismatch if any mesh carries another payload; verified if at
     least one mesh verifies and every mesh large enough to carry a mark does;
@@ -506,7 +512,8 @@ def verify_file(
     (see :class:`~.mark.ReaderHint`); MalformedManifest if their number is not the
     file's number of meshes. Each result's ``reader`` holds what the reader found.
     ``on_mesh(done, total)``: called before each mesh and once at the end (progress
-    in a DCC); whatever it raises (a cancel) stops the check there.
+    in a DCC); whatever it raises (a cancel) stops the check there. ``frame``: the
+    delivery's scheme's centre (:func:`~.manifest.entry_frame`).
     """
     meshes = _meshes_for_check(Path(path))
     if reader is not None and len(reader) != len(meshes):
@@ -519,7 +526,7 @@ def verify_file(
     for i, ((v, f), h) in enumerate(zip(meshes, hints, strict=True)):
         if on_mesh is not None:
             on_mesh(i, len(meshes))
-        results.append(verify(v, f, key, expected_payload, hint=h))
+        results.append(verify(v, f, key, expected_payload, hint=h, frame=frame))
     if on_mesh is not None:
         on_mesh(len(meshes), len(meshes))
     statuses = {r.status for r in results}

@@ -88,7 +88,7 @@ import numpy as np
 
 from .attack_model import Correspondence, Lattice, _log_cell, correspond
 from .codec import decode_bits, encode_bits
-from .geometry import area_centre, norms
+from .geometry import frame_centre, norms
 from .keys import layout
 from .mark import (
     _MAX_GOAL,
@@ -137,7 +137,7 @@ class InformedResult:
 
 @dataclass(frozen=True)
 class _ByNorm:
-    """The original's face-referenced points sorted by norm about its area centre, and
+    """The original's face-referenced points sorted by norm about its frame's centre, and
     the correspondence's evidence in that order. Key-independent: built once per
     :class:`Correspondence` (its ``by_norm`` cache), so checking a key costs slices and
     the two profiles, not a partition and a search over every point (a trace checks
@@ -154,7 +154,10 @@ class _ByNorm:
 def _by_norm(c: Correspondence) -> _ByNorm:
     if c.by_norm is None:
         w = c.original
-        centre = w.centre if w.centre is not None else area_centre(w.points, w.tris)
+        if c.frame == "area" and w.centre is not None:  # weld() computed it already
+            centre = w.centre
+        else:
+            centre = frame_centre(w.points, w.tris, c.frame)
         used = np.flatnonzero(w.used)
         r = norms(w.points[used], centre)
         order = np.argsort(r, kind="stable")

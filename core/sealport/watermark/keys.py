@@ -15,7 +15,15 @@ import numpy as np
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-SCHEME = "sealport-wm/v1"
+from .geometry import CentreKind
+
+SCHEME = "sealport-wm/v2"
+"""What the server marks with: norms about the mean of the triangle corners."""
+SCHEME_V1 = "sealport-wm/v1"
+"""Marks made before 2026-12-06: norms about the area-weighted centre. Still read
+(verify and trace), never written; same keys, bins and code as v2."""
+SCHEME_FRAMES: dict[str, CentreKind] = {SCHEME: "corner", SCHEME_V1: "area"}
+"""The reading frame of every scheme this code reads."""
 _SALT = b"sealport-watermark/v1"
 TAG_BYTES = 4
 """Keyed tag length: a random (unmarked) mesh passes the tag with probability 2**-32."""

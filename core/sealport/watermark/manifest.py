@@ -1,8 +1,10 @@
 """The manifest's ``watermark`` object: what the client must find.
 
-``{"scheme": "sealport-wm/v1", "key": b64(per-delivery key), "payload": hex,
+``{"scheme": "sealport-wm/v2", "key": b64(per-delivery key), "payload": hex,
 "payload_bits": 64, "meshes_marked": n, "meshes_total": m, "reader": [...]}``.
-``meshes_marked == 0`` tells the importer that "too_small" is expected.
+``meshes_marked == 0`` tells the importer that "too_small" is expected. The scheme
+names the reading frame (``keys.SCHEME_FRAMES``: v2 corner mean, v1 area-weighted
+centre); entries of both are read, only v2 is written.
 
 ``reader`` (optional; older manifests have none): one item per mesh of the
 delivered file in load order (:func:`~.files.load_meshes`), ``{"centre": [x, y,
@@ -22,7 +24,8 @@ from typing import Any
 
 from ..errors import MalformedManifest
 from .files import EmbedReport, FileVerifyResult
-from .keys import SCHEME
+from .geometry import CentreKind
+from .keys import SCHEME, SCHEME_FRAMES
 from .mark import ReaderHint
 
 MAX_READER_HINTS = 100_000
@@ -69,7 +72,7 @@ def reader_json(reader: Sequence[ReaderHint | None]) -> list[dict[str, Any] | No
 def parse_manifest_entry(entry: dict[str, Any]) -> tuple[bytes, bytes, int]:
     """Return (key, expected payload, meshes_marked); MalformedManifest if invalid."""
     try:
-        if entry["scheme"] != SCHEME:
+        if entry["scheme"] not in SCHEME_FRAMES:
             raise MalformedManifest(
                 "This delivery uses an unknown watermark scheme.", str(entry["scheme"])
             )
@@ -81,6 +84,12 @@ def parse_manifest_entry(entry: dict[str, Any]) -> tuple[bytes, bytes, int]:
     except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise MalformedManifest(_BAD, repr(exc)) from exc
     return key, payload, marked
+
+
+def entry_frame(entry: dict[str, Any]) -> CentreKind:
+    """The reading frame of a parsed entry's scheme (after :func:`parse_manifest_entry`;
+    a delivery of an older scheme keeps being read in its own frame)."""
+    return SCHEME_FRAMES[str(entry["scheme"])]
 
 
 def parse_reader_hints(entry: dict[str, Any]) -> tuple[ReaderHint | None, ...] | None:

@@ -9,7 +9,7 @@ geometry and a cheap keyed part, so a server that marks every delivery of the
 same asset version can cache the first:
 
 ``plan = plan_embed(vertices, faces)`` (:class:`EmbedPlan`): merge coincident
-positions, area-weighted centre, the sorted distinct vertex norms and, for every
+positions, the frame's centre (corner mean; v1: area-weighted), the sorted distinct vertex norms and, for every
 input vertex, its slot in that order (and one vertex per slot). Cost: one argsort
 of the norms (as int64 bit patterns) plus one pass over the triangles; ~16 bytes
 per vertex. ``plan.to_bytes()`` / ``EmbedPlan.from_bytes(data)`` serialise it
@@ -49,8 +49,9 @@ from . import parallel
 from .codec import decode_bits, encode_bits, max_attempts
 from .errors import WatermarkCapacityError, WatermarkFormatError
 from .geometry import (
-    area_centre,
+    CentreKind,
     as_triangles,
+    frame_centre,
     norms,
     position_hash,
     referenced,
@@ -79,7 +80,8 @@ _SAFE_MARGIN = 0.25
 _NEWTON_STEPS = 40
 _SUB = 256
 """Newton for k runs on a (bin, sub-bin) table of x means: exact to ~1e-6 in the mean."""
-_PLAN_VERSION = 1
+_PLAN_VERSION = 2
+"""2: the plan records its frame (``EmbedPlan.frame``); a version-1 plan is "area"."""
 _CHECK_POINTS = 64
 """Vertices re-measured by apply_plan to catch a plan used with other vertices."""
 
@@ -117,7 +119,7 @@ class VerifyResult:
 
 @dataclass(frozen=True)
 class ReaderHint:
-    """What the reader's triangle pass yields for one mesh: its area-weighted centre
+    """What the reader's triangle pass yields for one mesh: its centre (in the scheme's frame)
     and whether every vertex is referenced by a triangle.
 
     Why: the server reads every marked file back with the reader before it seals
@@ -192,7 +194,11 @@ def _mesh(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _read_norms(
-    v: np.ndarray, tris: np.ndarray, threads: int | None = None, hint: ReaderHint | None = None
+    v: np.ndarray,
+    tris: np.ndarray,
+    threads: int | None = None,
+    hint: ReaderHint | None = None,
+    frame: CentreKind = "corner",
 ) -> _Norms | None:
     """Reader front end: sorted distinct norms and how many distinct positions share each.
 
@@ -211,14 +217,15 @@ def _read_norms(
     ``hint`` (the server's signed :class:`ReaderHint` for this mesh): when it says
     every vertex is referenced, its centre is taken and the triangle pass is
     skipped; otherwise (or None) the full pass runs. ``all_referenced`` of the
-    result says what the pass found (or the hint claimed).
+    result says what the pass found (or the hint claimed). ``frame``: the scheme's
+    centre (:data:`~.geometry.CentreKind`).
     """
     n_threads = parallel.threads_for(len(tris), threads)
     if hint is not None and hint.all_referenced:
         centre = np.array(hint.centre, dtype=np.float64)
         idx = None
     else:
-        used, centre = parallel.referenced_and_centre(v, tris, n_threads)
+        used, centre = parallel.referenced_and_centre(v, tris, n_threads, frame)
         idx = None if used.all() else np.flatnonzero(used)
     nm = _norms_about(v, idx, centre, n_threads)
     if nm is not None:
@@ -230,7 +237,7 @@ def _norms_about(
     v: np.ndarray, idx: np.ndarray | None, centre: np.ndarray, n_threads: int
 ) -> _Norms | None:
     """:func:`_read_norms` after the triangle pass: ``idx`` the referenced vertices
-    (None: all), ``centre`` the area centre."""
+    (None: all), ``centre`` the frame's centre."""
     n_used = len(v) if idx is None else len(idx)
     if n_used < 2:
         return None
@@ -376,7 +383,7 @@ class EmbedPlan:
 
     n_vertices: int
     centre: np.ndarray
-    """(3,) area-weighted centre of the unmarked mesh."""
+    """(3,) centre of the unmarked mesh in the reader's frame (``frame``)."""
     rho: np.ndarray
     """(G,) strictly increasing distinct norms of the face-referenced positions."""
     weight: np.ndarray | None
@@ -387,6 +394,8 @@ class EmbedPlan:
     """(N,) group of every input vertex in ``rho``; G for unreferenced vertices."""
     rep: np.ndarray
     """(G,) one input vertex of each group (exact read-back without a sort)."""
+    frame: CentreKind = "corner"
+    """Which centre ``centre`` is (the scheme's reading frame)."""
 
     def norms(self) -> _Norms:
         return _Norms(self.centre, self.rho, self.weight, self.m)
@@ -404,6 +413,7 @@ class EmbedPlan:
             m=np.int64(self.m),
             slot=self.slot,
             rep=self.rep,
+            frame=np.str_(self.frame),
         )
         return buf.getvalue()
 
@@ -415,8 +425,12 @@ class EmbedPlan:
             if not isinstance(loaded, np.lib.npyio.NpzFile):
                 raise ValueError("not an .npz archive")
             with loaded as z:
-                if int(z["version"]) != _PLAN_VERSION:
-                    raise ValueError(f"plan version {int(z['version'])}")
+                version = int(z["version"])
+                if version not in (1, _PLAN_VERSION):
+                    raise ValueError(f"plan version {version}")
+                frame = "area" if version == 1 else str(z["frame"])
+                if frame not in ("corner", "area"):
+                    raise ValueError(f"unknown frame {frame!r}")
                 n, m = int(z["n_vertices"]), int(z["m"])
                 centre, rho = np.asarray(z["centre"], np.float64), np.asarray(z["rho"], np.float64)
                 weight = np.asarray(z["weight"], np.int64)
@@ -439,11 +453,15 @@ class EmbedPlan:
         )
         if not ok:
             raise ValueError("inconsistent embed plan")
-        return cls(n, centre, rho, weight if len(weight) else None, m, slot, rep)
+        kind: CentreKind = "corner" if frame == "corner" else "area"
+        return cls(n, centre, rho, weight if len(weight) else None, m, slot, rep, kind)
 
 
-def plan_embed(vertices: np.ndarray, faces: np.ndarray) -> EmbedPlan:
-    """The per-asset part of embedding (module docstring): no key involved."""
+def plan_embed(
+    vertices: np.ndarray, faces: np.ndarray, *, frame: CentreKind = "corner"
+) -> EmbedPlan:
+    """The per-asset part of embedding (module docstring): no key involved.
+    ``frame``: the scheme's centre (default: the current scheme's)."""
     v, tris = _mesh(vertices, faces)
     if not np.isfinite(v).all():  # flat: ``.all(axis=1)`` first costs 8x as much
         bad = int((~np.isfinite(v).all(axis=1)).sum())
@@ -453,9 +471,11 @@ def plan_embed(vertices: np.ndarray, faces: np.ndarray) -> EmbedPlan:
             f"{bad} of {len(v)} vertices are not finite",
         )
     n = len(v)
-    # One pass over the triangles for both (as the reader does; bit for bit equal to
-    # referenced() + area_centre(), in the reader's configured threads).
-    used, centre = parallel.referenced_and_centre(v, tris, parallel.threads_for(len(tris), None))
+    # Both at once, as the reader does (bit for bit equal to referenced() +
+    # frame_centre(), in the reader's configured threads).
+    used, centre = parallel.referenced_and_centre(
+        v, tris, parallel.threads_for(len(tris), None), frame
+    )
     idx = None if used.all() else np.flatnonzero(used)
     # All norms, then a 1-D gather (element-wise, so the same bits as norms of the
     # gathered rows, ~2x cheaper); unreferenced vertices may be far out: no warning.
@@ -501,7 +521,7 @@ def plan_embed(vertices: np.ndarray, faces: np.ndarray) -> EmbedPlan:
         g = np.minimum(np.searchsorted(rho, rl), len(rho) - 1)
         hit = rho[g] == rl
         slot[loose[hit]] = g[hit]
-    return EmbedPlan(n, centre, rho, weight, m, slot, rep)
+    return EmbedPlan(n, centre, rho, weight, m, slot, rep, frame)
 
 
 _RUN_SAMPLES, _RUN_WINDOW, _RUN_MIN = 16, 4096, 16
@@ -805,7 +825,7 @@ class _Seen:
     usable: np.ndarray
     alpha_b: np.ndarray
     centre: np.ndarray | None
-    """The reader's area centre (None: read by the full reader, weighted plans)."""
+    """The reader's centre (None: read by the full reader, weighted plans)."""
     norms: np.ndarray | None
     """(N,) every vertex's norm about ``centre`` (None with ``centre``)."""
 
@@ -849,13 +869,13 @@ def _look(
     c2: np.ndarray | None = None
     r_all: np.ndarray | None = None
     if plan.weight is not None:
-        nm = _read_norms(out, tris)
+        nm = _read_norms(out, tris, frame=plan.frame)
         part = _partition(nm, levels) if nm is not None else None
         if nm is None or part is None:
             return None
         means, counts, ev = _bin_means_sorted(nm, part), part.counts, part.edge_values
     else:
-        c2 = area_centre(out, tris)
+        c2 = frame_centre(out, tris, plan.frame)
         # One distinct position per vertex (no copies, all referenced): no gather.
         # Else all norms, then a gather of one per group (element-wise, so the same
         # bits as gathering the rows first; a 1-D gather is ~5x cheaper than rows).
@@ -894,7 +914,7 @@ def _replan(plan: EmbedPlan, pts: np.ndarray, seen: _Seen, loose: np.ndarray) ->
     Why it is the same plan: with ``plan.weight`` None every group is one position
     (its copies moved together and are still bitwise equal), so the new groups are
     the old ones ordered by their new norm, the norms the read-back took about the
-    same area centre plan_embed computes (``seen``). Those are nearly in the old
+    same centre plan_embed computes (``seen``). Those are nearly in the old
     order, so the sort is a cheap timsort. If two groups now share a norm, the
     distinct positions need counting again: None. Unreferenced vertices are matched
     to a group by norm exactly as plan_embed does.
@@ -918,7 +938,7 @@ def _replan(plan: EmbedPlan, pts: np.ndarray, seen: _Seen, loose: np.ndarray) ->
         at = np.minimum(np.searchsorted(rho, rl), g - 1)
         hit = rho[at] == rl
         slot[loose[hit]] = at[hit]
-    return EmbedPlan(plan.n_vertices, seen.centre, rho, None, g, slot, plan.rep[perm])
+    return EmbedPlan(plan.n_vertices, seen.centre, rho, None, g, slot, plan.rep[perm], plan.frame)
 
 
 _BAND_TOL = 2.0**-40
@@ -1013,7 +1033,7 @@ def apply_plan(
     """Per-delivery embedding with a cached plan; marked vertices (same shape, dtype).
 
     Without ``faces``: O(N) arithmetic only (no sort, no triangle pass); every
-    bin is on its side about the plan's centre, and the reader's area centre
+    bin is on its side about the plan's centre, and the reader's centre
     moves by ~1e-5 of the diagonal, which can endanger a bin of a small or lumpy
     mesh: verify the written file (the server does). With ``faces``: the result
     is read back exactly as the extractor will (``_read_back_wrong``); bins that
@@ -1106,7 +1126,7 @@ def _embed_rounds(
                 )
             again = _replan(plan, pts, seen, loose)
             b = _apply(
-                again if again is not None else plan_embed(pts, tris),
+                again if again is not None else plan_embed(pts, tris, frame=plan.frame),
                 pts,
                 levels,
                 perm,
@@ -1152,17 +1172,19 @@ def embed(
     key: bytes,
     *,
     strength: float | None = None,
+    frame: CentreKind = "corner",
 ) -> np.ndarray:
     """Return marked vertices (same order, shape and dtype); faces are unchanged.
 
-    ``apply_plan(plan_embed(vertices, faces), vertices, payload, key, faces=faces)``.
+    ``apply_plan(plan_embed(vertices, faces, frame=frame), vertices, payload, key,
+    faces=faces)``.
     Raises WatermarkCapacityError when the mesh cannot carry the payload.
     """
     if strength is not None and not 0.0 < float(strength) < 0.25:
         raise ValueError("strength must be in (0, 0.25)")
     if not payload:
         raise ValueError("payload must not be empty")
-    plan = plan_embed(vertices, faces)
+    plan = plan_embed(vertices, faces, frame=frame)
     return apply_plan(plan, vertices, payload, key, strength=strength, faces=faces)
 
 
@@ -1183,18 +1205,19 @@ def _observe(
     payload_bits: int,
     threads: int | None = None,
     hint: ReaderHint | None = None,
+    frame: CentreKind = "corner",
 ) -> _Observation | None:
     """Common front end of extract/verify (None: too small to read); ``threads``,
-    ``hint``: see :func:`_read_norms`."""
+    ``hint``, ``frame``: see :func:`_read_norms`."""
     return _observe_reading(
-        read_mesh(vertices, faces, threads=threads, hint=hint), key, payload_bits
+        read_mesh(vertices, faces, threads=threads, hint=hint, frame=frame), key, payload_bits
     )
 
 
 @dataclass(frozen=True)
 class MeshReading:
     """The key-independent half of a blind read of one mesh: its sorted distinct norms
-    about the area-weighted centre (:func:`read_mesh`).
+    about the centre of one scheme's frame (:func:`read_mesh`).
 
     Why it is its own step: ``sealport trace`` tries the keys of hundreds of
     deliveries on one leaked mesh, and the triangle pass and the sort of the norms
@@ -1207,6 +1230,8 @@ class MeshReading:
     """None: fewer than two face-referenced vertices."""
     reader: ReaderHint | None
     """The centre and "all vertices referenced" the reader found (or the hint it took)."""
+    frame: CentreKind = "corner"
+    """The frame the norms were read in (keys of another scheme need another reading)."""
 
     @property
     def distinct_vertices(self) -> int:
@@ -1220,16 +1245,17 @@ def read_mesh(
     *,
     hint: ReaderHint | None = None,
     threads: int | None = None,
+    frame: CentreKind = "corner",
 ) -> MeshReading:
-    """Key-independent reader front end (see :class:`MeshReading`; ``hint``, ``threads``:
-    :func:`_read_norms`)."""
+    """Key-independent reader front end (see :class:`MeshReading`; ``hint``, ``threads``,
+    ``frame``: :func:`_read_norms`)."""
     v, tris = _mesh(vertices, faces)
-    nm = _read_norms(v, tris, threads, hint)
+    nm = _read_norms(v, tris, threads, hint, frame)
     seen = None
     if nm is not None:
         c = nm.centre
         seen = ReaderHint((float(c[0]), float(c[1]), float(c[2])), nm.all_referenced)
-    return MeshReading(nm, seen)
+    return MeshReading(nm, seen, frame)
 
 
 def _observe_reading(reading: MeshReading, key: bytes, payload_bits: int) -> _Observation | None:
@@ -1259,12 +1285,6 @@ def _observation(
     )
 
 
-def _read(vertices: np.ndarray, faces: np.ndarray, key: bytes, payload_bits: int):
-    """(bits, reliability, usable, n_code) or None (kept for the benchmark)."""
-    o = _observe(vertices, faces, key, payload_bits)
-    return None if o is None else (o.bits, o.rel, o.usable, o.n_code)
-
-
 def _fp_decode(payload_bits: int) -> float:
     return max_attempts(payload_bits // 8) * 2.0 ** (-8 * TAG_BYTES)
 
@@ -1282,11 +1302,19 @@ def _extract_obs(o: _Observation | None, key: bytes, payload_bits: int) -> Extra
 
 
 def extract(
-    vertices: np.ndarray, faces: np.ndarray, key: bytes, *, payload_bits: int = 64
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    key: bytes,
+    *,
+    payload_bits: int = 64,
+    frame: CentreKind = "corner",
 ) -> ExtractResult:
-    """Blind extraction: decode the payload with the key alone."""
+    """Blind extraction: decode the payload with the key alone (``frame``: the
+    scheme's centre, see :func:`_read_norms`)."""
     _payload_bytes(payload_bits)
-    return _extract_obs(_observe(vertices, faces, key, payload_bits), key, payload_bits)
+    return _extract_obs(
+        _observe(vertices, faces, key, payload_bits, frame=frame), key, payload_bits
+    )
 
 
 def binomial_tail(n: int, k: int) -> float:
@@ -1322,6 +1350,7 @@ def verify(
     expected_payload: bytes,
     *,
     hint: ReaderHint | None = None,
+    frame: CentreKind = "corner",
 ) -> VerifyResult:
     """Check that the mesh carries ``expected_payload`` under ``key``.
 
@@ -1332,8 +1361,9 @@ def verify(
 
     ``hint``: the signed :class:`ReaderHint` of this mesh (see :func:`_read_norms`);
     the result's ``reader`` is what the reader found (the hint, where it was taken).
+    ``frame``: the scheme's centre (the manifest's scheme says which).
     """
-    return verify_reading(read_mesh(vertices, faces, hint=hint), key, expected_payload)
+    return verify_reading(read_mesh(vertices, faces, hint=hint, frame=frame), key, expected_payload)
 
 
 def verify_reading(reading: MeshReading, key: bytes, expected_payload: bytes) -> VerifyResult:
