@@ -231,7 +231,7 @@ def start_marking(
 def _decodes(result: FileVerifyResult) -> bool:
     """Does every marked mesh read back by blind decode, not only by the known-payload
     detector? The quick (uncertified) apply leaves some meshes readable by the
-    detector alone (the Blender-exported bunny FBX, for some keys: the test
+    detector alone (the Blender-exported fandisk FBX, for most keys: the test
     ``test_quick_mark_readable_only_by_the_detector_is_not_accepted`` has one): the
     import check still verifies them, but a blind ``extract`` finds nothing and a
     manifest naming another payload reads as "no mark" instead of "another
