@@ -778,3 +778,80 @@ def test_mirror_symmetric_model_reads_in_general_position():
     assert reading.norms is not None and reading.norms.weight is None  # no ties with it
     w = embed(both, faces, PAYLOAD, KEY)
     assert extract(w, faces, KEY).payload == PAYLOAD
+
+
+def _renumbered_leak(v, f, noise_of_diag: float, seed: int):
+    """Noise of ``noise_of_diag`` x the bbox diagonal, then a new vertex and face order
+    (corners rotated, orientation kept); returns (leak v, leak f, leak vertex ->
+    original vertex)."""
+    rng = np.random.default_rng(seed)
+    noisy = v + rng.uniform(-1, 1, v.shape) * noise_of_diag * _diag(v)
+    perm = rng.permutation(len(v))
+    inv = np.argsort(perm)
+    return noisy[perm], inv[f][rng.permutation(len(f))][:, [1, 2, 0]], perm
+
+
+def _walk_inputs(lv, lf, v, f):
+    from sealport.watermark import attack_model as am
+    from sealport.watermark.geometry import weld
+
+    orig, leak = weld(v, f), weld(lv, lf)
+    oidx = np.flatnonzero(orig.used)
+    tree = am._tree(orig.points[oidx])
+    aligned, _ = am.register(leak, orig, tree)
+    aligned = am._refine(aligned, leak, orig, tree)
+    ot = orig.tris
+    edge = float(np.median(np.linalg.norm(orig.points[ot[:, 0]] - orig.points[ot[:, 1]], axis=1)))
+    return orig, leak, aligned, tree, oidx, edge
+
+
+def test_walk_recovers_the_numbering_where_the_neighbour_vote_does_not():
+    """Noise of 0.3 % of the diagonal (about half an edge of the bunny) and another
+    vertex order: the neighbour vote does not converge, the seeded walk over the
+    connectivity finds every vertex's counterpart exactly, across the scan's 298
+    flipped or non-manifold edges."""
+    from sealport.watermark.attack_model import _renumbered_pairs
+    from sealport.watermark.renumber import walk_pairs
+
+    v, f = _load("bunny.ply")
+    lv, lf, perm = _renumbered_leak(v, f, 0.003, seed=3)
+    orig, leak, aligned, tree, oidx, edge = _walk_inputs(lv, lf, v, f)
+    assert len(orig.points) == len(v)  # no coincident vertices: welded = input order
+    assert _renumbered_pairs(orig, leak, aligned, tree, oidx) is None
+    pairs = walk_pairs(orig, leak, aligned, tree, oidx, edge)
+    assert pairs is not None
+    used = np.flatnonzero(orig.used)
+    assert np.array_equal(perm[pairs[used]], used)  # the leak point of original i is i
+
+
+def test_walk_refuses_another_triangulation_of_the_same_points():
+    """Same points and counts, but some edges flipped: not the original's mesh, so no
+    numbering maps every triangle and the walk gives up (the surface model reads it)."""
+    from sealport.watermark.renumber import walk_pairs
+
+    v, f = bumpy_torus(40, 30, seed=4)
+    # flip the shared edge of 40 disjoint pairs of adjacent triangles (same counts)
+    mesh = trimesh.Trimesh(v, f, process=False)
+    g = f.copy()
+    taken: set[int] = set()
+    flipped = 0
+    for (t1, t2), (s0, s1) in zip(mesh.face_adjacency, mesh.face_adjacency_edges, strict=True):
+        if flipped == 40 or t1 in taken or t2 in taken:
+            continue
+        a = int(np.setdiff1d(f[t1], [s0, s1])[0])
+        d = int(np.setdiff1d(f[t2], [s0, s1])[0])
+        # keep the orientation of t1: its corners run s -> s' -> a for one order of the edge
+        r = list(f[t1])
+        i = r.index(a)
+        p, q = r[(i + 1) % 3], r[(i + 2) % 3]  # t1 = (a, p, q)
+        g[t1], g[t2] = [a, p, d], [a, d, q]
+        taken |= {int(t1), int(t2)}
+        flipped += 1
+    assert flipped == 40 and not np.array_equal(np.sort(g, 1), np.sort(f, 1))
+    lv, lf, _ = _renumbered_leak(v, g, 0.0005, seed=2)
+    orig, leak, aligned, tree, oidx, edge = _walk_inputs(lv, lf, v, f)
+    assert walk_pairs(orig, leak, aligned, tree, oidx, edge) is None
+    lv, lf, perm = _renumbered_leak(v, f, 0.0005, seed=2)  # the unflipped control
+    orig, leak, aligned, tree, oidx, edge = _walk_inputs(lv, lf, v, f)
+    pairs = walk_pairs(orig, leak, aligned, tree, oidx, edge)
+    assert pairs is not None and np.array_equal(perm[pairs], np.arange(len(v)))
