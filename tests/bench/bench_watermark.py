@@ -730,6 +730,7 @@ RENUMBER_ATTACKS = (
     "noise 0.5% (MESHBEN scale)",
     "noise 0.1%",
     "noise 0.3%",
+    "noise 0.5%",
 )
 
 
@@ -767,9 +768,16 @@ def run_renumbered_noise(trials: int) -> str:
         f"list: noise, then a tool or exporter that renumbers the vertices. Cell = informed "
         f"trace named the delivery (p <= 1e-9) on the noisy leak in the original's vertex "
         f"order · on the same leak renumbered. A renumbered leak is read with the "
-        f"same-order models when its counterparts can be recovered (registration, then "
-        f"connectivity repair, `attack_model._renumbered_pairs`); otherwise with the "
-        f"weaker surface model.\n\n" + "\n".join(rows) + "\n\n"
+        f"same-order models when its numbering can be recovered: since 2026-12-06 by a "
+        f"walk over its connectivity from a seed triangle the registration suggests "
+        f"(`watermark/renumber.py`; noise does not enter the walk, only the choice between "
+        f"complete numberings), else by the neighbour vote "
+        f"(`attack_model._renumbered_pairs`, before that date the only way, which did not "
+        f"converge from about half an edge of noise: the 41k mesh at 0.3 % of the "
+        f"diagonal was named 4/4 in order, 0/4 renumbered); otherwise with the weaker "
+        f"surface model. At 0.3-0.5 % of the diagonal the 3k-8k meshes are at or past the "
+        f"information limit of this distortion, in order or not (main section: z and the "
+        f"keyed-sign ceiling per cell).\n\n" + "\n".join(rows) + "\n\n"
     )
 
 
@@ -922,12 +930,20 @@ def render(
         '"(MESHBEN lambda 0.03)" rows, beside which Cho\'s smoothing figures stand (until '
         "2026-12-06 they stood beside the lambda 0.1 rows, a ~3x stronger attack). Venus "
         "has ~100k vertices against our 3-41k (robustness grows with vertices per bin): the "
-        "section after this one compares at that scale. Informed tier (`sealport trace "
+        "section after this one compares at that scale. Reading frame: since 2026-12-06 "
+        "(scheme v2) the norms are read about the mean of the triangle corners, before "
+        "about the area-weighted centre (v1, still read for older deliveries). On these "
+        "3-41k meshes neither centre moves much under attack, and against the last v1 run "
+        "the cells moved both ways by about the trial noise of 3 keys; at 130k vertices "
+        "rounding moved the area centre 100-200x more, and there the change shows (next "
+        "section). Informed tier (`sealport trace "
         "--data`, server has the original; bold numbers): for each candidate delivery the "
         "server knows where every original vertex was moved, so it reads the leak as a "
         "matched filter of that displacement (per-bin log-likelihood ratio of the two moves "
         "the embedder would have made), after modelling the attack on the original: same "
-        "vertex order -> index correspondence, then quantisation grid likelihood, inverted "
+        "vertex order (or the same mesh renumbered: the numbering recovered by a walk over "
+        "its connectivity, `watermark/renumber.py`) -> index correspondence, then "
+        "quantisation grid likelihood, inverted "
         "Laplacian smoothing (umbrella, step 0.1 / 0.3 / 0.5 and count fitted; 0.1 is the "
         "benchmark's main smoother; MESHBEN's 0.03, cotangent or Taubin smoothing are only "
         "approximated) or noise; "
@@ -1013,13 +1029,16 @@ def render(
             f"{k} {speed['n'] / speed[k] / 1e6:.2f} ({speed['n'] / speed[k + ' cpu'] / 1e6:.2f})"
             for k in ("embed", "extract", "plan", "apply", "apply + check")
         )
-        + ". `embed` = `plan_embed` (per asset: one int64 argsort of the norms + one "
-        "area-centre pass; cacheable, `EmbedPlan.to_bytes`) + `apply_plan` (per delivery: "
-        "O(N), no sort, no triangle pass) + the exact read-back (`faces=`: one more "
-        "area-centre pass; bin edges from small bands of the nearly sorted new norms) and "
-        "repair passes where bins come out short (none on this torus). Extract = one pass "
-        "over the triangles (referenced vertices + area centre), one int64 sort of the "
-        "norms' bits (a pair sort only for vertices whose norms tie), then the bins. "
+        + ". `embed` = `plan_embed` (per asset: one int64 argsort of the norms + the "
+        "frame's centre, one bincount of the triangle corners; cacheable, "
+        "`EmbedPlan.to_bytes`) + `apply_plan` (per delivery: O(N), no sort, no triangle "
+        "pass) + the exact read-back (`faces=`: the centre again; bin edges from small "
+        "bands of the nearly sorted new norms) and repair passes where bins come out short "
+        "(none on this torus). Extract = the corner bincount (referenced vertices + the "
+        "centre), one int64 sort of the norms' bits (a pair sort only for vertices whose "
+        "norms tie), then the bins. The torus is mirror-symmetric; the frame's offset "
+        "into general position (`geometry.corner_centre`) keeps its norms distinct, as a "
+        "symmetric asset's. "
         f"{big}.",
     ]
 
