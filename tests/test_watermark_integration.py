@@ -481,7 +481,7 @@ def test_trace_names_a_delivery_joined_with_other_geometry(
     client: SealportClient, server: ServerHandle, tmp_path: Path
 ) -> None:
     """Blender's Join / Maya's Combine: the delivered mesh and a larger unrelated one
-    become one mesh. The whole reads nothing (its area centre moved); the trace tries
+    become one mesh. The whole reads nothing (its centre moved); the trace tries
     each connected part on its own and names the delivery."""
     result = client.secure_import(asset_id(server, "wm-glb"), tmp_path / "out")
     client.secure_import(asset_id(server, "wm-glb"), tmp_path / "later")  # a decoy delivery

@@ -22,7 +22,7 @@ carries another payload, and MalformedManifest for an invalid watermark record.
 Signed reader hints (``"reader"`` in the watermark entry)
 ---------------------------------------------------------
 The server reads every marked file back with this very reader before sealing
-it and signs, per mesh, the reader's area-weighted centre and whether every
+it and signs, per mesh, the reader's centre (in the scheme's frame) and whether every
 vertex is referenced by a triangle. For meshes whose flag is true the check
 takes that centre instead of its own pass over the triangles (on a 5.5 M
 triangle GLB the largest stage of the check). Why that keeps the check honest:

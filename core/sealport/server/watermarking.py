@@ -20,7 +20,7 @@ provides that hook for the library in :mod:`sealport.watermark`.
   out unmarked with that reason rather than blocking the artist's import. The
   hook hands that check to sealing, which runs it while encrypting
   (:func:`start_marking`); :func:`mark_delivery` is the same, synchronous.
-- That check's reader yields, per mesh, the area centre and whether every
+- That check's reader yields, per mesh, the centre (in the scheme's frame) and whether every
   vertex is referenced; they go into the entry as ``"reader"`` hints (only once
   the file verified, from the file that is sealed), so the client can skip its
   triangle pass (:mod:`sealport.watermark_check` says why that is sound). The
