@@ -35,6 +35,12 @@ _AMBIGUOUS = 1.25
 """A second complete numbering within this factor of the best RMS: a symmetry; give up."""
 _MAX_WALKS = 64
 """Complete or partial walks per leak at most (a bound on the work)."""
+_MAX_COMPLETED = 5_000
+"""Triangles with an unmapped corner after the walk that :func:`_complete` takes on
+at most (its loop is Python; the scanned bunny needs a few dozen)."""
+_MAX_LEVELS = 20_000
+"""Breadth-first levels per walk at most: a level is a few numpy calls (~50 us), so
+a long, thin strip of a mesh (or a hostile file shaped like one) stops there."""
 
 
 def _edge_table(tris: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +116,9 @@ class _Walker:
         seen = np.zeros(len(lt), bool)
         seen[seed] = True
         front = np.array([seed])
-        while len(front):
+        for _ in range(_MAX_LEVELS):
+            if not len(front):
+                break
             across = self.nbr[front].ravel()
             parent = np.repeat(front, 3)
             side = np.tile(np.arange(3), len(front))
@@ -147,6 +155,8 @@ class _Walker:
                 inv[Dn] = dn
             seen[across] = True
             front = across
+        else:
+            return None  # too deep: see _MAX_LEVELS
         return _complete(pi, inv, lt, self.undirected)
 
 
@@ -170,6 +180,8 @@ def _complete(
     edge has a third vertex still free. Repeats while that maps more."""
     keys, third = undirected
     n = len(pi)
+    if int((pi[lt] < 0).any(axis=1).sum()) > _MAX_COMPLETED:
+        return pi  # too many left: not the same mesh, or not worth a Python loop
     while True:
         mapped = pi[lt] >= 0
         todo = np.flatnonzero(mapped.sum(axis=1) == 2)
@@ -209,6 +221,8 @@ def walk_pairs(
     if len(leak.points) != n or len(leak.tris) != len(orig.tris) or not len(leak.tris):
         return None
     if n >= 1 << 21:  # triangle keys are n**3 in int64
+        return None
+    if int(leak.used.sum()) != len(oidx):
         return None
     table = _edge_table(orig.tris, n)
     lidx = np.flatnonzero(leak.used)
