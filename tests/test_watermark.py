@@ -855,3 +855,24 @@ def test_walk_refuses_another_triangulation_of_the_same_points():
     orig, leak, aligned, tree, oidx, edge = _walk_inputs(lv, lf, v, f)
     pairs = walk_pairs(orig, leak, aligned, tree, oidx, edge)
     assert pairs is not None and np.array_equal(perm[pairs], np.arange(len(v)))
+
+
+def test_walk_work_is_bounded_on_a_long_strip(monkeypatch: pytest.MonkeyPatch):
+    """A long, thin ribbon (or a hostile file shaped like one) makes one walk level per
+    triangle pair: past ``_MAX_LEVELS`` the walk gives up instead of running on; within
+    it the numbering is recovered."""
+    from sealport.watermark import renumber
+
+    n_seg = 400
+    x = np.repeat(np.arange(n_seg + 1, dtype=float), 2)
+    y = np.tile([0.0, 1.0], n_seg + 1)
+    z = 0.05 * np.sin(x / 7.0) * (1 + y)
+    v = np.stack([x, y, z], axis=1)
+    i = np.arange(n_seg)[:, None] * 2
+    f = np.concatenate([np.hstack([i, i + 2, i + 1]), np.hstack([i + 1, i + 2, i + 3])])
+    lv, lf, perm = _renumbered_leak(v, f, 0.0001, seed=4)
+    args = _walk_inputs(lv, lf, v, f)
+    pairs = renumber.walk_pairs(*args)
+    assert pairs is not None and np.array_equal(perm[pairs], np.arange(len(v)))
+    monkeypatch.setattr(renumber, "_MAX_LEVELS", 50)
+    assert renumber.walk_pairs(*args) is None
