@@ -370,7 +370,7 @@ def test_trace_names_user_and_delivery(
     rc, out = run_cli(capsys, "trace", str(result.path), "--data", str(server.data_dir))
     assert rc == 0, out
     assert "MARK FOUND" in out and f"delivery   : {m.delivery_id}" in out
-    assert "found in   : mesh 1 of 1" in out
+    assert "found in   : mesh 1 of 1" in out and f"scheme     : {SCHEME}" in out
     rc, out = run_cli(capsys, "trace", str(result.path), "--data", str(server.data_dir), "--json")
     doc = json.loads(out)  # one JSON object on stdout, nothing else
     assert rc == 0 and doc["status"] == "found" and doc["match"]["delivery_id"] == m.delivery_id
@@ -445,7 +445,7 @@ def test_delivery_of_the_older_scheme_still_verifies_and_traces(
         )
     report = trace_file(old_file, server.data_dir)
     assert report.status == "found" and report.match is not None, report.text()
-    assert report.match.delivery_id == m.delivery_id
+    assert report.match.delivery_id == m.delivery_id and report.match.scheme == SCHEME_V1
     mesh = trimesh.load(old_file, force="mesh", process=False)
     s = np.asarray(mesh.vertices) @ np.array([0.6, 0.0, 0.8])
     keep = (s <= np.quantile(s, 0.85))[mesh.faces].all(axis=1)

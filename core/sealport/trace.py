@@ -105,6 +105,8 @@ class TraceMatch:
     only the server and that delivery's recipient know the key."""
     where: str = ""
     """Which mesh of the file (or connected part of a joined mesh) carries the mark."""
+    scheme: str = ""
+    """The delivery's watermark scheme (``keys.SCHEME_FRAMES``): which frame it was read in."""
 
 
 def _match(
@@ -125,6 +127,7 @@ def _match(
         method=method,
         altered=altered,
         where=where,
+        scheme=str(json.loads(row["watermark"]).get("scheme", "")),
     )
 
 
@@ -171,6 +174,7 @@ class TraceReport:
                 f"  payload    : {mt.payload_hex}",
                 f"  confidence : {mt.confidence:.10f} ({mt.method})",
                 f"  found in   : {mt.where}",
+                f"  scheme     : {mt.scheme}",
                 f"  false-positive bound over this trace: {self.false_positive_bound:.2e} "
                 f"({self.checks} checks)",
             ]
