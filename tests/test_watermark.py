@@ -283,6 +283,13 @@ def test_plan_apply_equals_embed_and_serialises():
         apply_plan(plan, v * 1.001, PAYLOAD, KEY)  # a plan made from other vertices
     with pytest.raises(ValueError):
         EmbedPlan.from_bytes(b"not a plan")
+    # The frame travels with the plan: a v1 (area) plan marks in v1's frame.
+    assert plan.frame == "corner"
+    old = EmbedPlan.from_bytes(plan_embed(v, f, frame="area").to_bytes())
+    assert old.frame == "area"
+    w1 = apply_plan(old, v, PAYLOAD, KEY, faces=f)
+    assert np.array_equal(w1, embed(v, f, PAYLOAD, KEY, frame="area"))
+    assert extract(w1, f, KEY, frame="area").payload == PAYLOAD
     small = plan_embed(*_load("suzanne.ply"))
     with pytest.raises(WatermarkCapacityError):
         apply_plan(small, _load("suzanne.ply")[0], PAYLOAD, KEY)

@@ -9,8 +9,9 @@ geometry and a cheap keyed part, so a server that marks every delivery of the
 same asset version can cache the first:
 
 ``plan = plan_embed(vertices, faces)`` (:class:`EmbedPlan`): merge coincident
-positions, the frame's centre (corner mean; v1: area-weighted), the sorted distinct vertex norms and, for every
-input vertex, its slot in that order (and one vertex per slot). Cost: one argsort
+positions, the frame's centre (corner mean; scheme v1: area-weighted), the sorted
+distinct vertex norms and, for every input vertex, its slot in that order (and
+one vertex per slot). Cost: one argsort
 of the norms (as int64 bit patterns) plus one pass over the triangles; ~16 bytes
 per vertex. ``plan.to_bytes()`` / ``EmbedPlan.from_bytes(data)`` serialise it
 (numpy ``.npz``, no pickle; ValueError if invalid). A plan is valid only for the
@@ -119,8 +120,8 @@ class VerifyResult:
 
 @dataclass(frozen=True)
 class ReaderHint:
-    """What the reader's triangle pass yields for one mesh: its centre (in the scheme's frame)
-    and whether every vertex is referenced by a triangle.
+    """What the reader's triangle pass yields for one mesh: its centre (in the scheme's
+    frame) and whether every vertex is referenced by a triangle.
 
     Why: the server reads every marked file back with the reader before it seals
     it, so it can sign these into the manifest (``"reader"`` in the watermark
