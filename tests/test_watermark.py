@@ -283,7 +283,7 @@ def test_plan_apply_equals_embed_and_serialises():
         apply_plan(plan, v * 1.001, PAYLOAD, KEY)  # a plan made from other vertices
     with pytest.raises(ValueError):
         EmbedPlan.from_bytes(b"not a plan")
-    # The frame travels with the plan: a v1 (area) plan marks in v1's frame.
+    # The frame travels with the plan: an area-frame plan marks in v1's frame.
     assert plan.frame == "corner"
     old = EmbedPlan.from_bytes(plan_embed(v, f, frame="area").to_bytes())
     assert old.frame == "area"
@@ -883,3 +883,40 @@ def test_walk_work_is_bounded_on_a_long_strip(monkeypatch: pytest.MonkeyPatch):
     assert pairs is not None and np.array_equal(perm[pairs], np.arange(len(v)))
     monkeypatch.setattr(renumber, "_MAX_LEVELS", 50)
     assert renumber.walk_pairs(*args) is None
+
+
+def test_review_unused_nan_vertex_and_degenerate_triangles_do_not_move_the_frame():
+    """Found in review of scheme v2: (1) an unreferenced vertex holding NaN (PLY keeps
+    them) made the corner mean NaN; (2) triangles that repeat a vertex index, 30 of
+    them at one far vertex and invisible in any viewer, moved the corner mean enough
+    to defeat the blind reader; (3) uint64 face arrays crashed the corner count."""
+    from sealport.watermark.geometry import corner_centre
+
+    v, f = _load("bunny.ply")
+    w = embed(v, f, PAYLOAD, KEY)
+    centre = corner_centre(w, f)
+    with_nan = np.concatenate([w, [[np.nan, 0.0, 0.0]]])
+    assert np.array_equal(corner_centre(with_nan, f), centre)
+    assert verify(with_nan, f, KEY, PAYLOAD).status == "verified"
+    far = int(np.argmax(np.linalg.norm(w - w.mean(0), axis=1)))
+    junk = np.concatenate([f, np.full((30, 3), far), [[far, far, 0]] * 30])
+    assert np.array_equal(corner_centre(w, junk), centre)
+    assert extract(w, junk, KEY).payload == PAYLOAD
+    assert extract(w, f.astype(np.uint64), KEY).payload == PAYLOAD
+
+
+def test_review_plan_of_the_old_scheme_is_refused():
+    """A version-1 plan (cached before scheme v2) holds v1's frame; applied, it would
+    mark in a frame the manifest no longer names, so loading it is refused."""
+    import io
+
+    from sealport.watermark.mark import EmbedPlan, plan_embed
+
+    v, f = _load("bunny.ply")
+    data = dict(np.load(io.BytesIO(plan_embed(v, f, frame="area").to_bytes())))
+    data["version"] = np.int64(1)
+    del data["frame"]
+    buf = io.BytesIO()
+    np.savez(buf, **data)
+    with pytest.raises(ValueError, match="plan version 1"):
+        EmbedPlan.from_bytes(buf.getvalue())

@@ -185,24 +185,34 @@ _COUNT_CHUNK = 1 << 24
 
 
 def corner_counts(n: int, tris: np.ndarray) -> np.ndarray:
-    """(n,) int64: triangle corners at each vertex (0: unreferenced).
+    """(n,) int64: corners of proper triangles at each vertex (0: unreferenced).
+
+    A triangle that repeats a vertex index (``(i, i, j)``, ``(i, i, i)``) has no
+    area and is left out: otherwise a few dozen of them at one far vertex, invisible
+    in any viewer, moved the corner mean enough to defeat the blind reader (found in
+    review; tested). Zero-area triangles over *distinct* indices (a vertex and its
+    exact copies) still count; the reader's norms count each position once.
 
     ``bincount`` casts its input to native-size integers: for the int32 triangles a
     file gives, one call on 20 M triangles held a 0.45 GiB copy (the 10 M-vertex
-    extract's peak went from 0.59 to 0.90 GiB), so those are counted in blocks of
-    ``_COUNT_CHUNK`` corners (a 128 MiB copy at most; integer sums, same result).
+    extract's peak went from 0.59 to 0.90 GiB), so the corners are counted in blocks
+    of ``_COUNT_CHUNK`` (a 128 MiB copy at most; integer sums, same result).
     """
     t = np.asarray(tris)
     if not t.size:
         return np.zeros(n, np.int64)
+    if t.ndim == 2 and t.shape[1] == 3:
+        proper = (t[:, 0] != t[:, 1]) & (t[:, 1] != t[:, 2]) & (t[:, 0] != t[:, 2])
+        if not proper.all():
+            t = t[proper]
     # order="K": a view of C- or F-ordered triangles (a column-major array is not
     # copied; ~40 ms per 17 M corners saved).
     flat = np.ravel(t, order="K")
-    if flat.dtype == np.intp or len(flat) <= _COUNT_CHUNK:
-        return np.bincount(flat, minlength=n)
+    if len(flat) <= _COUNT_CHUNK:
+        return np.bincount(flat.astype(np.intp, copy=False), minlength=n)
     counts = np.zeros(n, np.int64)
     for s in range(0, len(flat), _COUNT_CHUNK):
-        counts += np.bincount(flat[s : s + _COUNT_CHUNK], minlength=n)
+        counts += np.bincount(flat[s : s + _COUNT_CHUNK].astype(np.intp, copy=False), minlength=n)
     return counts
 
 
@@ -210,7 +220,7 @@ def corner_centre(
     points: np.ndarray, tris: np.ndarray, counts: np.ndarray | None = None
 ) -> np.ndarray:
     """The v2 frame's centre: the mean of the triangle corners (= unweighted mean of
-    the triangle centroids; vertex mean if there is no triangle; see the module
+    the proper triangles' centroids; vertex mean if there is none; see the module
     docstring for why), moved by ``GENERIC_OFFSET`` of the referenced vertices'
     bounding-box diagonal along a fixed direction.
 
@@ -224,30 +234,34 @@ def corner_centre(
     otherwise the same (a rotation of the model turns the offset against it by at
     most ~1e-6 of the diagonal, 7x less than the centre moves under 10-bit rounding).
 
-    ``counts``: :func:`corner_counts` if the caller has it. Sums are float64,
-    relative to the first vertex, in fixed blocks and order, so the same input
-    gives the same bits in the embedder's read-back and in the reader.
+    Only referenced vertices enter the sums (an unreferenced vertex may hold NaN or
+    lie anywhere). ``counts``: :func:`corner_counts` if the caller has it. Sums are
+    float64, relative to the first referenced vertex, in fixed blocks and order, so
+    the same input gives the same bits in the embedder's read-back and in the reader.
     """
     pts = np.asarray(points)
     c = corner_counts(len(pts), tris) if counts is None else counts
     total = int(c.sum()) if len(c) else 0
     if not (total and len(pts)):
         return np.asarray(pts.mean(axis=0), dtype=np.float64)
-    origin = pts[0].astype(np.float64)
+    origin = pts[int(np.flatnonzero(c)[0])].astype(np.float64)
     acc = np.zeros(3)
     lo = np.full(3, np.inf)
     hi = np.full(3, -np.inf)
     for s in range(0, len(pts), _CORNER_CHUNK):
         w = c[s : s + _CORNER_CHUNK].astype(np.float64)
         block = pts[s : s + _CORNER_CHUNK]
-        used = None if bool((w > 0).all()) else w > 0
+        used = w > 0
+        if not used.all():
+            block, w = block[used], w[used]
+        if not len(w):
+            continue
         for k in range(3):
             col = block[:, k].astype(np.float64) - origin[k]
             acc[k] += float(np.einsum("i,i->", w, col, dtype=np.float64))
-            seen = col if used is None else col[used]
-            if len(seen):  # per column: a (n, 3) reduce along axis 0 is ~7x slower
-                lo[k] = min(lo[k], float(seen.min()))
-                hi[k] = max(hi[k], float(seen.max()))
+            # per column: a (n, 3) reduce along axis 0 is ~7x slower
+            lo[k] = min(lo[k], float(col.min()))
+            hi[k] = max(hi[k], float(col.max()))
     size = float(np.linalg.norm(hi - lo))
     return origin + acc / float(total) + (GENERIC_OFFSET * size) * _GENERIC
 

@@ -52,6 +52,7 @@ from .errors import WatermarkCapacityError, WatermarkFormatError
 from .geometry import (
     CentreKind,
     as_triangles,
+    corner_counts,
     frame_centre,
     norms,
     position_hash,
@@ -82,7 +83,9 @@ _NEWTON_STEPS = 40
 _SUB = 256
 """Newton for k runs on a (bin, sub-bin) table of x means: exact to ~1e-6 in the mean."""
 _PLAN_VERSION = 2
-"""2: the plan records its frame (``EmbedPlan.frame``); a version-1 plan is "area"."""
+"""2: the plan records its frame (``EmbedPlan.frame``). Version-1 plans (cached before
+scheme v2, so in v1's frame) are refused: applied, they would mark in a frame the
+manifest no longer names."""
 _CHECK_POINTS = 64
 """Vertices re-measured by apply_plan to catch a plan used with other vertices."""
 
@@ -427,9 +430,9 @@ class EmbedPlan:
                 raise ValueError("not an .npz archive")
             with loaded as z:
                 version = int(z["version"])
-                if version not in (1, _PLAN_VERSION):
-                    raise ValueError(f"plan version {version}")
-                frame = "area" if version == 1 else str(z["frame"])
+                if version != _PLAN_VERSION:  # 1: scheme v1's frame, never written now
+                    raise ValueError(f"plan version {version}: make a new plan")
+                frame = str(z["frame"])
                 if frame not in ("corner", "area"):
                     raise ValueError(f"unknown frame {frame!r}")
                 n, m = int(z["n_vertices"]), int(z["m"])
@@ -1123,7 +1126,7 @@ def _embed_rounds(
                 loose = (
                     np.zeros(0, np.intp)
                     if no_loose
-                    else np.flatnonzero(~referenced(len(src), tris))
+                    else np.flatnonzero(~_frame_referenced(len(src), tris, plan.frame))
                 )
             again = _replan(plan, pts, seen, loose)
             b = _apply(
@@ -1153,6 +1156,12 @@ def _embed_rounds(
         a = _apply(plan, src, levels, perm, sign, alpha, cap)
     assert best is not None
     return best[1]
+
+
+def _frame_referenced(n: int, tris: np.ndarray, frame: CentreKind) -> np.ndarray:
+    """The vertices the reader counts in ``frame``: v2 leaves out triangles that
+    repeat a vertex index (``geometry.corner_counts``), v1 counts every triangle."""
+    return corner_counts(n, tris) > 0 if frame == "corner" else referenced(n, tris)
 
 
 def _check_plan(plan: EmbedPlan, v: np.ndarray) -> None:

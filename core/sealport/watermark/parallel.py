@@ -134,8 +134,9 @@ def _spans(n: int, parts: int) -> list[tuple[int, int]]:
 def referenced_and_centre(
     points: np.ndarray, tris: np.ndarray, threads: int, kind: geometry.CentreKind = "corner"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(geometry.referenced(len(points), tris), geometry.frame_centre(points, tris,
-    kind))``, bit for bit.
+    """``(vertices the reader counts, geometry.frame_centre(points, tris, kind))``, bit
+    for bit: for ``corner``, ``geometry.corner_counts > 0`` (triangles that repeat a
+    vertex index left out); for ``area``, ``geometry.referenced``.
 
     ``corner`` (scheme v2): one ``bincount`` of the corners gives both (no float
     work per triangle; cheaper than the area pass on one core, so not threaded).
