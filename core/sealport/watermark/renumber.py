@@ -19,6 +19,11 @@ leak, and keeps the complete numbering closest to the registered leak, unless a
 second complete one (a symmetry of the mesh) comes close: then it gives up, and the
 leak is read by the surface model as before. Noise does not enter the walk at all,
 only the choice between complete numberings.
+
+Limit: one walk covers one connected part, so a mesh of several parts (a character
+with separate eyes) is not recovered here and falls back to the vote. Seeding
+each further part from the registration, with an ambiguity check per part, would
+lift that; not built.
 """
 
 from __future__ import annotations
