@@ -920,3 +920,17 @@ def test_review_plan_of_the_old_scheme_is_refused():
     np.savez(buf, **data)
     with pytest.raises(ValueError, match="plan version 1"):
         EmbedPlan.from_bytes(buf.getvalue())
+
+
+def test_walk_recovers_a_mesh_of_several_parts():
+    """Part by part: a torus and a separate smaller blob in one mesh (a character and
+    its eye), noise of ~half an edge, another order: every vertex's counterpart."""
+    from sealport.watermark.renumber import walk_pairs
+
+    tv, tf = bumpy_torus(60, 40, seed=8)
+    bv, bf = blob(3, seed=2)
+    v = np.concatenate([tv, 0.3 * bv + np.array([2.5, 0.0, 0.0])])
+    f = np.concatenate([tf, bf + len(tv)])
+    lv, lf, perm = _renumbered_leak(v, f, 0.002, seed=6)
+    pairs = walk_pairs(*_walk_inputs(lv, lf, v, f))
+    assert pairs is not None and np.array_equal(perm[pairs], np.arange(len(v)))

@@ -20,10 +20,10 @@ second complete one (a symmetry of the mesh) comes close: then it gives up, and 
 leak is read by the surface model as before. Noise does not enter the walk at all,
 only the choice between complete numberings.
 
-Limit: one walk covers one connected part, so a mesh of several parts (a character
-with separate eyes) is not recovered here and falls back to the vote. Seeding
-each further part from the registration, with an ambiguity check per part, would
-lift that; not built.
+A mesh of several connected parts (a character with separate eyes) is walked part
+by part (up to ``_MAX_PARTS``), each part seeded from the registration and
+checked for ambiguity on its own; a part too small or too symmetric to tell its
+place gives up the walk, and the vote takes over.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ _AMBIGUOUS = 1.25
 """A second complete numbering within this factor of the best RMS: a symmetry; give up."""
 _MAX_WALKS = 64
 """Complete or partial walks per leak at most (a bound on the work)."""
+_MAX_PARTS = 32
+"""Connected parts walked at most; a leak of more parts is left to the vote."""
 _MAX_COMPLETED = 5_000
 """Triangles with an unmapped corner after the walk that :func:`_complete` takes on
 at most (its loop is Python; the scanned bunny needs a few dozen)."""
@@ -114,12 +116,20 @@ class _Walker:
         self.nbr = nbr
         self.undirected = _undirected(orig.tris, self.n)
 
-    def walk(self, seed: int, image: np.ndarray) -> np.ndarray | None:
+    def walk(
+        self, seed: int, image: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray | None:
         """Leak vertex -> original vertex (-1: not reached) from leak triangle ``seed``
-        mapped corner by corner onto ``image``; None on a contradiction."""
+        mapped corner by corner onto ``image``, on top of ``known`` (the numbering of
+        parts already walked, and its inverse); None on a contradiction."""
         n, lt = self.n, self.lt
-        pi = np.full(n, -1, np.int64)
-        inv = np.full(n, -1, np.int64)
+        if known is None:
+            pi = np.full(n, -1, np.int64)
+            inv = np.full(n, -1, np.int64)
+        else:
+            pi, inv = known[0].copy(), known[1].copy()
+        if (pi[lt[seed]] >= 0).any() or (inv[image] >= 0).any():
+            return None
         pi[lt[seed]] = image
         inv[image] = lt[seed]
         seen = np.zeros(len(lt), bool)
@@ -240,29 +250,75 @@ def walk_pairs(
     limit = 4.0 * float(np.median(dist)) + edge  # a wrong seed strays beyond this fast
     walker = _Walker(orig, leak, aligned, limit, table, _neighbours(leak.tris, n))
     incident = _incident(orig.tris, n)
+    part_of = _parts(leak.tris, n)
+    pi = np.full(n, -1, np.int64)
+    inv = np.full(n, -1, np.int64)
+    walks = [0]
+    parts = np.unique(part_of[leak.tris[:, 0]])
+    if len(parts) > _MAX_PARTS:
+        return None  # more parts than the bound: leave it to the vote
+    for part in parts:
+        members = np.flatnonzero(part_of == part)
+        if (pi[members] >= 0).all():
+            continue
+        best = _walk_part(
+            walker, orig, aligned, tree, oidx, incident, (pi, inv), part_of, part, walks
+        )
+        if best is None:
+            return None
+        pi = best
+        inv = np.full(n, -1, np.int64)
+        inv[pi[pi >= 0]] = np.flatnonzero(pi >= 0)
+    if (pi[lidx] < 0).any():
+        return None
+    if not _maps_triangles(pi, leak.tris, orig.tris, n):
+        return None
+    pairs = np.empty(n, np.int64)
+    pairs[pi[lidx]] = lidx
+    pairs[np.flatnonzero(~orig.used)] = np.flatnonzero(~leak.used)  # unread
+    return pairs
+
+
+def _walk_part(
+    walker: _Walker,
+    orig: Welded,
+    aligned: np.ndarray,
+    tree,
+    oidx: np.ndarray,
+    incident: tuple[np.ndarray, np.ndarray],
+    known: tuple[np.ndarray, np.ndarray],
+    part_of: np.ndarray,
+    part: int,
+    walks: list[int],
+) -> np.ndarray | None:
+    """The numbering extended over one connected part of the leak: seeds in that part,
+    the complete walk nearest the registered leak, None if none or ambiguous."""
+    lt = walker.lt
+    members = np.flatnonzero(part_of == part)
+    in_part = np.flatnonzero(part_of[lt[:, 0]] == part)
+    seeds = in_part[
+        np.linspace(0, len(in_part) - 1, min(_SEED_TRIANGLES, len(in_part))).astype(np.int64)
+    ]
     found: list[tuple[float, np.ndarray]] = []
-    walks = 0
-    seeds = np.linspace(0, len(leak.tris) - 1, _SEED_TRIANGLES).astype(np.int64)
+    k = min(_SEED_CANDIDATES, len(oidx))
     for seed in seeds:
-        a, b, c = walker.lt[seed]
-        k = min(_SEED_CANDIDATES, len(oidx))
+        a, b, c = lt[seed]
         _, near = tree.query(aligned[a], k=k)
         for cand in oidx[np.atleast_1d(near)]:
             for image in _images(orig.tris, incident, int(cand)):
-                if walks >= _MAX_WALKS:
+                if walks[0] >= _MAX_WALKS:
                     break
                 if (
-                    np.linalg.norm(aligned[b] - orig.points[image[1]]) > limit
-                    or np.linalg.norm(aligned[c] - orig.points[image[2]]) > limit
+                    np.linalg.norm(aligned[b] - orig.points[image[1]]) > walker.limit
+                    or np.linalg.norm(aligned[c] - orig.points[image[2]]) > walker.limit
                 ):
                     continue
-                walks += 1
-                pi = walker.walk(int(seed), image)
-                if pi is None or (pi[lidx] < 0).any():
+                walks[0] += 1
+                pi = walker.walk(int(seed), image, known)
+                if pi is None or (pi[members] < 0).any():
                     continue
-                rms = float(
-                    np.sqrt(np.mean(np.sum((aligned[lidx] - orig.points[pi[lidx]]) ** 2, 1)))
-                )
+                off = aligned[members] - orig.points[pi[members]]
+                rms = float(np.sqrt(np.mean(np.sum(off**2, axis=1))))
                 if not any(np.array_equal(pi, p) for _, p in found):
                     found.append((rms, pi))
         if found:
@@ -271,14 +327,21 @@ def walk_pairs(
         return None
     found.sort(key=lambda x: x[0])
     if len(found) > 1 and found[1][0] < _AMBIGUOUS * found[0][0]:
-        return None  # a symmetry of the mesh matches about as well
-    pi = found[0][1]
-    if not _maps_triangles(pi, leak.tris, orig.tris, n):
-        return None
-    pairs = np.empty(n, np.int64)
-    pairs[pi[lidx]] = lidx
-    pairs[np.flatnonzero(~orig.used)] = np.flatnonzero(~leak.used)  # unread
-    return pairs
+        return None  # a symmetry of the part matches about as well
+    return found[0][1]
+
+
+def _parts(tris: np.ndarray, n: int) -> np.ndarray:
+    """(n,) connected part of every vertex (by shared triangles; unreferenced
+    vertices are parts of their own)."""
+    import scipy.sparse as sp
+    from scipy.sparse.csgraph import connected_components
+
+    t = tris.astype(np.int64)
+    rows = np.concatenate([t[:, 0], t[:, 1]])
+    cols = np.concatenate([t[:, 1], t[:, 2]])
+    graph = sp.coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
 
 
 def _incident(tris: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
