@@ -807,9 +807,7 @@ def _walk_inputs(lv, lf, v, f):
     tree = am._tree(orig.points[oidx])
     aligned, _ = am.register(leak, orig, tree)
     aligned = am._refine(aligned, leak, orig, tree)
-    ot = orig.tris
-    edge = float(np.median(np.linalg.norm(orig.points[ot[:, 0]] - orig.points[ot[:, 1]], axis=1)))
-    return orig, leak, aligned, tree, oidx, edge
+    return orig, leak, aligned, tree, oidx, am.median_edge(orig)
 
 
 def test_walk_recovers_the_numbering_where_the_neighbour_vote_does_not():

@@ -127,7 +127,7 @@ def _match(
         method=method,
         altered=altered,
         where=where,
-        scheme=str(json.loads(row["watermark"]).get("scheme", "")),
+        scheme=_row_scheme(row),
     )
 
 
@@ -210,11 +210,16 @@ def _marked_entry(raw: str | None) -> bool:
     )
 
 
+def _row_scheme(row: Any) -> str:
+    """The watermark scheme a ledger row's delivery was marked with ("" if none)."""
+    return str(json.loads(row["watermark"] or "{}").get("scheme", ""))
+
+
 def _row_frame(row: Any) -> CentreKind:
     """The reading frame of a marked delivery's scheme (checked by :func:`_marked_entry`)."""
     from .watermark import SCHEME_FRAMES
 
-    return SCHEME_FRAMES[json.loads(row["watermark"])["scheme"]]
+    return SCHEME_FRAMES[_row_scheme(row)]
 
 
 STAGE_LOAD = "loading"

@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 
 from .geometry import CentreKind, Welded, area_centre, as_triangles, frame_centre, weld
-from .renumber import walk_pairs
+from .renumber import tri_keys, walk_pairs
 
 SAME_VERTEX = 0.1
 """A leaked vertex closer than this x the median original edge to an original vertex..."""
@@ -609,6 +609,12 @@ def _rays(orig: Welded, frame: CentreKind) -> np.ndarray:
     return u / np.maximum(np.linalg.norm(u, axis=1), 1e-300)[:, None]
 
 
+def median_edge(w: Welded) -> float:
+    """Median length of a welded mesh's first triangle sides (a scale for tolerances)."""
+    t = w.tris
+    return float(np.median(np.linalg.norm(w.points[t[:, 0]] - w.points[t[:, 1]], axis=1)))
+
+
 def _diag(points: np.ndarray) -> float:
     return float(np.linalg.norm(points.max(0) - points.min(0))) or 1.0
 
@@ -652,11 +658,6 @@ def _expand(start: np.ndarray, nbr: np.ndarray, rows: np.ndarray) -> tuple[np.nd
     return owner, nbr[np.repeat(start[rows], counts) + offset]
 
 
-def _tri_keys(tris: np.ndarray, n: int) -> np.ndarray:
-    t = np.sort(tris, axis=1).astype(np.int64)
-    return (t[:, 0] * n + t[:, 1]) * n + t[:, 2]
-
-
 def _renumbered_pairs(
     orig: Welded, leak: Welded, aligned: np.ndarray, tree, oidx: np.ndarray
 ) -> np.ndarray | None:
@@ -683,9 +684,9 @@ def _renumbered_pairs(
     o_adj, l_adj = _adjacency(orig), _adjacency(leak)
     o_start, o_nbr = o_adj.indptr, o_adj.indices
     l_start, l_nbr = l_adj.indptr, l_adj.indices
-    orig_keys = np.sort(_tri_keys(orig.tris, n))
+    orig_keys = np.sort(tri_keys(orig.tris, n))
     for _ in range(_RENUMBER_ROUNDS):
-        keys = _tri_keys(pi[leak.tris], n)
+        keys = tri_keys(pi[leak.tris], n)
         at = np.minimum(np.searchsorted(orig_keys, keys), len(orig_keys) - 1)
         bad = orig_keys[at] != keys
         dup = np.zeros(n, bool)
@@ -728,8 +729,7 @@ def _unindexed(
         aligned, _ = register(leak, orig, tree)
         aligned = _refine(aligned, leak, orig, tree)
     u = _rays(orig, frame)
-    ot = orig.tris
-    edge = float(np.median(np.linalg.norm(orig.points[ot[:, 0]] - orig.points[ot[:, 1]], axis=1)))
+    edge = median_edge(orig)
 
     def survivors(al: np.ndarray):
         """(dist, nearest original point, is-a-surviving-vertex) of the used leak points."""
@@ -766,7 +766,7 @@ def _unindexed(
         sig = 1.4826 * float(np.median(np.abs(h)))
         if sig > 0:
             h = np.clip(h, -_ROBUST_CLIP * sig, _ROBUST_CLIP * sig)
-            tv = ot[face]
+            tv = orig.tris[face]
             coef = bary * np.einsum("mkc,mc->mk", u[tv], n)
             g += np.bincount(tv.ravel(), weights=(coef * h[:, None]).ravel(), minlength=m) / sig**2
             a += np.bincount(tv.ravel(), weights=(coef * coef).ravel(), minlength=m) / sig**2
@@ -818,8 +818,7 @@ def _correspond(
     # Same mesh, other vertex order? The walk over the connectivity first (any noise;
     # ~0.5 s on 41k vertices), the neighbour vote where the walk cannot cross (e.g. a
     # mesh whose edges are mostly non-manifold).
-    ot = orig.tris
-    edge = float(np.median(np.linalg.norm(orig.points[ot[:, 0]] - orig.points[ot[:, 1]], axis=1)))
+    edge = median_edge(orig)
     pairs = walk_pairs(orig, leak, aligned, tree, oidx, edge)
     if pairs is None:
         pairs = _renumbered_pairs(orig, leak, aligned, tree, oidx)

@@ -19,22 +19,29 @@ import numpy as np
 from .geometry import as_triangles, weld
 
 
+def part_labels(tris: np.ndarray, n: int) -> np.ndarray:
+    """(n,) connected part of every vertex, by shared triangle sides (an unreferenced
+    vertex is a part of its own). Needs scipy."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    t = np.asarray(tris)
+    edges = np.concatenate([t[:, [0, 1]], t[:, [1, 2]]])
+    graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
 def connected_parts(vertices: np.ndarray, faces: np.ndarray, min_vertices: int) -> list[np.ndarray]:
     """Triangles (rows of the fan-triangulated ``faces``) of every connected part with at
     least ``min_vertices`` distinct positions, largest first; [] when the mesh is one
     part (nothing to add) or no part is large enough. Needs scipy."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
     tris = as_triangles(faces)
     if not len(tris):
         return []
     w = weld(vertices, tris)
     wt = w.inverse[tris]
-    n = len(w.points)
-    edges = np.concatenate([wt[:, [0, 1]], wt[:, [1, 2]]])
-    graph = coo_matrix((np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
-    count, label = connected_components(graph, directed=False)
+    label = part_labels(wt, len(w.points))
+    count = int(label.max()) + 1
     if count < 2:
         return []
     tri_label = label[wt[:, 0]]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .components import part_labels
 from .geometry import Welded
 
 _SEED_TRIANGLES = 4
@@ -54,22 +55,22 @@ _MAX_LEVELS = 20_000
 a long, thin strip of a mesh (or a hostile file shaped like one) stops there."""
 
 
-def _edge_table(tris: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted directed-edge keys ``u * n + v`` (corner j -> j + 1 of every triangle)
-    and the triangle's third vertex for each. A directed edge that occurs more than
+def _edge_table(tris: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sorted directed-edge keys ``u * n + v`` (corner j -> j + 1 of every triangle),
+    the triangle's third vertex and the triangle itself for each. A directed edge that occurs more than
     once (a non-manifold edge, or neighbours of opposite orientation: 298 of the
     scanned bunny's 49k) is left out: the walk does not cross it."""
     t = tris.astype(np.int64)
     keys = (t * n + np.roll(t, -1, axis=1)).ravel()
     third = np.roll(t, -2, axis=1).ravel()
     order = np.argsort(keys, kind="stable")
-    keys, third = keys[order], third[order]
+    keys, third, owner = keys[order], third[order], order // 3
     once = np.ones(len(keys), bool)
     if len(keys) > 1:
         same = keys[1:] == keys[:-1]
         once[1:] &= ~same
         once[:-1] &= ~same
-    return keys[once], third[once]
+    return keys[once], third[once], owner[once]
 
 
 def _lookup(keys: np.ndarray, values: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -86,48 +87,49 @@ def _neighbours(tris: np.ndarray, n: int) -> np.ndarray:
     t = tris.astype(np.int64)
     fwd = (t * n + np.roll(t, -1, axis=1)).ravel()
     rev = (np.roll(t, -1, axis=1) * n + t).ravel()
-    keys, _ = _edge_table(tris, n)  # the directed edges that occur once
-    order = np.argsort(fwd, kind="stable")
-    across = _lookup(fwd[order], (np.arange(fwd.size) // 3)[order], rev)
-    ones = np.ones(len(keys), np.int64)
-    crossable = (_lookup(keys, ones, fwd) > 0) & (_lookup(keys, ones, rev) > 0)
-    across[~crossable] = -1
+    keys, _, owner = _edge_table(tris, n)  # the directed edges that occur once
+    across = _lookup(keys, owner, rev)
+    across[_lookup(keys, owner, fwd) < 0] = -1  # this side itself occurs twice
     return across.reshape(-1, 3)
 
 
 class _Walker:
-    """The tables one leak / original pair needs for every seed."""
+    """What one leak / original pair needs for every seed: the registered leak, the
+    original's edge tables and KD-tree, the leak's neighbours across each edge."""
 
     def __init__(
         self,
         orig: Welded,
         leak: Welded,
         aligned: np.ndarray,
-        limit: float,
-        table: tuple[np.ndarray, np.ndarray],
-        nbr: np.ndarray,
+        tree,
+        oidx: np.ndarray,
+        edge: float,
     ) -> None:
         self.n = len(orig.points)
+        self.orig_tris = orig.tris
         self.points = orig.points
         self.lt = leak.tris.astype(np.int64)
         self.aligned = aligned
-        self.limit = limit
-        self.okeys, self.othird = table
-        self.nbr = nbr
+        self.tree = tree
+        self.oidx = oidx
+        dist, _ = tree.query(aligned[leak.used], workers=-1)
+        self.limit = 4.0 * float(np.median(dist)) + edge  # a wrong seed strays beyond this fast
+        self.okeys, self.othird, _ = _edge_table(orig.tris, self.n)
+        self.nbr = _neighbours(leak.tris, self.n)
+        self.incident = _incident(orig.tris, self.n)
         self.undirected = _undirected(orig.tris, self.n)
+        self.walks = 0
+        """Walks tried so far for this leak (bounded by ``_MAX_WALKS``)."""
 
     def walk(
-        self, seed: int, image: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> np.ndarray | None:
-        """Leak vertex -> original vertex (-1: not reached) from leak triangle ``seed``
-        mapped corner by corner onto ``image``, on top of ``known`` (the numbering of
-        parts already walked, and its inverse); None on a contradiction."""
+        self, seed: int, image: np.ndarray, known: tuple[np.ndarray, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(leak vertex -> original vertex, its inverse; -1: not reached) from leak
+        triangle ``seed`` mapped corner by corner onto ``image``, on top of ``known``
+        (the numbering of the parts already walked); None on a contradiction."""
         n, lt = self.n, self.lt
-        if known is None:
-            pi = np.full(n, -1, np.int64)
-            inv = np.full(n, -1, np.int64)
-        else:
-            pi, inv = known[0].copy(), known[1].copy()
+        pi, inv = known[0].copy(), known[1].copy()
         if (pi[lt[seed]] >= 0).any() or (inv[image] >= 0).any():
             return None
         pi[lt[seed]] = image
@@ -176,7 +178,49 @@ class _Walker:
             front = across
         else:
             return None  # too deep: see _MAX_LEVELS
-        return _complete(pi, inv, lt, self.undirected)
+        return _complete(pi, inv, lt, self.undirected), inv
+
+    def extend(
+        self, known: tuple[np.ndarray, np.ndarray], members: np.ndarray, tris: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """``known`` extended over one connected part of the leak (its vertices
+        ``members``, its triangles ``tris``): seeds in the part, the complete walk
+        nearest the registered leak; None if none completes or two come close (a
+        symmetry of the part)."""
+        lt, aligned, points = self.lt, self.aligned, self.points
+        seeds = tris[
+            np.linspace(0, len(tris) - 1, min(_SEED_TRIANGLES, len(tris))).astype(np.int64)
+        ]
+        found: list[tuple[float, tuple[np.ndarray, np.ndarray]]] = []
+        k = min(_SEED_CANDIDATES, len(self.oidx))
+        for seed in seeds:
+            a, b, c = lt[seed]
+            _, near = self.tree.query(aligned[a], k=k)
+            for cand in self.oidx[np.atleast_1d(near)]:
+                for image in _images(self.orig_tris, self.incident, int(cand)):
+                    if self.walks >= _MAX_WALKS:
+                        break
+                    if (
+                        np.linalg.norm(aligned[b] - points[image[1]]) > self.limit
+                        or np.linalg.norm(aligned[c] - points[image[2]]) > self.limit
+                    ):
+                        continue
+                    self.walks += 1
+                    walked = self.walk(int(seed), image, known)
+                    if walked is None or (walked[0][members] < 0).any():
+                        continue
+                    off = aligned[members] - points[walked[0][members]]
+                    rms = float(np.sqrt(np.mean(np.sum(off**2, axis=1))))
+                    if not any(np.array_equal(walked[0], p[0]) for _, p in found):
+                        found.append((rms, walked))
+            if found:
+                break
+        if not found:
+            return None
+        found.sort(key=lambda x: x[0])
+        if len(found) > 1 and found[1][0] < _AMBIGUOUS * found[0][0]:
+            return None  # a symmetry of the part matches about as well
+        return found[0][1]
 
 
 def _undirected(tris: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -244,104 +288,37 @@ def walk_pairs(
         return None
     if int(leak.used.sum()) != len(oidx):
         return None
-    table = _edge_table(orig.tris, n)
-    lidx = np.flatnonzero(leak.used)
-    dist, _ = tree.query(aligned[lidx], workers=-1)
-    limit = 4.0 * float(np.median(dist)) + edge  # a wrong seed strays beyond this fast
-    walker = _Walker(orig, leak, aligned, limit, table, _neighbours(leak.tris, n))
-    incident = _incident(orig.tris, n)
-    part_of = _parts(leak.tris, n)
-    pi = np.full(n, -1, np.int64)
-    inv = np.full(n, -1, np.int64)
-    walks = [0]
-    parts = np.unique(part_of[leak.tris[:, 0]])
+    walker = _Walker(orig, leak, aligned, tree, oidx, edge)
+    part_of = part_labels(leak.tris, n)
+    tri_part = part_of[walker.lt[:, 0]]
+    parts = np.unique(tri_part)
     if len(parts) > _MAX_PARTS:
         return None  # more parts than the bound: leave it to the vote
+    known = (np.full(n, -1, np.int64), np.full(n, -1, np.int64))
     for part in parts:
         members = np.flatnonzero(part_of == part)
-        if (pi[members] >= 0).all():
+        if (known[0][members] >= 0).all():
             continue
-        best = _walk_part(
-            walker, orig, aligned, tree, oidx, incident, (pi, inv), part_of, part, walks
-        )
-        if best is None:
+        extended = walker.extend(known, members, np.flatnonzero(tri_part == part))
+        if extended is None:
             return None
-        pi = best
-        inv = np.full(n, -1, np.int64)
-        inv[pi[pi >= 0]] = np.flatnonzero(pi >= 0)
+        known = extended
+    pi = known[0]
+    lidx = np.flatnonzero(leak.used)
     if (pi[lidx] < 0).any():
         return None
-    if not _maps_triangles(pi, leak.tris, orig.tris, n):
-        return None
+    if not np.array_equal(np.sort(tri_keys(pi[leak.tris], n)), np.sort(tri_keys(orig.tris, n))):
+        return None  # some leak triangle is not an original triangle
     pairs = np.empty(n, np.int64)
     pairs[pi[lidx]] = lidx
     pairs[np.flatnonzero(~orig.used)] = np.flatnonzero(~leak.used)  # unread
     return pairs
 
 
-def _walk_part(
-    walker: _Walker,
-    orig: Welded,
-    aligned: np.ndarray,
-    tree,
-    oidx: np.ndarray,
-    incident: tuple[np.ndarray, np.ndarray],
-    known: tuple[np.ndarray, np.ndarray],
-    part_of: np.ndarray,
-    part: int,
-    walks: list[int],
-) -> np.ndarray | None:
-    """The numbering extended over one connected part of the leak: seeds in that part,
-    the complete walk nearest the registered leak, None if none or ambiguous."""
-    lt = walker.lt
-    members = np.flatnonzero(part_of == part)
-    in_part = np.flatnonzero(part_of[lt[:, 0]] == part)
-    seeds = in_part[
-        np.linspace(0, len(in_part) - 1, min(_SEED_TRIANGLES, len(in_part))).astype(np.int64)
-    ]
-    found: list[tuple[float, np.ndarray]] = []
-    k = min(_SEED_CANDIDATES, len(oidx))
-    for seed in seeds:
-        a, b, c = lt[seed]
-        _, near = tree.query(aligned[a], k=k)
-        for cand in oidx[np.atleast_1d(near)]:
-            for image in _images(orig.tris, incident, int(cand)):
-                if walks[0] >= _MAX_WALKS:
-                    break
-                if (
-                    np.linalg.norm(aligned[b] - orig.points[image[1]]) > walker.limit
-                    or np.linalg.norm(aligned[c] - orig.points[image[2]]) > walker.limit
-                ):
-                    continue
-                walks[0] += 1
-                pi = walker.walk(int(seed), image, known)
-                if pi is None or (pi[members] < 0).any():
-                    continue
-                off = aligned[members] - orig.points[pi[members]]
-                rms = float(np.sqrt(np.mean(np.sum(off**2, axis=1))))
-                if not any(np.array_equal(pi, p) for _, p in found):
-                    found.append((rms, pi))
-        if found:
-            break
-    if not found:
-        return None
-    found.sort(key=lambda x: x[0])
-    if len(found) > 1 and found[1][0] < _AMBIGUOUS * found[0][0]:
-        return None  # a symmetry of the part matches about as well
-    return found[0][1]
-
-
-def _parts(tris: np.ndarray, n: int) -> np.ndarray:
-    """(n,) connected part of every vertex (by shared triangles; unreferenced
-    vertices are parts of their own)."""
-    import scipy.sparse as sp
-    from scipy.sparse.csgraph import connected_components
-
-    t = tris.astype(np.int64)
-    rows = np.concatenate([t[:, 0], t[:, 1]])
-    cols = np.concatenate([t[:, 1], t[:, 2]])
-    graph = sp.coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
+def tri_keys(tris: np.ndarray, n: int) -> np.ndarray:
+    """One int64 per triangle as a vertex set (``n`` vertices, n**3 < 2**63)."""
+    t = np.sort(tris, axis=1).astype(np.int64)
+    return (t[:, 0] * n + t[:, 1]) * n + t[:, 2]
 
 
 def _incident(tris: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -363,13 +340,3 @@ def _images(
         j = int(np.flatnonzero(corners == vertex)[0])
         out.append(np.roll(corners, -j))
     return out
-
-
-def _maps_triangles(pi: np.ndarray, leak_tris: np.ndarray, orig_tris: np.ndarray, n: int) -> bool:
-    """Is every leak triangle, renumbered by ``pi``, an original triangle (as a set)?"""
-
-    def keys(t: np.ndarray) -> np.ndarray:
-        s = np.sort(t.astype(np.int64), axis=1)
-        return (s[:, 0] * n + s[:, 1]) * n + s[:, 2]
-
-    return bool(np.array_equal(np.sort(keys(pi[leak_tris])), np.sort(keys(orig_tris))))
