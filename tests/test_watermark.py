@@ -494,6 +494,49 @@ def test_informed_survives_crop_and_rigid_motion_where_blind_fails():
     assert informed_verify(plain, KEY, PAYLOAD).status == "not_found"
 
 
+@pytest.mark.parametrize("leak_kind", ["cropped", "noisy", "renumbered"])
+def test_one_registration_serves_both_frames(leak_kind: str, monkeypatch: pytest.MonkeyPatch):
+    """A ledger holds v1 and v2 deliveries of the same asset: correspond_frames
+    registers the leak once and gives, per frame, exactly what correspond gives."""
+    from sealport.watermark import attack_model
+    from sealport.watermark.informed import correspond, correspond_frames, informed_verify
+
+    v, f = _load("bunny.ply")
+    marked = {fr: embed(v, f, PAYLOAD, KEY, frame=fr) for fr in ("corner", "area")}
+    rng = np.random.default_rng(5)
+    noise = rng.normal(size=v.shape) * 2e-5
+
+    def leak_of(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if leak_kind == "cropped":
+            return _crop(w, f, 0.1, seed=4)
+        if leak_kind == "noisy":
+            return w + noise, f
+        perm = np.random.default_rng(6).permutation(len(w))
+        return (w + noise)[perm], np.argsort(perm)[f]
+
+    registrations = []
+    real_register = attack_model.register
+
+    def counting_register(*args, **kwargs):
+        registrations.append(1)
+        return real_register(*args, **kwargs)
+
+    monkeypatch.setattr(attack_model, "register", counting_register)
+    for fr, w in marked.items():
+        lv, lf = leak_of(w)
+        registrations.clear()
+        both = correspond_frames(lv, lf, v, f, ["corner", "area", "corner"])
+        assert sorted(both) == ["area", "corner"]
+        assert len(registrations) == (0 if leak_kind == "noisy" else 1)  # same order: none
+        for other, c in both.items():
+            alone = correspond(lv, lf, v, f, frame=other)
+            assert c.frame == other and c.model == alone.model
+            assert np.array_equal(c.g, alone.g) and np.array_equal(c.a, alone.a)
+            assert np.array_equal(c.valid, alone.valid)
+        assert not np.array_equal(both["corner"].g, both["area"].g)  # the rays differ
+        assert informed_verify(both[fr], KEY, PAYLOAD).status == "verified"
+
+
 def test_informed_survives_subdivision():
     """Subdivision keeps the marked surface but makes three of four vertices new, half
     an edge from any original one: the point fits alone stopped ~0.3 edge off and

@@ -54,12 +54,14 @@ from sealport.watermark import (
     SCHEME,
     SCHEME_V1,
     EmbedReport,
+    attack_model,
     derive_delivery_key,
     embed,
     extract,
     load_meshes,
     manifest_entry,
 )
+from sealport.watermark.geometry import weld
 from sealport.watermark_check import MISMATCH_MESSAGE, verify_delivery_mark
 
 from tests.fixtures.server import ServerHandle, start_sealport_server
@@ -424,7 +426,7 @@ def _older_scheme_copy(server: ServerHandle, m: Any, dst: Path) -> tuple[Path, d
 
 
 def test_delivery_of_the_older_scheme_still_verifies_and_traces(
-    client: SealportClient, server: ServerHandle, tmp_path: Path
+    client: SealportClient, server: ServerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Deliveries an older server marked (scheme v1, area-weighted frame) keep working:
     the importer reads them in their own frame, and the trace names them blind and,
@@ -455,6 +457,59 @@ def test_delivery_of_the_older_scheme_still_verifies_and_traces(
     assert report.status == "found" and report.match is not None, report.text()
     assert report.match.delivery_id == m.delivery_id
     assert report.match.method.startswith("informed")
+
+
+def test_one_registration_per_leak_for_deliveries_of_both_schemes(
+    client: SealportClient,
+    server: ServerHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An asset version delivered before scheme v2 and after: the ledger holds rows of
+    both schemes, and the trace registers a cropped leak onto the original once, not
+    once per scheme (registration is most of an informed check's cost)."""
+    rot = trimesh.transformations.rotation_matrix(0.7, [1.0, 2.0, 3.0])
+    mesh = trimesh.load(MESHES / "bunny.ply", process=False)
+    mesh.apply_transform(rot)  # a mesh no other asset of this module shares
+    src = tmp_path / "mixed.glb"
+    mesh.export(src)
+    server.add_asset(src, name="wm-mixed", project="wm", fmt="glb")
+    m = client.secure_import(asset_id(server, "wm-mixed"), tmp_path / "out").manifest
+    old_file, old_entry = _older_scheme_copy(server, m, tmp_path / "old.glb")
+    with sqlite3.connect(server.data_dir / "ledger.sqlite") as db:  # as the old server wrote it
+        db.execute(
+            "UPDATE deliveries SET watermark = ? WHERE delivery_id = ?",
+            (json.dumps(old_entry), m.delivery_id),
+        )
+    leaked = trimesh.load(old_file, force="mesh", process=False)
+    s = np.asarray(leaked.vertices) @ np.array([0.6, 0.0, 0.8])
+    keep = (s <= np.quantile(s, 0.85))[leaked.faces].all(axis=1)
+    cropped = tmp_path / "old-cropped.stl"
+    trimesh.Trimesh(leaked.vertices, leaked.faces[keep], process=False).export(cropped)
+
+    original = server.data_dir / "store" / m.asset_id / str(m.version) / m.file.path
+    (ov, of), *_ = load_meshes(original)
+    this_asset = weld(ov, of).points
+    registrations = []  # of a leak onto this asset's original mesh
+    real_register = attack_model.register
+
+    def counting_register(leak: Any, orig: Any, *args: Any, **kwargs: Any) -> Any:
+        if orig.points.shape == this_asset.shape and np.array_equal(orig.points, this_asset):
+            registrations.append(1)
+        return real_register(leak, orig, *args, **kwargs)
+
+    monkeypatch.setattr(attack_model, "register", counting_register)
+    for newer_delivery in (False, True):
+        if newer_delivery:  # a v2 delivery of the same version: both schemes in the ledger
+            newer = client.secure_import(asset_id(server, "wm-mixed"), tmp_path / "out2").manifest
+            assert newer.version == m.version and newer.watermark is not None
+            assert newer.watermark["scheme"] == SCHEME
+        registrations.clear()
+        report = trace_file(cropped, server.data_dir)
+        assert report.status == "found" and report.match is not None, report.text()
+        assert report.match.delivery_id == m.delivery_id and report.match.scheme == SCHEME_V1
+        assert report.match.method.startswith("informed")
+        assert len(registrations) == 1, newer_delivery
 
 
 def test_trace_cropped_leak_by_registration_to_the_original(

@@ -418,7 +418,7 @@ def _informed(
     from .watermark import derive_delivery_key, load_meshes, min_vertices
     from .watermark.errors import WatermarkFormatError
     from .watermark.geometry import weld
-    from .watermark.informed import correspond, informed_verify
+    from .watermark.informed import correspond_frames, informed_verify
 
     groups: dict[tuple[str, int], list[Any]] = {}
     for row in rows:
@@ -441,16 +441,19 @@ def _informed(
         except (WatermarkFormatError, OSError):
             continue
         originals = [(v, f) for v, f in originals if int(weld(v, f).used.sum()) >= min_vertices(64)]
-        corrs: dict[str, list[tuple[str, Any]]] = {}
+        # Every scheme of the group's deliveries (v1 and v2 for an asset delivered
+        # before and after the change): one registration per leak and original serves
+        # them all (correspond_frames), only the rays differ.
+        frames = list(dict.fromkeys(_row_frame(row) for row in group))
+        corrs: dict[str, list[tuple[str, Any]]] = {f: [] for f in frames}
+        for where, (lv, lf) in leaks:
+            for ov, of in originals:
+                progress.check()  # registration is the slow part: stop between pairs
+                for f, c in correspond_frames(lv, lf, ov, of, frames).items():
+                    corrs[f].append((where, c))
         for row in group:
             progress.check()
             frame = _row_frame(row)
-            if frame not in corrs:  # per scheme of the group's deliveries (usually one)
-                corrs[frame] = []
-                for where, (lv, lf) in leaks:
-                    for ov, of in originals:
-                        progress.check()  # registration is the slow part: stop between pairs
-                        corrs[frame].append((where, correspond(lv, lf, ov, of, frame=frame)))
             key = derive_delivery_key(secret, row["delivery_id"])
             expected = delivery_payload(secret, row["delivery_id"])
             for where, c in corrs[frame]:

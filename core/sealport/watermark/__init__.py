@@ -141,7 +141,13 @@ from .files import (
     load_meshes,
     verify_file,
 )
-from .informed import Correspondence, InformedResult, correspond, informed_verify
+from .informed import (
+    Correspondence,
+    InformedResult,
+    correspond,
+    correspond_frames,
+    informed_verify,
+)
 from .keys import SCHEME, SCHEME_FRAMES, SCHEME_V1, derive_delivery_key
 from .manifest import (
     entry_frame,
@@ -188,6 +194,7 @@ __all__ = [
     "apply_plan",
     "capacity_bits",
     "correspond",
+    "correspond_frames",
     "derive_delivery_key",
     "embed",
     "embed_file",

@@ -56,6 +56,7 @@ quantisation grid model (:class:`Lattice`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -718,9 +719,12 @@ def _unindexed(
     tree=None,
     aligned: np.ndarray | None = None,
     frame: CentreKind = "corner",
+    planes: tuple[Any, np.ndarray] | None = None,
 ) -> Correspondence:
     """Other connectivity: survivors read radially, the rest on the original surface.
-    ``tree``, ``aligned``: the original's KD-tree and the registered leak, if known."""
+    ``tree``, ``aligned``: the original's KD-tree and the registered leak, if known;
+    ``planes``: (:func:`_fans` of the original, the point-to-plane refit of ``aligned``),
+    if known (neither depends on the frame, so several frames share them)."""
     m = len(orig.points)
     oidx = np.flatnonzero(orig.used)
     if tree is None:
@@ -746,8 +750,7 @@ def _unindexed(
     # drift off them. Keep whichever alignment finds more survivors: leak and original
     # only, never the key, so the false-positive bound is untouched.
     found = survivors(aligned)
-    fans = _fans(orig)
-    planar = _refine_planes(aligned, leak, orig, tree, fans)
+    fans, planar = _planes(aligned, leak, orig, tree) if planes is None else planes
     if planar is not aligned:
         other = survivors(planar)
         if other[3].sum() > found[3].sum():
@@ -778,6 +781,12 @@ def _unindexed(
     return Correspondence(orig, g, a, valid, rms, cov, "surface")
 
 
+def _planes(aligned: np.ndarray, leak: Welded, orig: Welded, tree) -> tuple[Any, np.ndarray]:
+    """(fans of the original, point-to-plane refit of ``aligned``): frame-independent."""
+    fans = _fans(orig)
+    return fans, _refine_planes(aligned, leak, orig, tree, fans)
+
+
 def correspond(
     leak_vertices: np.ndarray,
     leak_faces: np.ndarray,
@@ -788,29 +797,34 @@ def correspond(
 ) -> Correspondence:
     """Register the leak to the original and model the attack (module doc, step 1).
     ``frame``: the delivery scheme's centre (the rays the embedder moved along)."""
-    c = _correspond(leak_vertices, leak_faces, orig_vertices, orig_faces, frame)
-    c.frame = frame
-    return c
+    return correspond_frames(leak_vertices, leak_faces, orig_vertices, orig_faces, (frame,))[frame]
 
 
-def _correspond(
+def correspond_frames(
     leak_vertices: np.ndarray,
     leak_faces: np.ndarray,
     orig_vertices: np.ndarray,
     orig_faces: np.ndarray,
-    frame: CentreKind,
-) -> Correspondence:
+    frames: Sequence[CentreKind],
+) -> dict[CentreKind, Correspondence]:
+    """:func:`correspond` in each of ``frames``, registering the leak once.
+
+    Why: a ledger holds deliveries of both schemes for years (v1's stay readable), and
+    a trace checks a leak against all of them. The registration (similarity ICP, the
+    refits, the renumbering walk) does not depend on the frame, only the rays the
+    evidence is read along do; it is ~all of the cost on a cropped or simplified leak.
+    Each result equals ``correspond(..., frame=f)`` (tested).
+    """
+    wanted = list(dict.fromkeys(frames))
     orig = weld(np.asarray(orig_vertices), orig_faces)
     leak = weld(np.asarray(leak_vertices), leak_faces)
-    m = len(orig.points)
     if int(leak.used.sum()) < 4 or int(orig.used.sum()) < 4:
-        z = np.zeros(m)
-        return Correspondence(orig, z, z.copy(), np.zeros(m, bool), 1.0, 0.0)
+        return _with_frames({f: _unread(orig) for f in wanted})
     pairs = _index_pairs(
         np.asarray(leak_vertices), leak_faces, np.asarray(orig_vertices), orig_faces, orig, leak
     )
     if pairs is not None:
-        return _indexed(orig, leak, pairs, frame)
+        return _with_frames({f: _indexed(orig, leak, pairs, f) for f in wanted})
     oidx = np.flatnonzero(orig.used)
     tree = _tree(orig.points[oidx])
     aligned, _ = register(leak, orig, tree)
@@ -823,5 +837,19 @@ def _correspond(
     if pairs is None:
         pairs = _renumbered_pairs(orig, leak, aligned, tree, oidx)
     if pairs is not None:  # same mesh, other vertex order: the same-order models
-        return _indexed(orig, leak, pairs, frame)
-    return _unindexed(orig, leak, tree, aligned, frame)
+        return _with_frames({f: _indexed(orig, leak, pairs, f) for f in wanted})
+    planes = _planes(aligned, leak, orig, tree)
+    return _with_frames({f: _unindexed(orig, leak, tree, aligned, f, planes) for f in wanted})
+
+
+def _unread(orig: Welded) -> Correspondence:
+    """Nothing to read: a leak or original with fewer than 4 points."""
+    m = len(orig.points)
+    z = np.zeros(m)
+    return Correspondence(orig, z, z.copy(), np.zeros(m, bool), 1.0, 0.0)
+
+
+def _with_frames(corrs: dict[CentreKind, Correspondence]) -> dict[CentreKind, Correspondence]:
+    for f, c in corrs.items():
+        c.frame = f
+    return corrs

@@ -86,7 +86,7 @@ from typing import Literal
 
 import numpy as np
 
-from .attack_model import Correspondence, Lattice, _log_cell, correspond
+from .attack_model import Correspondence, Lattice, _log_cell, correspond, correspond_frames
 from .codec import decode_bits, encode_bits
 from .geometry import frame_centre, norms
 from .keys import layout
@@ -117,6 +117,7 @@ __all__ = [
     "InformedResult",
     "bin_scores",
     "correspond",
+    "correspond_frames",
     "bin_information",
     "informed_verify",
 ]
