@@ -37,14 +37,15 @@ parts, and every check on them counts towards the false-positive bound.
 Informed tier: when the blind checks find nothing, the server still has every
 delivered asset's original in its store. For each (asset, version) among the
 tried deliveries, every leaked mesh is registered once to every original mesh
-(:func:`sealport.watermark.informed.correspond`, scipy's cKDTree), and each
+(:func:`sealport.watermark.informed.correspond_frames`, scipy's cKDTree; once also
+when the asset's deliveries span both schemes, v1 and v2: only the rays differ), and each
 delivery of that asset is tested with its key and expected payload
 (:func:`~sealport.watermark.informed.informed_verify`, false-positive bound
 ``INFORMED_FPR`` per check). It reads each candidate's known displacement as a
 matched filter after modelling the attack on the original, and survives
 cropping, simplification, quantisation and smoothing far better than the blind
-reader (docs/BENCHMARKS.md, "Watermark"). ``correspond`` (the costly part:
-registration, attack model) runs once per leaked mesh and original; each
+reader (docs/BENCHMARKS.md, "Watermark"). The correspondence (the costly part:
+registration, attack model) is made once per leaked mesh and original; each
 delivery check adds one partition and two Newton solves. It needs scipy (the
 ``server`` / ``trace`` extras).
 """
