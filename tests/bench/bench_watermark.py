@@ -1123,7 +1123,7 @@ def cho_verdict(
             if per_trial is not None and len(per_trial[i]) > 1 and kind != "tie":
                 x = np.asarray(per_trial[i])
                 half = float(student_t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
-                lo, hi = max(0.0, ours - half), min(0.5, ours + half)
+                lo, hi = max(0.0, ours - half), min(1.0, ours + half)
                 text += f", 95 % interval {lo:.3f}-{hi:.3f}"
                 if abs(ours - theirs) <= half:
                     text += ": within the keys' spread"
