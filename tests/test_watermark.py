@@ -946,6 +946,29 @@ def test_review_unused_nan_vertex_and_degenerate_triangles_do_not_move_the_frame
     assert extract(w, f.astype(np.uint64), KEY).payload == PAYLOAD
 
 
+def test_zero_area_slivers_over_vertex_copies_defeat_the_blind_tier_not_the_trace():
+    """A documented limit of the blind tier (README, Status): zero-area slivers over
+    copies of a far vertex (distinct indices, one position; invisible, and connected
+    to the mesh, so the trace's split into parts keeps them) add corners there and move
+    the corner mean: 10 defeat the blind decode, 30 the known-payload detector too.
+    Any reference-point reader has such a weakness (thin, nearly zero-area slivers to a
+    far point would do the same to an area filter). The informed trace names the leak
+    (registration to the original, surface model)."""
+    from sealport.watermark.informed import correspond, informed_verify
+
+    v, f = _load("bunny.ply")
+    w = embed(v, f, PAYLOAD, KEY)
+    far = int(np.argmax(np.linalg.norm(w - w.mean(0), axis=1)))
+    n = 30
+    ids = len(w) + np.arange(n)
+    leak_v = np.concatenate([w, np.repeat(w[far : far + 1], n, axis=0)])
+    leak_f = np.concatenate([f, np.stack([np.full(n, far), ids, np.roll(ids, 1)], axis=1)])
+    assert extract(leak_v, leak_f, KEY).status == "not_found"
+    assert verify(leak_v, leak_f, KEY, PAYLOAD).status == "not_found"
+    r = informed_verify(correspond(leak_v, leak_f, v, f), KEY, PAYLOAD)
+    assert r.status == "verified" and r.p_value < 1e-12, r
+
+
 def test_review_plan_of_the_old_scheme_is_refused():
     """A version-1 plan (cached before scheme v2) holds v1's frame; applied, it would
     mark in a frame the manifest no longer names, so loading it is refused."""
