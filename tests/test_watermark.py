@@ -494,7 +494,7 @@ def test_informed_survives_crop_and_rigid_motion_where_blind_fails():
     assert informed_verify(plain, KEY, PAYLOAD).status == "not_found"
 
 
-@pytest.mark.parametrize("leak_kind", ["cropped", "noisy", "renumbered"])
+@pytest.mark.parametrize("leak_kind", ["cropped", "noisy", "quantised", "renumbered"])
 def test_one_registration_serves_both_frames(leak_kind: str, monkeypatch: pytest.MonkeyPatch):
     """A ledger holds v1 and v2 deliveries of the same asset: correspond_frames
     registers the leak once and gives, per frame, exactly what correspond gives."""
@@ -511,6 +511,9 @@ def test_one_registration_serves_both_frames(leak_kind: str, monkeypatch: pytest
             return _crop(w, f, 0.1, seed=4)
         if leak_kind == "noisy":
             return w + noise, f
+        if leak_kind == "quantised":  # 10-bit grid: the lattice model
+            lo, hi = w.min(0), w.max(0)
+            return lo + np.round((w - lo) / (hi - lo) * 1023) / 1023 * (hi - lo), f
         perm = np.random.default_rng(6).permutation(len(w))
         return (w + noise)[perm], np.argsort(perm)[f]
 
@@ -527,14 +530,35 @@ def test_one_registration_serves_both_frames(leak_kind: str, monkeypatch: pytest
         registrations.clear()
         both = correspond_frames(lv, lf, v, f, ["corner", "area", "corner"])
         assert sorted(both) == ["area", "corner"]
-        assert len(registrations) == (0 if leak_kind == "noisy" else 1)  # same order: none
+        same_order = leak_kind in ("noisy", "quantised")
+        assert len(registrations) == (0 if same_order else 1)
         for other, c in both.items():
             alone = correspond(lv, lf, v, f, frame=other)
             assert c.frame == other and c.model == alone.model
+            assert (c.rms, c.coverage) == (alone.rms, alone.coverage)
             assert np.array_equal(c.g, alone.g) and np.array_equal(c.a, alone.a)
             assert np.array_equal(c.valid, alone.valid)
-        assert not np.array_equal(both["corner"].g, both["area"].g)  # the rays differ
+            assert (c.lattice is None) == (alone.lattice is None)
+            if c.lattice is not None and alone.lattice is not None:
+                for name in ("q", "tau", "scale", "o", "u", "obs"):
+                    assert np.array_equal(getattr(c.lattice, name), getattr(alone.lattice, name))
+        assert (both["corner"].lattice is not None) == (leak_kind == "quantised")
+        rays = {k: c.g if c.lattice is None else c.lattice.u for k, c in both.items()}
+        assert not np.array_equal(rays["corner"], rays["area"])  # the frames differ
         assert informed_verify(both[fr], KEY, PAYLOAD).status == "verified"
+
+
+def test_correspond_frames_on_a_leak_too_small_to_read():
+    from sealport.watermark.informed import correspond_frames
+
+    v, f = _load("bunny.ply")
+    both = correspond_frames(v[:3], np.array([[0, 1, 2]]), v, f, ["corner", "area"])
+    assert sorted(both) == ["area", "corner"]
+    for fr, c in both.items():
+        assert c.frame == fr and not c.valid.any() and c.coverage == 0.0
+    assert both["corner"].g is not both["area"].g  # no array shared between frames
+    with pytest.raises(TypeError):
+        correspond_frames(v, f, v, f, "corner")  # type: ignore[arg-type]
 
 
 def test_informed_survives_subdivision():

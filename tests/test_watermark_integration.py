@@ -426,7 +426,7 @@ def _older_scheme_copy(server: ServerHandle, m: Any, dst: Path) -> tuple[Path, d
 
 
 def test_delivery_of_the_older_scheme_still_verifies_and_traces(
-    client: SealportClient, server: ServerHandle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    client: SealportClient, server: ServerHandle, tmp_path: Path
 ) -> None:
     """Deliveries an older server marked (scheme v1, area-weighted frame) keep working:
     the importer reads them in their own frame, and the trace names them blind and,

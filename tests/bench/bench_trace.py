@@ -255,6 +255,8 @@ def main() -> None:
     ap.add_argument("--deliveries", type=int, default=200)
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
+    if args.deliveries < 2:
+        ap.error("--deliveries must be at least 2 (the mixed ledger has one of each scheme)")
     body = run(args.deliveries)
     if args.write_docs:
         write_section(

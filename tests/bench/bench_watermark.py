@@ -1102,9 +1102,9 @@ def cho_verdict(
 ) -> dict[str, list[str]]:
     """Each attack with a published Cho figure: is this column's BER lower, a tie
     (within CHO_TIE) or higher? ``per_trial`` (the BER of each key, per attack): each
-    entry also gives the 95 % confidence interval of the mean over the keys (Student's
-    t), and says where Cho's figure lies inside it: the verdict rule stays the
-    fixed CHO_TIE, the interval shows how much of a difference the keys' spread
+    "higher" entry also gives the 95 % confidence interval of the mean over the keys
+    (Student's t) and says whether Cho's figure lies inside it: the verdict rule stays
+    the fixed CHO_TIE, the interval shows how much of a difference the keys' spread
     alone could make."""
     from scipy.stats import t as student_t
 
@@ -1120,7 +1120,7 @@ def cho_verdict(
                 else "tie"
             )
             text = f"{ours:.3f} vs {CHO[aname]}"
-            if per_trial is not None and len(per_trial[i]) > 1 and kind != "tie":
+            if per_trial is not None and len(per_trial[i]) > 1 and kind == "higher":
                 x = np.asarray(per_trial[i])
                 half = float(student_t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x)))
                 lo, hi = max(0.0, ours - half), min(1.0, ours + half)
@@ -1259,7 +1259,7 @@ def run_cho_scale(trials: int) -> str:
     summary = (
         "MRMS below is the mean over the trials, as MESHBEN reports it (each of its "
         "figures is the average of 5 trials with random keys and watermarks); the worst "
-        "trial is given beside it. Beside each verdict that is not a tie: the 95 % "
+        "trial is given beside it. Beside each attack where ours is higher: the 95 % "
         "confidence interval of our mean BER over the keys (Student's t; each key has its "
         "own attack draw), i.e. how much of a difference the keys' spread alone could "
         "make (MESHBEN publishes no spread for Cho's figures); the verdict rule stays the "

@@ -730,6 +730,7 @@ def _unindexed(
     if tree is None:
         tree = _tree(orig.points[oidx])  # one KD-tree for registration, refit and reading
     if aligned is None:
+        assert planes is None, "planes are refits of a given alignment"
         aligned, _ = register(leak, orig, tree)
         aligned = _refine(aligned, leak, orig, tree)
     u = _rays(orig, frame)
@@ -815,6 +816,8 @@ def correspond_frames(
     evidence is read along do; it is ~all of the cost on a cropped or simplified leak.
     Each result equals ``correspond(..., frame=f)`` (tested).
     """
+    if isinstance(frames, str):
+        raise TypeError("frames: a sequence of frames, e.g. ['corner', 'area']")
     wanted = list(dict.fromkeys(frames))
     orig = weld(np.asarray(orig_vertices), orig_faces)
     leak = weld(np.asarray(leak_vertices), leak_faces)
