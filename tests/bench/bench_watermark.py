@@ -1603,8 +1603,21 @@ def main() -> None:
         action="store_true",
         help="only the surface-leaning-move prototype at Cho's scale (its own docs section)",
     )
+    ap.add_argument(
+        "--grouped-prototype",
+        action="store_true",
+        help="only the prototype layout of norm bins in groups (its own docs section)",
+    )
     args = ap.parse_args()
+    if args.grouped_prototype:
+        from grouped_prototype import run_grouped_prototype
     for chosen, run, marker, heading in (
+        (
+            args.grouped_prototype,
+            run_grouped_prototype if args.grouped_prototype else None,
+            "grouped-prototype",
+            "Watermark prototype: norm bins in groups (not shipped)",
+        ),
         (
             args.direction_prototype,
             run_direction_prototype,
