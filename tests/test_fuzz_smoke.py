@@ -41,3 +41,28 @@ def test_fuzz_target(target: str, tmp_path: Path) -> None:
     tail = "\n".join(r.log.splitlines()[-60:])
     assert r.runs > 0, f"fuzz target {target} executed nothing:\n{tail}"
     assert r.ok, f"fuzz target {target} found a problem (exit {r.returncode}):\n{tail}"
+
+
+def test_a_target_starts_with_its_own_peak_memory() -> None:
+    """libFuzzer's RSS limit reads the peak RSS, which Linux carries across fork + exec:
+    a target started from a large pytest process was stopped as out-of-memory before
+    its first input. Through ``fresh_peak`` it counts only its own memory, and a
+    target killed by a signal still returns that signal."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    ballast = np.ones(300 * 2**20 // 8)  # 300 MiB, touched: this process's peak grows
+    probe = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    direct = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    launched = subprocess.run(
+        run_all.fresh_peak([sys.executable, "-c", probe]), capture_output=True, text=True
+    )
+    assert int(direct.stdout) > 300 * 1024  # KiB: the inherited peak (why the wrapper exists)
+    assert int(launched.stdout) < 100 * 1024
+    killed = subprocess.run(
+        run_all.fresh_peak([sys.executable, "-c", "import os; os.kill(os.getpid(), 15)"])
+    )
+    assert killed.returncode == -15  # SIGTERM: a native crash (SIGSEGV) would write a core
+    del ballast

@@ -91,6 +91,29 @@ def run_target(
     return r
 
 
+_FRESH_PEAK = [
+    "/bin/sh",
+    "-c",
+    '"$@"; s=$?; if [ "$s" -gt 128 ]; then kill -"$((s - 128))" "$$"; fi; exit "$s"',
+    "sh",
+]
+"""Prefix that starts a command with its own peak-RSS count (see :func:`fresh_peak`)."""
+
+
+def fresh_peak(cmd: list[str]) -> list[str]:
+    """``cmd`` started through ``sh`` so that its peak RSS starts from zero.
+
+    Why: libFuzzer's ``-rss_limit_mb`` reads ``getrusage``'s ``ru_maxrss``, and Linux
+    carries a process's peak RSS across fork + exec. Started straight from a pytest
+    process that had grown past 1 GiB, a target "used" 1 GiB before its first input
+    and was stopped as out-of-memory (a full test run, 2026-12-06). ``sh`` is
+    exec'd first (a small process) and forks the target: a fork's peak starts at
+    zero and its memory is sh's. A target killed by a signal is re-raised on sh, so
+    the caller still sees the negative return code native crashes are told by.
+    """
+    return [*_FRESH_PEAK, *cmd]
+
+
 def _run_once(target: str, seconds: int, work: Path, rss_mb: int, timeout: int) -> Result:
     out_corpus = work / target / "corpus"
     out_corpus.mkdir(parents=True, exist_ok=True)
@@ -110,7 +133,9 @@ def _run_once(target: str, seconds: int, work: Path, rss_mb: int, timeout: int) 
     scratch = work / target / "scratch"
     env = {**os.environ, "SEALPORT_FUZZ_SCRATCH": str(scratch)}
     start = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", cwd=HERE, env=env)
+    proc = subprocess.run(
+        fresh_peak(cmd), capture_output=True, text=True, errors="replace", cwd=HERE, env=env
+    )
     elapsed = time.monotonic() - start
     log = proc.stdout + proc.stderr
     runs = cov = ft = units = 0
