@@ -33,6 +33,7 @@ CORPUS = FUZZ / "corpus"
 sys.path.insert(0, str(FUZZ))
 
 from keys import NOW, RECIPIENT, USER, fixed_keys  # noqa: E402
+from run_all import fresh_peak  # noqa: E402
 
 BIG = 1 << 30  # max_bytes for direct reader calls
 IDENTITY = "AGE-SECRET-KEY-1SPDHGU34E0N09NA0US2UMAZSZK6C59YFHYQETMKJA6Z7GDXMYENSC64VUU"
@@ -132,7 +133,8 @@ try:
 except BaseException as exc:
     err, typed, msg = type(exc).__name__, isinstance(exc, SealportError), str(exc)[:500]
 grew = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
-print(json.dumps({{"error": err, "typed": typed, "message": msg, "grew_mb": grew}}))
+print(json.dumps({{"error": err, "typed": typed, "message": msg, "grew_mb": grew,
+                  "base_mb": base / 1024}}))
 """
 
 
@@ -143,9 +145,16 @@ def _in_child(setup: str, call: str) -> dict[str, object]:
         setup=setup,
         call="\n".join("    " + line for line in call.strip().splitlines()),
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    # Through fresh_peak: Linux carries the peak RSS across fork + exec, so a child
+    # started straight from a large pytest process would begin with that peak as its
+    # base and hide any growth below it (these bounds could not fail).
+    proc = subprocess.run(
+        fresh_peak([sys.executable, "-c", code]), capture_output=True, text=True, timeout=240
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["base_mb"] < 512, out  # the child's own start, not an inherited peak
+    return out
 
 
 def _typed_bounded(setup: str, call: str, *, error: str, mb: float) -> dict[str, object]:
