@@ -9,6 +9,7 @@ cancelling is cooperative through :class:`sealport.progress.Progress`.
 
 from __future__ import annotations
 
+import gc
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +85,16 @@ class Task(QtCore.QRunnable):
 
 
 def start(task: Task) -> Task:
-    """Queue ``task`` on Sealport's pool. Connect to ``task.signals`` before calling."""
+    """Queue ``task`` on Sealport's pool. Connect to ``task.signals`` before calling.
+
+    Call it on the UI thread. It first runs Python's cycle collector there: the
+    collector runs in whichever thread's allocation crosses its threshold, and when
+    that was a pool thread while the heap held unreachable Qt wrappers (a closed
+    widget in a reference cycle), their C++ objects were destroyed off the UI thread
+    and the process crashed (a segfault in the test suite, in a sign-in task's
+    request, "Garbage-collecting"; 2026-12-06). Collecting here leaves the task
+    little to find. Cost: one full collection per task started (a button press).
+    """
+    gc.collect()
     thread_pool().start(task)
     return task
