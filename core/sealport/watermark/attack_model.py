@@ -719,28 +719,31 @@ def _unindexed(
     tree=None,
     aligned: np.ndarray | None = None,
     frame: CentreKind = "corner",
-    planes: tuple[Any, np.ndarray] | None = None,
+    shared: _Shared | None = None,
 ) -> Correspondence:
     """Other connectivity: survivors read radially, the rest on the original surface.
     ``tree``, ``aligned``: the original's KD-tree and the registered leak, if known;
-    ``planes``: (:func:`_fans` of the original, the point-to-plane refit of ``aligned``),
-    if known (neither depends on the frame, so several frames share them)."""
+    ``shared``: the frame-independent work on ``aligned`` (:func:`_share`), if known."""
     m = len(orig.points)
     oidx = np.flatnonzero(orig.used)
     if tree is None:
         tree = _tree(orig.points[oidx])  # one KD-tree for registration, refit and reading
     if aligned is None:
-        assert planes is None, "planes are refits of a given alignment"
+        assert shared is None, "shared work belongs to a given alignment"
         aligned, _ = register(leak, orig, tree)
         aligned = _refine(aligned, leak, orig, tree)
+    if shared is None:
+        shared = _share(aligned, leak, orig, tree)
     u = _rays(orig, frame)
-    edge = median_edge(orig)
+    edge = shared.edge
 
-    def survivors(al: np.ndarray):
+    def survivors(al: np.ndarray, name: str):
         """(dist, nearest original point, is-a-surviving-vertex) of the used leak points."""
-        pts = al[leak.used]
-        dist, near = tree.query(pts, workers=-1)
-        near = oidx[near]
+        if name not in shared.queries:
+            pts = al[leak.used]
+            dist, near = tree.query(pts, workers=-1)
+            shared.queries[name] = (pts, dist, oidx[near])
+        pts, dist, near = shared.queries[name]
         off = pts - orig.points[near]
         rad = np.einsum("ij,ij->i", off, u[near])
         tan = np.sqrt(np.maximum(np.einsum("ij,ij->i", off, off) - rad * rad, 0.0))
@@ -750,10 +753,10 @@ def _unindexed(
     # where the point fits locked onto surviving vertices (simplified, cropped) it can
     # drift off them. Keep whichever alignment finds more survivors: leak and original
     # only, never the key, so the false-positive bound is untouched.
-    found = survivors(aligned)
-    fans, planar = _planes(aligned, leak, orig, tree) if planes is None else planes
+    found = survivors(aligned, "aligned")
+    fans, planar = shared.fans, shared.planar
     if planar is not aligned:
-        other = survivors(planar)
+        other = survivors(planar, "planar")
         if other[3].sum() > found[3].sum():
             aligned, found = planar, other
     pts, dist, near, same = found
@@ -782,10 +785,28 @@ def _unindexed(
     return Correspondence(orig, g, a, valid, rms, cov, "surface")
 
 
-def _planes(aligned: np.ndarray, leak: Welded, orig: Welded, tree) -> tuple[Any, np.ndarray]:
-    """(fans of the original, point-to-plane refit of ``aligned``): frame-independent."""
+@dataclass
+class _Shared:
+    """The surface model's frame-independent work on one alignment (see :func:`_share`)."""
+
+    fans: Any
+    """:func:`_fans` of the original."""
+    planar: np.ndarray
+    """The point-to-plane refit of the alignment (the same array if it did not move)."""
+    edge: float
+    """:func:`median_edge` of the original."""
+    queries: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    """Per alignment ("aligned" / "planar"): the used leak points, their distance to
+    and index of the nearest original point (KD-tree queries, ~1 s each on 2M points)."""
+
+
+def _share(
+    aligned: np.ndarray, leak: Welded, orig: Welded, tree, edge: float | None = None
+) -> _Shared:
+    """Work of :func:`_unindexed` that no frame changes, done once for all frames."""
     fans = _fans(orig)
-    return fans, _refine_planes(aligned, leak, orig, tree, fans)
+    planar = _refine_planes(aligned, leak, orig, tree, fans)
+    return _Shared(fans, planar, median_edge(orig) if edge is None else edge)
 
 
 def correspond(
@@ -841,8 +862,8 @@ def correspond_frames(
         pairs = _renumbered_pairs(orig, leak, aligned, tree, oidx)
     if pairs is not None:  # same mesh, other vertex order: the same-order models
         return _with_frames({f: _indexed(orig, leak, pairs, f) for f in wanted})
-    planes = _planes(aligned, leak, orig, tree)
-    return _with_frames({f: _unindexed(orig, leak, tree, aligned, f, planes) for f in wanted})
+    shared = _share(aligned, leak, orig, tree, edge)
+    return _with_frames({f: _unindexed(orig, leak, tree, aligned, f, shared) for f in wanted})
 
 
 def _unread(orig: Welded) -> Correspondence:
