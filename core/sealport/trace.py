@@ -445,16 +445,16 @@ def _informed(
         # Every scheme of the group's deliveries (v1 and v2 for an asset delivered
         # before and after the change): one registration per leak and original serves
         # them all (correspond_frames), only the rays differ.
-        frames = list(dict.fromkeys(_row_frame(row) for row in group))
+        row_frames = [_row_frame(row) for row in group]
+        frames = list(dict.fromkeys(row_frames))
         corrs: dict[str, list[tuple[str, Any]]] = {f: [] for f in frames}
         for where, (lv, lf) in leaks:
             for ov, of in originals:
                 progress.check()  # registration is the slow part: stop between pairs
                 for f, c in correspond_frames(lv, lf, ov, of, frames).items():
                     corrs[f].append((where, c))
-        for row in group:
+        for row, frame in zip(group, row_frames, strict=True):
             progress.check()
-            frame = _row_frame(row)
             key = derive_delivery_key(secret, row["delivery_id"])
             expected = delivery_payload(secret, row["delivery_id"])
             for where, c in corrs[frame]:

@@ -1141,6 +1141,13 @@ def _verdict_text(v: dict[str, list[str]]) -> str:
     )
 
 
+def cho_table(cols: list[str], cells: dict[str, list[str]], names: list[str], cho_head: str) -> str:
+    """Markdown table: one row per attack, one column per configuration, Cho's figure last."""
+    rows = ["| attack | " + " | ".join(cols) + f" | {cho_head} |", "|---" * (len(cols) + 2) + "|"]
+    rows += [f"| {a} | " + " | ".join(cells[a]) + f" | {CHO.get(a, '')} |" for a in names]
+    return "\n".join(rows)
+
+
 def reader_centre(v: np.ndarray, t: np.ndarray) -> np.ndarray:
     """The centre the blind reader frames a mesh in (scheme v2: the corner mean)."""
     return corner_centre(v, as_triangles(t))
@@ -1309,9 +1316,7 @@ def run_cho_scale(trials: int) -> str:
         )
         + ".\n\n"
     )
-    head = "| attack | " + " | ".join(cols) + " | Cho et al. BER (Venus, MRMS 0.008 %) |"
-    rows = [head, "|---" * (len(cols) + 2) + "|"]
-    rows += [f"| {a} | " + " | ".join(cells[a]) + f" | {CHO.get(a, '')} |" for a in names]
+    table = cho_table(cols, cells, names, "Cho et al. BER (Venus, MRMS 0.008 %)")
     return (
         f"Measured {dt.date.today().isoformat()} on {machine()}; "
         f"`python tests/bench/bench_watermark.py --cho-scale --trials {trials} --write-docs` "
@@ -1336,7 +1341,7 @@ def run_cho_scale(trials: int) -> str:
         f"published). The plain noise rows (relative to the bounding-box diagonal, as in "
         f"the issue's list) and smoothing rows (lambda 0.1) are stronger attacks.\n\n"
         + summary
-        + "\n".join(rows)
+        + table
         + "\n\n"
     )
 
@@ -1431,12 +1436,8 @@ def run_cho_config(trials: int) -> str:
         + _verdict_text(cho_verdict(bers[i], names))
         for i in fits
     )
-    head = "| attack | " + " | ".join(cols) + " | Cho et al. BER (Venus, MRMS 0.008 %) |"
-    rows = [head, "|---" * (len(cols) + 2) + "|"]
-    rows += [
-        f"| {a} | " + " | ".join(f"{b[j]:.3f}" for b in bers) + f" | {CHO[a]} |"
-        for j, a in enumerate(names)
-    ]
+    cells = {a: [f"{b[j]:.3f}" for b in bers] for j, a in enumerate(names)}
+    table = cho_table(cols, cells, names, "Cho et al. BER (Venus, MRMS 0.008 %)")
     return (
         f"Measured {dt.date.today().isoformat()} on {machine()}; "
         f"`python tests/bench/bench_watermark.py --cho-config --trials {trials} --write-docs` "
@@ -1463,7 +1464,7 @@ def run_cho_config(trials: int) -> str:
         f"pins and how much from the read-back rounds (which double the caps of bins that "
         f"stay short; the worst key's MRMS is ~2x the mean) is not separated here. Either "
         f"way, fewer and fuller bins are no quick way to the blind goal with this "
-        f"embedder.\n\n" + "\n".join(rows) + "\n\n"
+        f"embedder.\n\n" + table + "\n\n"
     )
 
 
@@ -1538,9 +1539,7 @@ def run_direction_prototype(trials: int) -> str:
                     + _verdict_text(cho_verdict(col, [a for a, _ in attacks]))
                 )
             print("direction prototype:", strength, beta, "done", flush=True)
-    head = "| attack | " + " | ".join(cols) + " | Cho et al. BER |"
-    table = [head, "|---" * (len(cols) + 2) + "|"]
-    table += [f"| {a} | " + " | ".join(rows[a]) + f" | {CHO[a]} |" for a, _ in attacks]
+    table = cho_table(cols, rows, [a for a, _ in attacks], "Cho et al. BER")
     return (
         f"Measured {dt.date.today().isoformat()} on {machine()}; "
         f"`python tests/bench/bench_watermark.py --direction-prototype --trials {trials} "
@@ -1556,9 +1555,7 @@ def run_direction_prototype(trials: int) -> str:
         + ". What it would take to ship: per-vertex lean directions in the embed plan "
         "and its exact read-back (which now predicts the new norms from a radial "
         "scale), re-pinned marks, and the informed tier's surface model, which reads "
-        "only the normal part of a move after simplification or cropping.\n\n"
-        + "\n".join(table)
-        + "\n\n"
+        "only the normal part of a move after simplification or cropping.\n\n" + table + "\n\n"
     )
 
 

@@ -30,6 +30,7 @@ from bench_watermark import (
     CHO,
     CHO_MRMS,
     _verdict_text,
+    cho_table,
     cho_verdict,
     machine,
     metro,
@@ -100,13 +101,14 @@ def read_bits(
     for g, lay in enumerate(group_layouts(key, groups)):
         r, counts = np.unique(rho[grp == g], return_counts=True)
         weight = None if (counts == 1).all() else counts.astype(np.int64)
-        part = _partition(_Norms(nm.centre, r, weight, int(counts.sum())), lay.edges)
+        group_norms = _Norms(nm.centre, r, weight, int(counts.sum()))
+        part = _partition(group_norms, lay.edges)
         nb = len(lay.edges) - 1
         if part is None:
             bits.append(np.zeros(nb, bool))
             usable.append(np.zeros(nb, bool))
             continue
-        means = _bin_means_sorted(_Norms(nm.centre, r, weight, int(counts.sum())), part)
+        means = _bin_means_sorted(group_norms, part)
         bits.append(means > 0.5)
         usable.append(part.counts >= MIN_BIN_VERTICES)
     return np.concatenate(bits), np.concatenate(usable)
@@ -189,9 +191,7 @@ def run_grouped_prototype(trials: int) -> str:
                     + _verdict_text(cho_verdict(col, names, per_trial))
                 )
             print("grouped prototype:", groups, alpha, "done", flush=True)
-    head = "| attack | " + " | ".join(cols) + " | Cho et al. BER |"
-    table = [head, "|---" * (len(cols) + 2) + "|"]
-    table += [f"| {a} | " + " | ".join(rows[a]) + f" | {CHO[a]} |" for a in names]
+    table = cho_table(cols, rows, names, "Cho et al. BER")
     return (
         f"Measured {dt.date.today().isoformat()} on {machine()}; "
         f"`python tests/bench/bench_watermark.py --grouped-prototype --trials {trials} "
@@ -217,7 +217,5 @@ def run_grouped_prototype(trials: int) -> str:
         + ". What it would take to ship (a scheme v3): the group in the embed plan and "
         "the reader (both need per-position data the reader now drops after the sort), "
         "read-back rounds that also catch vertices the mark moves across a group edge, "
-        "the informed tier's partition of the original, new pins and FPR runs.\n\n"
-        + "\n".join(table)
-        + "\n\n"
+        "the informed tier's partition of the original, new pins and FPR runs.\n\n" + table + "\n\n"
     )
