@@ -12,6 +12,7 @@ from sealport.errors import MalformedManifest, SealportError
 from sealport.watermark import (
     SCHEME,
     SCHEME_V1,
+    SCHEME_V2,
     WatermarkCapacityError,
     WatermarkFormatError,
     derive_delivery_key,
@@ -284,7 +285,7 @@ def test_plan_apply_equals_embed_and_serialises():
     with pytest.raises(ValueError):
         EmbedPlan.from_bytes(b"not a plan")
     # The frame travels with the plan: an area-frame plan marks in v1's frame.
-    assert plan.frame == "corner"
+    assert plan.frame == "corner-even"
     old = EmbedPlan.from_bytes(plan_embed(v, f, frame="area").to_bytes())
     assert old.frame == "area"
     w1 = apply_plan(old, v, PAYLOAD, KEY, faces=f)
@@ -340,7 +341,9 @@ def test_manifest_entry_roundtrip():
         parse_manifest_entry({**entry, "key": "!!"})
     with pytest.raises(MalformedManifest):
         parse_manifest_entry({**entry, "scheme": "other"})
-    assert entry["scheme"] == SCHEME and entry_frame(entry) == "corner"
+    assert entry["scheme"] == SCHEME and entry_frame(entry) == "corner-even"
+    v2 = {**entry, "scheme": SCHEME_V2}  # deliveries marked on 2026-12-06
+    assert parse_manifest_entry(v2) == (KEY, PAYLOAD, 0) and entry_frame(v2) == "corner"
     old = {**entry, "scheme": SCHEME_V1}  # deliveries marked before scheme v2
     assert parse_manifest_entry(old) == (KEY, PAYLOAD, 0) and entry_frame(old) == "area"
 
@@ -1022,3 +1025,104 @@ def test_walk_recovers_a_mesh_of_several_parts():
     lv, lf, perm = _renumbered_leak(v, f, 0.002, seed=6)
     pairs = walk_pairs(*_walk_inputs(lv, lf, v, f))
     assert pairs is not None and np.array_equal(perm[pairs], np.arange(len(v)))
+
+
+# --- scheme v3: even bins where the mesh fills them ------------------------------------
+def _torus30k() -> tuple[np.ndarray, np.ndarray]:
+    return bumpy_torus(200, 150, seed=1)  # 30k vertices: every even bin holds >= 35
+
+
+def test_v3_bins_are_even_on_a_full_mesh_and_quantile_on_a_sparse_one():
+    """v3 spreads the keyed levels evenly in norm when every bin holds >= EVEN_MIN_COUNT
+    vertices; on the 8k bunny (sparse tails) it falls back to v2's quantile bins, and
+    marks it bit for bit as v2 does."""
+    from sealport.watermark import mark
+
+    v, f = _torus30k()
+    plan = mark.plan_embed(v, f)
+    assert plan.frame == "corner-even"
+    nm = plan.norms()
+    for i in range(4):
+        levels = mark.layout(derive_delivery_key(SECRET, f"even-{i}"), 160).edges
+        part = mark._partition(nm, levels, "corner-even")
+        assert part is not None and part.counts.min() >= mark.EVEN_MIN_COUNT
+        lo, hi = nm.rho[mark._end_ranks(nm.m)]
+        assert np.array_equal(part.edge_values, mark.even_edges(lo, hi, levels))
+        quantile = mark._partition(nm, levels, "corner")
+        assert quantile is not None and not np.array_equal(part.edge_values, quantile.edge_values)
+        # Even widths: within the keyed jitter of the mean, unlike the quantile bins.
+        w, wq = np.diff(part.edge_values), np.diff(quantile.edge_values)
+        assert w.max() / w.min() <= 1.3 / 0.7 + 1e-9 < wq.max() / wq.min()
+    w3 = embed(v, f, PAYLOAD, KEY)
+    assert not np.array_equal(w3, embed(v, f, PAYLOAD, KEY, frame="corner"))
+    assert extract(w3, f, KEY).payload == PAYLOAD
+    assert verify(w3.astype(np.float32), f, KEY, PAYLOAD).status == "verified"
+    # Read in v2's frame (quantile bins) the v3 mark is not there.
+    assert extract(w3, f, KEY, frame="corner").status == "not_found"
+
+    bv, bf = _load("bunny.ply")
+    assert np.array_equal(embed(bv, bf, PAYLOAD, KEY), embed(bv, bf, PAYLOAD, KEY, frame="corner"))
+
+
+def test_v3_read_back_even_path_equals_the_reader_partition():
+    """The embedder's read-back (``_look_even``: unsorted norms, two order statistics)
+    finds the reader's edges and counts exactly, and its margins to rounding."""
+    from sealport.watermark import mark
+
+    v, f = _torus30k()
+    plan = mark.plan_embed(v, f)
+    tris = mark.as_triangles(f)
+    rng = np.random.default_rng(5)
+    for _ in range(3):
+        levels, perm, sign = mark._keyed_signs(rng.bytes(8), rng.bytes(32))
+        a = mark._apply(plan, np.asarray(v), levels, perm, sign, 0.05, np.full(160, 3.0))
+        c2 = mark.frame_centre(a.points, tris, plan.frame)
+        got = mark._look_even(mark.norms(a.points, c2), levels, 160)
+        nm = mark._read_norms(a.points, tris, frame="corner-even")
+        part = mark._partition(nm, levels, "corner-even")
+        assert got is not None and part is not None
+        ev, counts, sums = got
+        assert np.array_equal(ev, part.edge_values) and np.array_equal(counts, part.counts)
+        means = (sums / counts - ev[:-1]) / np.diff(ev)
+        assert np.allclose(means, mark._bin_means_sorted(nm, part), rtol=0, atol=1e-9)
+        seen = mark._look(plan, a.points, tris, levels, sign, 0.05, a.moved)
+        assert seen is not None and np.all(seen.margin > 0)
+
+
+def test_v3_reader_tries_the_other_partition(monkeypatch: pytest.MonkeyPatch):
+    """An attack can move the emptiest even bin's count across EVEN_MIN_COUNT, so the
+    reader's rule would pick the other partition than the embedder did: v3's reader
+    then tries the other one (and states a bound for two tries)."""
+    from sealport.watermark import mark
+
+    v, f = _torus30k()
+    w3 = embed(v, f, PAYLOAD, KEY)
+    fp_one = extract(w3, f, KEY, frame="corner").false_positive_bound  # one partition
+    got = extract(w3, f, KEY)
+    assert got.payload == PAYLOAD and got.false_positive_bound == pytest.approx(2 * fp_one)
+    # The reader's rule now says "quantile" for this mesh (as if a bin had emptied):
+    monkeypatch.setattr(mark, "EVEN_MIN_COUNT", 10**6)
+    reading = mark.read_mesh(w3, f)
+    first = mark._extract_obs(mark._observe_reading(reading, KEY, 64), KEY, 64, reading.frame)
+    assert first.status == "not_found"  # the rule's partition alone misses the mark
+    assert extract(w3, f, KEY).payload == PAYLOAD  # the second try finds it
+    assert verify(w3, f, KEY, PAYLOAD).status == "verified"
+
+
+def test_v3_informed_frame_is_the_reader_partition():
+    """The informed tier slices the original's v3 bins itself (``_sorted_frame``): the
+    same edges and counts as the blind reader's partition of the original."""
+    from sealport.watermark import mark
+    from sealport.watermark.informed import _by_norm, _sorted_frame, correspond
+
+    v, f = _torus30k()
+    c = correspond(embed(v, f, PAYLOAD, KEY), f, v, f)
+    assert c.frame == "corner-even"
+    nm = mark.plan_embed(v, f).norms()
+    for i in range(3):
+        levels = mark.layout(derive_delivery_key(SECRET, f"inf-{i}"), 160).edges
+        sf = _sorted_frame(_by_norm(c), levels, c.frame)
+        part = mark._partition(nm, levels, "corner-even")
+        assert sf is not None and part is not None and part.counts.min() >= 16
+        assert np.array_equal(sf.frame.edge_values, part.edge_values)
+        assert np.array_equal(sf.frame.counts, part.counts)

@@ -3,9 +3,10 @@
 ``PINS`` are SHA-256 prefixes of the marked vertices (``embed``, and ``apply_plan``
 without the read-back) and of the plan's fields for seeded meshes, per reading
 frame: ``area`` (scheme v1) recorded with the embedder as it was before the speed
-work of issue 4 (commit e825e4d), ``corner`` (scheme v2, what the server writes)
-recorded when that frame was introduced (2026-12-06). Any change of a single bit
-of the marked output fails here.
+work of issue 4 (commit e825e4d), ``corner`` (scheme v2) recorded when that frame
+was introduced (2026-12-06), ``corner-even`` (scheme v3, what the server writes)
+recorded when it was introduced (2026-12-06, a later commit; v1's and v2's pins were
+unchanged by it). Any change of a single bit of the marked output fails here.
 
 The marked bits also depend on the float64 ``exp``/``log`` and the float32 ``einsum``
 sums of the numpy build (SIMD variants round differently), so ``CANARY`` pins those
@@ -131,7 +132,23 @@ PINS_CORNER = {
 }
 """The same for frame "corner" (scheme v2)."""
 
-PINS = {"area": PINS_AREA, "corner": PINS_CORNER}
+PINS_EVEN = {
+    "torus": ("844264ec4b63f8db", "207ccfe16b15e6b9", "abda00d3bdb611ba"),
+    "torus quads": ("7f7bb5d50320457a", "842cfe44bbfa43ce", "061ca319501bf2f0"),
+    "blob seams": ("9770f06771a455e9", "5926f180aa8e97c9", "9d2a853ba761c1af"),
+    "bunny": ("37f8d9e1086dd8aa", "6f61284f7680e93a", "e6533308ee5b9595"),
+    "bunny seams": ("14b7295d50599d4c", "30295fc6ed3c68a2", "c343ed2a7ceeb2d1"),
+    "float32 int32": ("69f348a87d1bdcae", "d9f148c0e48348d4", "778b6f28e18ba95e"),
+    "loose": ("2bed7a6f80d86577", "f37fa1030c4ac5a1", "31056063b6b9391e"),
+    "symmetric box": ("3bdc09b06eec0bf6", "3a0d77b1e44395eb", "c553f18e560aa5d7"),
+    "soup": ("889a7f24dbe0a34f", "46e89c3cb6bcb69e", "8d4749b610159841"),
+    "same-norm loose": ("e3940af22b510b48", "67f8609ad8fc0c02", "04b347fd7f4dfcea"),
+}
+"""The same for frame "corner-even" (scheme v3, recorded when it was introduced): the
+meshes whose every even bin is full (torus, torus quads, loose, symmetric box) get
+even bins; the others fall back to v2's quantile bins and pin v2's digests."""
+
+PINS = {"area": PINS_AREA, "corner": PINS_CORNER, "corner-even": PINS_EVEN}
 
 CANARY = "67f2a234dcc66321"
 """sha256[:16] of the float primitives the mark depends on (see :func:`_canary`)."""
@@ -220,7 +237,7 @@ def test_float_primitives_match_where_the_pins_were_recorded(
     )
 
 
-@pytest.mark.parametrize("frame", ["corner", "area"])
+@pytest.mark.parametrize("frame", ["corner-even", "corner", "area"])
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_marked_output_is_pinned(name: str, frame: str, pinned_here: dict[str, object]) -> None:
     if pinned_here["canary"] != CANARY:
@@ -278,9 +295,10 @@ def test_plan_tie_weights_equal_the_pair_sort(name: str) -> None:
 @pytest.mark.parametrize("name", ["torus", "blob seams", "float32 int32", "loose"])
 def test_read_back_near_sorted_path_equals_the_partition(name: str) -> None:
     """The read-back's band shortcut gives the edges, counts and margins of the full
-    partition + binary search, bit for bit, for several keys and pushes."""
+    partition + binary search, bit for bit, for several keys and pushes (quantile
+    bins, schemes v1/v2 and v3's fallback: v3's even bins take ``_look_even``)."""
     v, f = CASES[name]()
-    plan = plan_embed(v, f)
+    plan = plan_embed(v, f, frame="corner")
     tris = as_triangles(f)
     rng = np.random.default_rng(7)
     fast = 0
@@ -355,12 +373,12 @@ if __name__ == "__main__":
         if answer["canary"] == CANARY:
             answer["digests"] = {
                 frame: {case: _digests(*_case(case, frame), frame) for case in CASES}
-                for frame in ("corner", "area")
+                for frame in ("corner-even", "corner", "area")
             }
         print(json.dumps(answer))
     else:  # record (under RECORDING_DISPATCH): prints CANARY and the pins per frame
         print(f'CANARY = "{_canary()}"')
-        for frame in ("corner", "area"):
+        for frame in ("corner-even", "corner", "area"):
             print(f"# {frame}")
             for case in CASES:
                 print(f'    "{case}": {_digests(*_case(case, frame), frame)!r},')

@@ -56,7 +56,7 @@ import importlib.util
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -71,12 +71,11 @@ NO_KEY = "no studio key available: run on the server with --data"
 
 
 def per_check_bound() -> float:
-    """Upper bound on P(an unmarked mesh passes one ``verify``) for 64-bit payloads."""
-    from .watermark.codec import max_attempts
-    from .watermark.keys import TAG_BYTES
-    from .watermark.mark import VERIFY_FPR
+    """Upper bound on P(an unmarked mesh passes one ``verify``) for 64-bit payloads, in
+    any scheme's frame (v3's is the largest: its blind decode tries two partitions)."""
+    from .watermark.mark import VERIFY_FPR, _fp_decode
 
-    return max_attempts(8) * 2.0 ** (-8 * TAG_BYTES) + VERIFY_FPR
+    return max(_fp_decode(64, frame) for frame in ("corner-even", "corner", "area")) + VERIFY_FPR
 
 
 def informed_check_bound() -> float:
@@ -269,12 +268,22 @@ def trace_file(
             readings.append((i, reading))
             readable += i < len(loaded)
     progress.update(STAGE_READ, len(meshes), len(meshes))
-    by_frame: dict[str, list[tuple[str, Any]]] = {"corner": [(labels[i], r) for i, r in readings]}
+    by_frame: dict[str, list[tuple[str, Any]]] = {
+        "corner-even": [(labels[i], r) for i, r in readings]
+    }
 
     def readings_in(frame: CentreKind) -> list[tuple[str, Any]]:
-        """The readable meshes read in ``frame`` (older schemes' frames on first use)."""
+        """The readable meshes read in ``frame`` (older schemes' frames on first use;
+        v2's frame has v3's centre and norms, only its bins differ: no second read)."""
         if frame not in by_frame:
-            by_frame[frame] = [(labels[i], read_mesh(*meshes[i], frame=frame)) for i, _ in readings]
+            if frame == "corner":
+                by_frame[frame] = [
+                    (label, replace(r, frame="corner")) for label, r in by_frame["corner-even"]
+                ]
+            else:
+                by_frame[frame] = [
+                    (labels[i], read_mesh(*meshes[i], frame=frame)) for i, _ in readings
+                ]
         return by_frame[frame]
 
     base: dict[str, Any] = {

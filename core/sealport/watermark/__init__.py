@@ -22,7 +22,7 @@ Method (after Cho, Prost & Jung, IEEE TSP 55(1), 2007, "Method I")
 1. *Merge* coincident vertices (exporters split them at UV seams / hard edges:
    positions with bitwise-equal coordinates count once, found by one sort of
    (norm, position hash)) and drop vertices no triangle references.
-2. *Centre* ``c`` = mean of the triangle corners (scheme ``sealport-wm/v2``): the
+2. *Centre* ``c`` = mean of the triangle corners (schemes ``sealport-wm/v2``, v3): the
    copies of a split vertex together count what the vertex counted, and noise,
    rounding to a grid or smoothing move it by ~sigma / sqrt(N). Scheme v1 used the
    area-weighted centroid, which rounding and noise move 100-200x more (triangle
@@ -30,13 +30,23 @@ Method (after Cho, Prost & Jung, IEEE TSP 55(1), 2007, "Method I")
    (``keys.SCHEME_FRAMES``; :mod:`.geometry` says why and where it was measured).
    Norms ``rho_i = |v_i - c|``: invariant to rotation, translation and vertex/face
    reordering.
-3. *Keyed quantile bins.* From the key (HKDF labels), draw ``B`` bin widths in
-   ``(1 +- 0.3)`` x mean on the quantile axis ``[Q_LO, Q_HI] = [0.01, 0.99]``.
-   The bin edges are the norms of the vertices at those quantile ranks, so every
-   bin holds a known share of the vertices (Cho's equal-width bins leave the
-   sparse tails almost empty: on the bunny 34 of 160 bins held < 8 vertices) and
-   uniform scaling cancels. Inside bin ``b`` a vertex has ``x = (rho - e_b) /
-   (e_{b+1} - e_b)`` in ``[0, 1]``.
+3. *Keyed bins.* From the key (HKDF labels), draw ``B`` bin widths in
+   ``(1 +- 0.3)`` x mean (levels on ``[0, 1]``). Scheme v3 (``sealport-wm/v3``,
+   since 2026-12-06) spreads them evenly between the norms at the ``Q_LO = 0.01``
+   and ``Q_HI = 0.99`` quantiles (Cho's equal-width bins, robustly ended) when every
+   such bin holds at least ``EVEN_MIN_COUNT = 16`` welded vertices, else, and in
+   schemes v1/v2 always, the edges are the norms of the vertices at the levels'
+   quantile ranks (every bin holds a known share of the vertices). Why both: on a
+   small mesh even bins leave the sparse tails almost empty (8k-vertex bunny: 12 %
+   of the bins under 8 vertices), while quantile bins make the dense norm ranges
+   narrow, and noise or rounding crosses narrow bins' edges far more often (130k
+   bunny, MESHBEN's 0.3 % noise: raw bit error rate 0.18 with quantile bins, 0.09
+   with even ones at the same MRMS; docs/BENCHMARKS.md). Either way uniform
+   scaling cancels, and the reader applies the same rule to the same counts (the
+   embedder moves no vertex across an edge); v3's reader also tries the other
+   partition when the first does not decode (an attack can move the emptiest
+   bin's count across the threshold). Inside bin ``b`` a vertex has ``x = (rho -
+   e_b) / (e_{b+1} - e_b)`` in ``[0, 1]``.
 4. *Embedding.* Bit ``s_b = +-1`` is carried by the mean of ``x`` in bin ``b``:
    the histogram map ``x -> x**k_b`` (``k_b`` by vectorised Newton) pushes the mean
    to ``1/2 + s_b * alpha_b``; vertices move only along their ray from ``c``.
@@ -80,14 +90,16 @@ False-positive analysis
 *Blind decode* (``extract``): for an unmarked mesh or a wrong key the decoded
 message passes the keyed 32-bit tag with probability 2^-32 per decode attempt
 (HMAC is a PRF under a key the mesh cannot depend on); the erasure ladder makes at
-most ``NSYM + 1 = 9`` attempts, so ``P(false "found") <= 9 * 2^-32 = 2.1e-9`` per
-check, whatever the mesh. *Known-payload detector* (``verify`` fallback when the
+most ``NSYM + 1 = 9`` attempts per partition, so ``P(false "found") <= 9 * 2^-32 =
+2.1e-9`` per check (v1, v2) and ``<= 18 * 2^-32 = 4.2e-9`` in v3, whose reader tries
+two partitions, whatever the mesh. *Known-payload detector* (``verify`` fallback when the
 blind decode fails): with the key-derived whitening every expected sign ``s_j``
 is a fair coin independent of an unmarked mesh (and of its scores ``z``), so
 ``P(sum s_j z_j >= T) <= exp(-T^2 / (2 sum z_j^2))`` (Hoeffding) and ``P(agree >=
 a of n) = sum_{i>=a} C(n,i) / 2^n``; we take the smaller, times 2, and accept only
-when it is ``<= 1e-9``. ``verify`` thus has a total false-positive bound ``<=
-3.1e-9``.
+when it is ``<= 1e-9`` (v3: the best of the two partitions' p-values, times 2).
+``verify`` thus has a total false-positive bound ``<= 3.1e-9`` (v1, v2), ``<=
+5.2e-9`` (v3).
 
 Key handling and threat trade-off
 ---------------------------------
@@ -148,7 +160,7 @@ from .informed import (
     correspond_frames,
     informed_verify,
 )
-from .keys import SCHEME, SCHEME_FRAMES, SCHEME_V1, derive_delivery_key
+from .keys import SCHEME, SCHEME_FRAMES, SCHEME_V1, SCHEME_V2, derive_delivery_key
 from .manifest import (
     entry_frame,
     manifest_entry,
@@ -181,6 +193,7 @@ __all__ = [
     "SCHEME",
     "SCHEME_FRAMES",
     "SCHEME_V1",
+    "SCHEME_V2",
     "EmbedPlan",
     "EmbedReport",
     "ExtractResult",

@@ -138,7 +138,7 @@ class Correspondence:
     model: str = "none"
     """Attack model the leak was read with (noise / smoothing k=.. / quantisation / surface)."""
     lattice: Lattice | None = None
-    frame: CentreKind = "corner"
+    frame: CentreKind = "corner-even"
     """The reading frame of the deliveries this is checked against (set by correspond)."""
     by_norm: Any = field(default=None, repr=False, compare=False)
     """Cache of ``informed._ByNorm`` (the original's points sorted by norm), filled on
@@ -718,7 +718,7 @@ def _unindexed(
     leak: Welded,
     tree=None,
     aligned: np.ndarray | None = None,
-    frame: CentreKind = "corner",
+    frame: CentreKind = "corner-even",
     shared: _Shared | None = None,
 ) -> Correspondence:
     """Other connectivity: survivors read radially, the rest on the original surface.
@@ -815,7 +815,7 @@ def correspond(
     orig_vertices: np.ndarray,
     orig_faces: np.ndarray,
     *,
-    frame: CentreKind = "corner",
+    frame: CentreKind = "corner-even",
 ) -> Correspondence:
     """Register the leak to the original and model the attack (module doc, step 1).
     ``frame``: the delivery scheme's centre (the rays the embedder moved along)."""

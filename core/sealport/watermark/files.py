@@ -472,7 +472,7 @@ class FileExtractResult:
 
 
 def extract_file(
-    path: Path, key: bytes, *, payload_bits: int = 64, frame: CentreKind = "corner"
+    path: Path, key: bytes, *, payload_bits: int = 64, frame: CentreKind = "corner-even"
 ) -> FileExtractResult:
     """Blind extraction from every mesh; found if any mesh decodes (highest confidence
     wins). ``frame``: the scheme's centre (``keys.SCHEME_FRAMES``)."""
@@ -502,7 +502,7 @@ def verify_file(
     *,
     reader: Sequence[ReaderHint | None] | None = None,
     on_mesh: Callable[[int, int], None] | None = None,
-    frame: CentreKind = "corner",
+    frame: CentreKind = "corner-even",
 ) -> FileVerifyResult:
     """Importer check: mismatch if any mesh carries another payload; verified if at
     least one mesh verifies and every mesh large enough to carry a mark does;

@@ -25,8 +25,27 @@ from typing import Literal
 
 import numpy as np
 
-CentreKind = Literal["corner", "area"]
-"""How a scheme places its reading frame: ``corner`` (v2) or ``area`` (v1)."""
+CentreKind = Literal["corner", "area", "corner-even"]
+"""A scheme's reading frame: the centre its norms are read about and how they are
+binned. ``area`` (v1): area-weighted centre; ``corner`` (v2): mean of the triangle
+corners; both bin by keyed quantiles (equal vertex shares). ``corner-even`` (v3): the
+corner mean, and keyed bins of about equal width in norm wherever every such bin holds
+enough vertices (else the quantile bins): see ``mark._partition``."""
+
+
+def centre_of(kind: CentreKind) -> Literal["corner", "area"]:
+    """The centre a reading frame uses (ValueError for an unknown frame)."""
+    if kind in ("corner", "corner-even"):
+        return "corner"
+    if kind == "area":
+        return "area"
+    raise ValueError(f"unknown centre kind {kind!r}")
+
+
+def even_bins(kind: CentreKind) -> bool:
+    """Does this frame try bins of even width in norm (scheme v3)?"""
+    return kind == "corner-even"
+
 
 _WELD_BITS = 2.0**-30
 """Welding grid, relative to the bounding-box diagonal: merges coincident positions only."""
@@ -268,6 +287,7 @@ def corner_centre(
 
 def frame_centre(points: np.ndarray, tris: np.ndarray, kind: CentreKind) -> np.ndarray:
     """The centre a scheme reads norms about (``kind``: see :data:`CentreKind`)."""
+    kind = centre_of(kind)
     if kind == "corner":
         return corner_centre(points, tris)
     if kind == "area":

@@ -88,19 +88,22 @@ import numpy as np
 
 from .attack_model import Correspondence, Lattice, _log_cell, correspond, correspond_frames
 from .codec import decode_bits, encode_bits
-from .geometry import frame_centre, norms
+from .geometry import CentreKind, even_bins, frame_centre, norms
 from .keys import layout
 from .mark import (
     _MAX_GOAL,
     DEFAULT_STRENGTH,
+    EVEN_MIN_COUNT,
     Q_HI,
     Q_LO,
     _alpha_b,
+    _end_ranks,
     _Frame,
     _newton_table,
     _solve_k,
     binomial_tail,
     capacity_bits,
+    even_edges,
 )
 from .sign_test import weighted_sign_tail
 
@@ -177,28 +180,47 @@ class _SortedFrame:
     hi: int
 
 
-def _sorted_frame(s: _ByNorm, levels: np.ndarray) -> _SortedFrame | None:
+def _even_pos(r: np.ndarray, levels: np.ndarray) -> np.ndarray | None:
+    """Run starts of scheme v3's even bins over the sorted norms ``r``, or None where
+    ``mark._partition`` falls back to the quantile bins (same rule, same counts)."""
+    ends = _end_ranks(len(r))
+    ev = even_edges(float(r[ends[0]]), float(r[ends[1]]), levels)
+    if not np.all(np.diff(ev) > 0):
+        return None
+    pos = np.searchsorted(r, ev, side="left")
+    return pos if int(np.diff(pos).min()) >= EVEN_MIN_COUNT else None
+
+
+def _sorted_frame(
+    s: _ByNorm, levels: np.ndarray, frame: CentreKind = "corner-even"
+) -> _SortedFrame | None:
     """The blind reader's keyed partition of the original (``mark._frame``: the same
-    points, bins and ``x``, tested), in norm order: bins are runs."""
+    points, bins and ``x``, tested), in norm order: bins are runs. ``frame``: the
+    deliveries' reading frame (v3 tries even bins: ``mark._partition``)."""
     n_bins = len(levels) - 1
     m = len(s.r)
     if m < 2:
         return None
-    ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (m - 1)).astype(np.int64))
-    if len(ranks) != n_bins + 1:
-        return None
-    edge_values = s.r[ranks]
-    if not np.all(np.diff(edge_values) > 0):
-        return None
-    pos = np.searchsorted(s.r, edge_values, side="left")
+    pos = _even_pos(s.r, levels) if even_bins(frame) else None
+    if pos is not None:
+        ends = _end_ranks(m)
+        edge_values = even_edges(float(s.r[ends[0]]), float(s.r[ends[1]]), levels)
+    else:
+        ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (m - 1)).astype(np.int64))
+        if len(ranks) != n_bins + 1:
+            return None
+        edge_values = s.r[ranks]
+        if not np.all(np.diff(edge_values) > 0):
+            return None
+        pos = np.searchsorted(s.r, edge_values, side="left")
     lo, hi = int(pos[0]), int(pos[-1])
     counts = np.diff(pos)
     bins = np.repeat(np.arange(n_bins), counts)
     r = s.r[lo:hi]
     base = edge_values[bins]
     x = np.clip((r - base) / (edge_values[bins + 1] - base), 0.0, 1.0)
-    frame = _Frame(s.centre, s.idx[lo:hi], edge_values, bins, x, counts)
-    return _SortedFrame(frame, lo, hi)
+    kept = _Frame(s.centre, s.idx[lo:hi], edge_values, bins, x, counts)
+    return _SortedFrame(kept, lo, hi)
 
 
 def _profiles(f: _Frame, n_bins: int, alpha: float = DEFAULT_STRENGTH):
@@ -246,7 +268,7 @@ def bin_scores(c: Correspondence, key: bytes, payload_bits: int) -> tuple[np.nda
     """(Z_b, voting mask) per bin of the original's keyed partition (module doc, step 2)."""
     n_bins = capacity_bits(payload_bits)
     s = _by_norm(c)
-    sf = _sorted_frame(s, layout(key, n_bins).edges)
+    sf = _sorted_frame(s, layout(key, n_bins).edges, c.frame)
     if sf is None:
         return np.zeros(n_bins), np.zeros(n_bins, bool)
     f = sf.frame
@@ -272,7 +294,7 @@ def bin_information(c: Correspondence, key: bytes, payload_bits: int) -> np.ndar
     """
     n_bins = capacity_bits(payload_bits)
     s = _by_norm(c)
-    sf = _sorted_frame(s, layout(key, n_bins).edges)
+    sf = _sorted_frame(s, layout(key, n_bins).edges, c.frame)
     if sf is None or c.lattice is not None:
         return np.zeros(n_bins)
     f = sf.frame

@@ -17,12 +17,20 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .geometry import CentreKind
 
-SCHEME = "sealport-wm/v2"
-"""What the server marks with: norms about the mean of the triangle corners."""
+SCHEME = "sealport-wm/v3"
+"""What the server marks with: norms about the mean of the triangle corners, bins of
+even width in norm where the mesh fills them (``mark._partition``), else as v2."""
+SCHEME_V2 = "sealport-wm/v2"
+"""Marks made 2026-12-06: norms about the mean of the triangle corners, keyed quantile
+bins. Still read (verify and trace), never written; same keys and code as v3."""
 SCHEME_V1 = "sealport-wm/v1"
 """Marks made before 2026-12-06: norms about the area-weighted centre. Still read
 (verify and trace), never written; same keys, bins and code as v2."""
-SCHEME_FRAMES: dict[str, CentreKind] = {SCHEME: "corner", SCHEME_V1: "area"}
+SCHEME_FRAMES: dict[str, CentreKind] = {
+    SCHEME: "corner-even",
+    SCHEME_V2: "corner",
+    SCHEME_V1: "area",
+}
 """The reading frame of every scheme this code reads."""
 _SALT = b"sealport-watermark/v1"
 TAG_BYTES = 4

@@ -132,7 +132,7 @@ def _spans(n: int, parts: int) -> list[tuple[int, int]]:
 
 # --- referenced vertices + area-weighted centre: one pass over the triangles ----------
 def referenced_and_centre(
-    points: np.ndarray, tris: np.ndarray, threads: int, kind: geometry.CentreKind = "corner"
+    points: np.ndarray, tris: np.ndarray, threads: int, kind: geometry.CentreKind = "corner-even"
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(vertices the reader counts, geometry.frame_centre(points, tris, kind))``, bit
     for bit: for ``corner``, ``geometry.corner_counts > 0`` (triangles that repeat a
@@ -151,6 +151,7 @@ def referenced_and_centre(
     pts = np.asarray(points)
     n = len(pts)
     tris = np.asarray(tris)
+    kind = geometry.centre_of(kind)
     if kind == "corner":
         counts = geometry.corner_counts(n, tris)
         return counts > 0, geometry.corner_centre(pts, tris, counts)
