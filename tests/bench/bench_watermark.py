@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "core"))
 os.environ["SEALPORT_WATERMARK_THREADS"] = "1"  # one-core speeds, subprocesses included
 
-from sealport.watermark import embed, extract, verify  # noqa: E402
+from sealport.watermark import SCHEME, SCHEME_FRAMES, embed, extract, verify  # noqa: E402
 from sealport.watermark.codec import encode_bits  # noqa: E402
 from sealport.watermark.geometry import (  # noqa: E402
     CentreKind,
@@ -274,18 +274,20 @@ def raw_ber(
     key: bytes,
     payload: bytes,
     centre: np.ndarray | None = None,
-    frame: CentreKind = "corner",
+    frame: CentreKind = SCHEME_FRAMES[SCHEME],
 ) -> float:
     """Code-bit error rate; a bin too sparse to read counts as half an error.
     ``centre``: read about this point instead of the mesh's own centre (a
-    diagnostic); ``frame``: the scheme's frame (v1: "area")."""
+    diagnostic); ``frame``: the scheme's frame (default the shipped one; v2:
+    "corner", v1: "area"). The bins are the ones the reader's rule picks (v3's second
+    try is not counted: the embedder's and the reader's rules agree on these meshes)."""
     if centre is None:
         o0 = _observe(v, t, key, 8 * len(payload), frame=frame)
         read = None if o0 is None else (o0.bits, o0.rel, o0.usable, o0.n_code)
     else:  # the hint skips the triangle pass, so drop unreferenced vertices first
         used, tc = np.unique(t, return_inverse=True)
         hint = ReaderHint((float(centre[0]), float(centre[1]), float(centre[2])), True)
-        o = _observe(v[used], tc.reshape(t.shape), key, 8 * len(payload), hint=hint)
+        o = _observe(v[used], tc.reshape(t.shape), key, 8 * len(payload), hint=hint, frame=frame)
         read = None if o is None else (o.bits, o.rel, o.usable, o.n_code)
     if read is None:
         return 0.5
@@ -897,6 +899,27 @@ def machine() -> str:
     )
 
 
+def even_bins_share(meshes: dict[str, Mesh], keys: int = 10) -> str:
+    """Per mesh: for how many of ``keys`` random keys scheme v3 bins evenly."""
+    from sealport.watermark import mark
+
+    rng = np.random.default_rng(11)
+    out = []
+    for name, (v, t) in meshes.items():
+        nm = mark.plan_embed(v, t).norms()
+        n = 0
+        for _ in range(keys):
+            levels = mark.layout(rng.bytes(32), 160).edges
+            got, even = mark._partition(nm, levels), mark._even_partition(nm, levels)
+            n += bool(
+                got is not None
+                and even is not None
+                and np.array_equal(got.edge_values, even.edge_values)
+            )
+        out.append(f"{name} {n}/{keys}")
+    return ", ".join(out)
+
+
 def render(
     table, dist, meshes, trials, tri, fpr, ifpr, speed, big, blender, load="", demo="", lim=""
 ) -> str:
@@ -936,7 +959,11 @@ def render(
         "3-41k meshes neither centre moves much under attack, and against the last v1 run "
         "the cells moved both ways by about the trial noise of 3 keys; at 130k vertices "
         "rounding moved the area centre 100-200x more, and there the change shows (next "
-        "section). Informed tier (`sealport trace "
+        "section). Bins: since scheme v3 (2026-12-06) the keyed bins are even in norm "
+        "where every such bin holds at least 16 vertices, else at keyed quantiles as "
+        "before; on these meshes, share of 10 random keys that get even bins: "
+        + even_bins_share(meshes)
+        + " (where it is 0/10 the mark is v2's bit for bit). Informed tier (`sealport trace "
         "--data`, server has the original; bold numbers): for each candidate delivery the "
         "server knows where every original vertex was moved, so it reads the leak as a "
         "matched filter of that displacement (per-bin log-likelihood ratio of the two moves "
@@ -1149,7 +1176,7 @@ def cho_table(cols: list[str], cells: dict[str, list[str]], names: list[str], ch
 
 
 def reader_centre(v: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """The centre the blind reader frames a mesh in (scheme v2: the corner mean)."""
+    """The centre the blind reader frames a mesh in (schemes v2, v3: the corner mean)."""
     return corner_centre(v, as_triangles(t))
 
 
@@ -1168,15 +1195,20 @@ def frame_diagnostic(
     v: np.ndarray, t: np.ndarray, marks: list, strength: float, seed: int = 2028
 ) -> tuple[str, dict[str, float], dict[str, float]]:
     """The reading frame, A/B: the same keys and payloads marked at the same strength in
-    scheme v1's frame (area-weighted centre) and in v2's (the corner mean, shipped).
-    Per attack: the mean shift of each frame's centre under the attack, the raw BER
-    of each, and v2's BER read about the marked mesh's own centre before the attack
-    (what a perfect centre estimate would give). Returns (text, v2 about the centre
-    before the attack, v1) per attack."""
+    scheme v1's frame (area-weighted centre) and in v2's (the corner mean; both with
+    quantile bins, so only the centre differs; v3 keeps v2's centre). Per attack: the
+    mean shift of each frame's centre under the attack, the raw BER of each, and v2's
+    BER read about the marked mesh's own centre before the attack (what a perfect
+    centre estimate would give). Returns (text, v2 about the centre before the attack,
+    v1) per attack."""
     rng = np.random.default_rng(seed)
     by_name = dict(ATTACKS)
     old = [
         (embed(v, t, payload, key, strength=strength, frame="area"), key, payload)
+        for _, key, payload in marks
+    ]
+    marks = [
+        (embed(v, t, payload, key, strength=strength, frame="corner"), key, payload)
         for _, key, payload in marks
     ]
     parts = []
@@ -1192,14 +1224,55 @@ def frame_diagnostic(
             s1 += float(np.linalg.norm(area_centre(v1a, t1a) - area_centre(w1, t))) / diag(w1)
             s2 += float(np.linalg.norm(reader_centre(v2a, t2a) - before)) / diag(w2)
             b1 += raw_ber(v1a, t1a, key, payload, frame="area")
-            b2 += raw_ber(v2a, t2a, key, payload)
-            bt += raw_ber(v2a, t2a, key, payload, centre=before)
+            b2 += raw_ber(v2a, t2a, key, payload, frame="corner")
+            bt += raw_ber(v2a, t2a, key, payload, centre=before, frame="corner")
         at_true[aname], in_v1[aname] = bt / n, b1 / n
         parts.append(
             f"{aname}: the centre moves {s1 / n * 100:.4f} % of the diagonal (v1) / "
             f"{s2 / n * 100:.4f} % (v2); BER {b1 / n:.3f} / {b2 / n:.3f} / {bt / n:.3f}"
         )
     return "; ".join(parts), at_true, in_v1
+
+
+def bins_diagnostic(
+    v: np.ndarray, t: np.ndarray, marks: list, strength: float, seed: int = 2029
+) -> tuple[str, list[float], list[float], list[list[float]], list[list[float]]]:
+    """The bins, A/B: the same keys and payloads marked at the same strength with v2's
+    keyed quantile bins and v3's even bins (same centre), each attack drawn once per
+    key and applied to both marks (paired). Returns (MRMS text, v2 BER per attack,
+    v3 BER per attack, v2 and v3 BER per attack per key)."""
+    by_name = [(a, f) for a, f in ATTACKS if a != "none"]
+    v2 = [
+        (embed(v, t, payload, key, strength=strength, frame="corner"), key, payload)
+        for _, key, payload in marks
+    ]
+    mr2 = [metro(v, w, t)[1] for w, _, _ in v2]
+    mr3 = [metro(v, w, t)[1] for w, _, _ in marks]
+    b2: list[float] = []
+    b3: list[float] = []
+    per_key: list[list[float]] = []
+    per_key3: list[list[float]] = []
+    for i, (_, attack) in enumerate(by_name):
+        s2 = s3 = 0.0
+        per_key.append([])
+        per_key3.append([])
+        for j, ((w3, key, payload), (w2, _, _)) in enumerate(zip(marks, v2, strict=True)):
+            # The same draw for both marks: a generator seeded per (attack, key).
+            a2 = attack(w2, t, np.random.default_rng([seed, i, j]))
+            a3 = attack(w3, t, np.random.default_rng([seed, i, j]))
+            e2 = raw_ber(*a2, key, payload, frame="corner")
+            e3 = raw_ber(*a3, key, payload)
+            s2, s3 = s2 + e2, s3 + e3
+            per_key[-1].append(e2)
+            per_key3[-1].append(e3)
+        b2.append(s2 / len(marks))
+        b3.append(s3 / len(marks))
+    text = (
+        f"MRMS (Metro, mean / worst of the keys): quantile bins (v2) "
+        f"{np.mean(mr2) * 100:.4f} % / {max(mr2) * 100:.4f} %, even bins (v3) "
+        f"{np.mean(mr3) * 100:.4f} % / {max(mr3) * 100:.4f} %"
+    )
+    return text, b2, b3, per_key, per_key3
 
 
 def run_cho_scale(trials: int) -> str:
@@ -1290,8 +1363,9 @@ def run_cho_scale(trials: int) -> str:
         summary += "No strength tried has an MRMS at or below Cho's. "
     diagnosis, at_true, in_v1 = frame_diagnostic(v, t, default_marks, CHO_STRENGTHS[0])
     summary += (
-        "The reading frame (scheme v2, shipped since 2026-12-06, reads norms about the "
-        "mean of the triangle corners; v1 read them about the area-weighted centre): "
+        "The reading frame (schemes v2 and v3, shipped since 2026-12-06, read norms about "
+        "the mean of the triangle corners; v1 read them about the area-weighted centre; "
+        "measured with quantile bins in both frames, so only the centre differs): "
         "the same keys and payloads marked at the default strength in each frame, new "
         "attack draws; per attack the centre's mean shift, and the BER in v1's frame / "
         "in v2's / v2 read about the marked mesh's centre before the attack (a perfect "
@@ -1301,6 +1375,21 @@ def run_cho_scale(trials: int) -> str:
         + _verdict_text(cho_verdict(list(in_v1.values()), list(in_v1)))
         + "; read about a perfect centre they would be "
         + _verdict_text(cho_verdict(list(at_true.values()), list(at_true)))
+        + ". "
+    )
+    mrms_ab, b2, b3, b2_keys, b3_keys = bins_diagnostic(v, t, default_marks, CHO_STRENGTHS[0])
+    summary += (
+        "The bins (scheme v3, shipped since 2026-12-06, spreads the keyed bins evenly in "
+        "norm between the 1 % and 99 % norm quantiles when every bin then holds at least "
+        "16 vertices, as on this mesh; v2 placed them at keyed quantiles, so dense norm "
+        "ranges got narrow bins that noise and rounding cross more often): the same keys "
+        "and payloads marked at the default strength with each, one attack draw per key "
+        "applied to both marks (second table); "
+        + mrms_ab
+        + ". With v2's quantile bins the default strength was "
+        + _verdict_text(cho_verdict(b2, names, b2_keys))
+        + "; with v3's even bins, in the same draws, "
+        + _verdict_text(cho_verdict(b3, names, b3_keys))
         + ". "
     )
     missed = [f"{a} ({n}/{trials})" for a, n in named.items() if n < trials]
@@ -1317,6 +1406,16 @@ def run_cho_scale(trials: int) -> str:
         + ".\n\n"
     )
     table = cho_table(cols, cells, names, "Cho et al. BER (Venus, MRMS 0.008 %)")
+    ab_cells = {a: [f"{x2:.3f}", f"{x3:.3f}"] for a, x2, x3 in zip(names, b2, b3, strict=True)}
+    table += "\n\n" + cho_table(
+        [
+            f"quantile bins (v2), alpha {CHO_STRENGTHS[0]}",
+            f"even bins (v3), alpha {CHO_STRENGTHS[0]}",
+        ],
+        ab_cells,
+        names,
+        "Cho et al. BER (Venus, MRMS 0.008 %)",
+    )
     return (
         f"Measured {dt.date.today().isoformat()} on {machine()}; "
         f"`python tests/bench/bench_watermark.py --cho-scale --trials {trials} --write-docs` "
