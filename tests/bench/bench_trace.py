@@ -40,6 +40,7 @@ from sealport.trace import (  # noqa: E402
 )
 from sealport.watermark import (  # noqa: E402
     SCHEME,
+    SCHEME_FRAMES,
     SCHEME_V1,
     correspond,
     correspond_frames,
@@ -101,7 +102,7 @@ def data_folder(
         t,
         delivery_payload(secret, oldest),
         derive_delivery_key(secret, oldest),
-        frame="area" if mixed else "corner",
+        frame="area" if mixed else SCHEME_FRAMES[SCHEME],
     )
     leak = root / "leaked.glb"
     trimesh.Trimesh(marked, t, process=False).export(leak)
@@ -205,11 +206,11 @@ def run(n: int) -> str:
             # Peer, same run: what the trace did before (one registration per scheme).
             (lv, lf), (ov, of) = load_meshes(cropped)[0], load_meshes(data_asset(data))[0]
             t0 = time.perf_counter()
-            for frame in ("corner", "area"):
+            for frame in (SCHEME_FRAMES[SCHEME], "area"):
                 correspond(lv, lf, ov, of, frame=frame)
             per_frame = time.perf_counter() - t0
             t0 = time.perf_counter()
-            correspond_frames(lv, lf, ov, of, ["corner", "area"])
+            correspond_frames(lv, lf, ov, of, [SCHEME_FRAMES[SCHEME], "area"])
             shared = time.perf_counter() - t0
             rows.append(
                 f"| {name} | cropped 10 %, ledger of both schemes | {total:.2f} s | "

@@ -3,7 +3,7 @@
 Why welding: exporters split vertices at UV seams and hard edges, which would
 count a position twice and bias the norm histogram.
 
-Why the centre is the mean of the triangle corners (scheme v2, :func:`corner_centre`):
+Why the centre is the mean of the triangle corners (schemes v2, v3, :func:`corner_centre`):
 every vertex counts once per triangle that uses it, so the exporter's copies of a
 seam vertex together count what the one vertex counted (no shift from splits), and
 an attack that moves each vertex a little (noise, rounding to a grid, smoothing)

@@ -1,10 +1,11 @@
 """The manifest's ``watermark`` object: what the client must find.
 
-``{"scheme": "sealport-wm/v2", "key": b64(per-delivery key), "payload": hex,
+``{"scheme": "sealport-wm/v3", "key": b64(per-delivery key), "payload": hex,
 "payload_bits": 64, "meshes_marked": n, "meshes_total": m, "reader": [...]}``.
 ``meshes_marked == 0`` tells the importer that "too_small" is expected. The scheme
-names the reading frame (``keys.SCHEME_FRAMES``: v2 corner mean, v1 area-weighted
-centre); entries of both are read, only v2 is written.
+names the reading frame (``keys.SCHEME_FRAMES``: v3 corner mean with even bins where
+the mesh fills them, v2 corner mean with quantile bins, v1 area-weighted centre);
+entries of all three are read, only v3 is written.
 
 ``reader`` (optional; older manifests have none): one item per mesh of the
 delivered file in load order (:func:`~.files.load_meshes`), ``{"centre": [x, y,

@@ -420,7 +420,8 @@ def _bin_means_sorted(nm: _Norms, part: _Part) -> np.ndarray:
     r = nm.rho[part.pos[0] : part.pos[-1]]
     s = _bin_sums(nm, part, r)
     lo = part.edge_values[:-1]
-    return (s / part.counts - lo) / np.diff(part.edge_values)
+    # max(.., 1): an empty bin (v3's second try only) reads as unusable, not NaN
+    return (s / np.maximum(part.counts, 1) - lo) / np.diff(part.edge_values)
 
 
 def _alpha_b(alpha: float, edge_values: np.ndarray) -> np.ndarray:

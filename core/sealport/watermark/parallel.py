@@ -138,7 +138,7 @@ def referenced_and_centre(
     for bit: for ``corner``, ``geometry.corner_counts > 0`` (triangles that repeat a
     vertex index left out); for ``area``, ``geometry.referenced``.
 
-    ``corner`` (scheme v2): one ``bincount`` of the corners gives both (no float
+    ``corner`` (schemes v2, v3): one ``bincount`` of the corners gives both (no float
     work per triangle; cheaper than the area pass on one core, so not threaded).
     ``area`` (scheme v1): one pass over the triangles in ``threads`` threads.
 
