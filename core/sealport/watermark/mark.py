@@ -93,6 +93,8 @@ _CHECK_POINTS = 64
 
 Q_LO, Q_HI = 0.01, 0.99
 """Norm quantiles spanned by the bins; the extreme 1 % on each side is left alone."""
+_FRAMES: dict[str, CentreKind] = {"corner-even": "corner-even", "corner": "corner", "area": "area"}
+"""Every reading frame a plan may record (``geometry.CentreKind``)."""
 EVEN_MIN_COUNT = 2 * MIN_BIN_VERTICES
 """Scheme v3 bins by even width in norm only when every such bin holds at least this many
 distinct vertices (else by quantiles, as v2): see :func:`_partition`."""
@@ -501,7 +503,7 @@ class EmbedPlan:
                 if version != _PLAN_VERSION:  # 1: scheme v1's frame, never written now
                     raise ValueError(f"plan version {version}: make a new plan")
                 frame = str(z["frame"])
-                if frame not in ("corner", "area", "corner-even"):
+                if frame not in _FRAMES:
                     raise ValueError(f"unknown frame {frame!r}")
                 n, m = int(z["n_vertices"]), int(z["m"])
                 centre, rho = np.asarray(z["centre"], np.float64), np.asarray(z["rho"], np.float64)
@@ -525,10 +527,7 @@ class EmbedPlan:
         )
         if not ok:
             raise ValueError("inconsistent embed plan")
-        kind: CentreKind = "corner-even" if frame == "corner-even" else "area"
-        if frame == "corner":
-            kind = "corner"
-        return cls(n, centre, rho, weight if len(weight) else None, m, slot, rep, kind)
+        return cls(n, centre, rho, weight if len(weight) else None, m, slot, rep, _FRAMES[frame])
 
 
 def plan_embed(
@@ -932,9 +931,10 @@ def _look(
     is degenerate.
 
     The plan's groups are the reader's distinct positions (copies move together),
-    so the read-back needs no sort: one area-centre pass, the norms of one vertex
-    per group, and a partition for the keyed quantile edges. Plans whose equal
-    norms hold distinct positions (symmetric CAD parts) use the full reader.
+    so the read-back needs no sort: one centre pass, the norms of one vertex per
+    group, and a partition for the keyed quantile edges (v3's even bins: two order
+    statistics and a binary search, :func:`_look_even`). Plans whose equal norms
+    hold distinct positions (symmetric CAD parts) use the full reader.
     ``moved``: ``_Applied.moved`` when ``out`` is that apply's result for this
     plan; the edges and bins then come from :func:`_near_sorted_bins` (same values,
     no partition or binary search over all norms).
