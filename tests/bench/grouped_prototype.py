@@ -91,7 +91,7 @@ def read_bits(
     v: np.ndarray, t: np.ndarray, key: bytes, groups: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Blind read: (bit per bin, usable per bin), groups in order."""
-    nm = _read_norms(*_mesh(v, t))
+    nm = _read_norms(*_mesh(v, t), frame="corner")
     assert nm is not None
     w = weld(v, t)
     pts = w.points[w.used]
@@ -102,7 +102,7 @@ def read_bits(
         r, counts = np.unique(rho[grp == g], return_counts=True)
         weight = None if (counts == 1).all() else counts.astype(np.int64)
         group_norms = _Norms(nm.centre, r, weight, int(counts.sum()))
-        part = _partition(group_norms, lay.edges)
+        part = _partition(group_norms, lay.edges, "corner")
         nb = len(lay.edges) - 1
         if part is None:
             bits.append(np.zeros(nb, bool))
@@ -158,7 +158,7 @@ def embed_grouped(
 
 def run_grouped_prototype(trials: int) -> str:
     v, t = venus_scale()
-    plan = plan_embed(v, t)
+    plan = plan_embed(v, t, frame="corner")  # scheme v2's quantile bins, as measured
     rng = np.random.default_rng(2031)
     attacks = [(a, f) for a, f in ATTACKS if a in CHO and a not in ("float32", "reorder")]
     names = [a for a, _ in attacks]
@@ -197,7 +197,7 @@ def run_grouped_prototype(trials: int) -> str:
         f"`python tests/bench/bench_watermark.py --grouped-prototype --trials {trials} "
         f"--write-docs` ({trials} random keys and bit strings per column; the 130k-vertex "
         f"mesh of the Cho-scale section; `tests/bench/grouped_prototype.py`). **A "
-        f"prototype, not what ships.** Why: under MESHBEN's heavier noise and 7-8-bit "
+        f"prototype, not what ships** (scheme v2's keyed quantile bins in each group). Why: under MESHBEN's heavier noise and 7-8-bit "
         f"rounding the shipped reader's BER barely falls when the mark gets stronger "
         f"(Cho-scale and direction-prototype sections): its 160 bins are narrow in norm, "
         f"so the attack's radial error is a sizeable share of a bin and vertices cross bin "
