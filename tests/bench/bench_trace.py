@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 import tempfile
 import time
@@ -160,6 +161,7 @@ def timed_trace(leak: Path, data: Path, n: int) -> tuple[float, dict[str, float]
 
 
 def run(n: int) -> str:
+    load0 = os.getloadavg()[0]
     rows = [
         "| mesh | leak | trace total | loading | reading | blind checks | informed | "
         "per-key `verify` loop (replaced) | ratio |",
@@ -222,7 +224,11 @@ def run(n: int) -> str:
             print(rows[-1], flush=True)
     return (
         f"Measured {dt.date.today().isoformat()} on {machine()}; "
-        f"`python tests/bench/bench_trace.py --deliveries {n} --write-docs`.\n\n"
+        f"`python tests/bench/bench_trace.py --deliveries {n} --write-docs`. Load average "
+        f"(1 min) at start / end: {load0:.1f} / {os.getloadavg()[0]:.1f} on {os.cpu_count()} "
+        "CPUs. Deliveries are marked with the shipped scheme (v3, whose blind reader tries "
+        "a second partition when the first does not decode: about twice the blind checks' "
+        "time of v2 for the keys that do not match).\n\n"
         "A real server data folder (studio secret, SQLite ledger, asset store) with "
         f"{n} marked deliveries of one asset; the leaked file (GLB) is the asset as marked "
         "for the *oldest* delivery, so the trace tries every delivery's key before it "
@@ -243,7 +249,7 @@ def run(n: int) -> str:
         "(for subdivided leaks), which costs a cropped 2M-vertex leak a few seconds. "
         "'Ledger of both schemes': the older half of the deliveries were marked before "
         "scheme v2 (v1's frame) and the leak is one of them, so the trace reads the blind "
-        "tier in both frames and the informed tier checks deliveries of both; it registers "
+        "tier in both frames (v1's and v3's) and the informed tier checks deliveries of both; it registers "
         "the leak once for both (`correspond_frames`, since 2026-12-06). Its peer column: "
         "the correspondences alone, built the way the trace built them before (one "
         "`correspond` per scheme) and shared (one `correspond_frames`), same leak, same "
