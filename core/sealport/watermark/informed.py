@@ -180,15 +180,15 @@ class _SortedFrame:
     hi: int
 
 
-def _even_pos(r: np.ndarray, levels: np.ndarray) -> np.ndarray | None:
-    """Run starts of scheme v3's even bins over the sorted norms ``r``, or None where
-    ``mark._partition`` falls back to the quantile bins (same rule, same counts)."""
+def _even_runs(r: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(edges, run starts) of scheme v3's even bins over the sorted norms ``r``, or None
+    where ``mark._partition`` falls back to the quantile bins (same rule, same counts)."""
     ends = _end_ranks(len(r))
     ev = even_edges(float(r[ends[0]]), float(r[ends[1]]), levels)
     if not np.all(np.diff(ev) > 0):
         return None
     pos = np.searchsorted(r, ev, side="left")
-    return pos if int(np.diff(pos).min()) >= EVEN_MIN_COUNT else None
+    return (ev, pos) if int(np.diff(pos).min()) >= EVEN_MIN_COUNT else None
 
 
 def _sorted_frame(
@@ -201,10 +201,9 @@ def _sorted_frame(
     m = len(s.r)
     if m < 2:
         return None
-    pos = _even_pos(s.r, levels) if even_bins(frame) else None
-    if pos is not None:
-        ends = _end_ranks(m)
-        edge_values = even_edges(float(s.r[ends[0]]), float(s.r[ends[1]]), levels)
+    even = _even_runs(s.r, levels) if even_bins(frame) else None
+    if even is not None:
+        edge_values, pos = even
     else:
         ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (m - 1)).astype(np.int64))
         if len(ranks) != n_bins + 1:
