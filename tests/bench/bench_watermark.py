@@ -57,6 +57,7 @@ from sealport.watermark.informed import (  # noqa: E402
 from sealport.watermark.mark import ReaderHint, _observe, detect_p_value  # noqa: E402
 from sealport.watermark.sign_test import sign_capacity, sign_reader_ceiling  # noqa: E402
 
+from tests.fuzz.run_all import fresh_peak  # noqa: E402
 from tests.watermark.meshgen import blob, bumpy_torus, unweld  # noqa: E402
 
 MESH_DIR = ROOT.parent / "shared" / "meshes"
@@ -595,8 +596,13 @@ def run_big() -> str:
         )
         if made.returncode != 0:
             return f"10 M extract: embedding failed ({made.stderr.strip().splitlines()[-1:]})"
+        # Through sh (fresh_peak): Linux carries a process's peak RSS across fork + exec,
+        # so a child started straight from this (large) process would report its peak.
         proc = subprocess.run(
-            [sys.executable, "-c", BIG_READ, *paths], capture_output=True, text=True, check=False
+            fresh_peak([sys.executable, "-c", BIG_READ, *paths]),
+            capture_output=True,
+            text=True,
+            check=False,
         )
     if proc.returncode != 0:
         return f"10 M extract failed: {proc.stderr.strip().splitlines()[-1:]}"
