@@ -1126,3 +1126,52 @@ def test_v3_informed_frame_is_the_reader_partition():
         assert sf is not None and part is not None and part.counts.min() >= 16
         assert np.array_equal(sf.frame.edge_values, part.edge_values)
         assert np.array_equal(sf.frame.counts, part.counts)
+
+
+def test_v3_informed_reads_both_partitions_near_the_threshold(monkeypatch: pytest.MonkeyPatch):
+    """Found in review: the original's emptiest even bin holds 15 (rule: quantile bins),
+    but the embedder's moves bring it to 17 on the marked mesh, where the read-back
+    re-marks in even bins. The informed tier applies the rule to the original, so near
+    the threshold it scores both partitions (p-value x2); with only the rule's
+    partition it misses this unattacked mark."""
+    from sealport.watermark import informed, mark
+
+    v, f = bumpy_torus(110, 80, seed=110)
+    key, payload = bytes([0]) * 32, bytes([0x55]) * 8
+    levels = mark.layout(key, 160).edges
+    w = embed(v, f, payload, key)
+    before = mark._even_partition(mark.plan_embed(v, f).norms(), levels)
+    after = mark._even_partition(mark._read_norms(w, mark.as_triangles(f)), levels)
+    assert before is not None and after is not None
+    assert before.counts.min() < mark.EVEN_MIN_COUNT <= after.counts.min()  # the rule flips
+    assert extract(w, f, key).payload == payload
+    got = informed.informed_verify(informed.correspond(w, f, v, f), key, payload)
+    assert got.status == "verified" and got.p_value <= 1e-15
+    real = informed._partitions
+    monkeypatch.setattr(informed, "_partitions", lambda s, lv, fr: real(s, lv, fr)[:1])
+    alone = informed.informed_verify(informed.correspond(w, f, v, f), key, payload)
+    assert alone.status == "not_found"  # the rule's partition alone: the test can fail
+
+
+def test_a_plan_of_another_schemes_frame_is_not_used_for_new_deliveries(tmp_path: Path):
+    """Found in review: a plan serialised before the upgrade to v3 records v2's frame;
+    applied, it would mark quantile bins under a manifest that names v3. Such a plan
+    is set aside and the mesh is marked in the current frame."""
+    from dataclasses import replace
+
+    from sealport.watermark.files import embed_prepared, prepare_file
+
+    v, f = _torus30k()
+    src = tmp_path / "torus.glb"
+    trimesh.Trimesh(v, f, process=False).export(src)
+    prepared = prepare_file(src, plan=True)
+    assert prepared.plans and all(p is not None for p in prepared.plans)
+    stale = replace(
+        prepared, plans=tuple(replace(p, frame="corner") for p in prepared.plans if p)
+    )
+    embed_prepared(prepared, tmp_path / "fresh.glb", PAYLOAD, KEY)
+    embed_prepared(stale, tmp_path / "stale.glb", PAYLOAD, KEY)
+    (a, _), *_ = load_meshes(tmp_path / "fresh.glb")
+    (b, _), *_ = load_meshes(tmp_path / "stale.glb")
+    assert np.array_equal(a, b)  # the stale plan was not used
+    assert extract(b, f, KEY, frame="corner").status == "not_found"  # no v2-frame mark

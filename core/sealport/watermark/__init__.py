@@ -130,7 +130,10 @@ independent of the scores: the exact conditional sign test on the
 coins with weights rounded down, so p can only rise) gives an analytic
 false-positive bound, accepted at <= 1e-9 per check (for cropping and
 simplification the smaller of it and the binomial tail, doubled). No attack-model choice looks at the expected signs, so the bound holds
-whatever it picks.
+whatever it picks. In v3's frame, when the original's emptiest even bin is within a
+factor 2 of the even/quantile threshold, both partitions are scored and the better
+p-value is doubled (the embedder's moves can carry that count across the threshold,
+and the mark is where its read-back put it: ``informed._partitions``).
 
 Limits (measured in docs/BENCHMARKS.md, "Watermark"): blind decoding survives
 float32, reordering, triangulation, similarity transforms, exporter vertex splits

@@ -35,6 +35,7 @@ from ..errors import MalformedManifest
 from . import fbxmesh, glb, stl
 from .errors import WatermarkCapacityError, WatermarkFormatError
 from .geometry import CentreKind
+from .keys import SCHEME, SCHEME_FRAMES
 from .mark import (
     EmbedPlan,
     ExtractResult,
@@ -323,7 +324,9 @@ def embed_prepared(
 
     def mark(i: int, v: np.ndarray, t: np.ndarray) -> np.ndarray | None:
         plan = plans[i]
-        if plan is None:
+        # A plan made in another scheme's frame (one serialised before an upgrade)
+        # would mark in that frame while the manifest names the current scheme.
+        if plan is None or plan.frame != SCHEME_FRAMES[SCHEME]:
             return _mark_or_skip(v, t, payload, key, strength)
         try:
             return apply_plan(
