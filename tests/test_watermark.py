@@ -1166,9 +1166,7 @@ def test_a_plan_of_another_schemes_frame_is_not_used_for_new_deliveries(tmp_path
     trimesh.Trimesh(v, f, process=False).export(src)
     prepared = prepare_file(src, plan=True)
     assert prepared.plans and all(p is not None for p in prepared.plans)
-    stale = replace(
-        prepared, plans=tuple(replace(p, frame="corner") for p in prepared.plans if p)
-    )
+    stale = replace(prepared, plans=tuple(replace(p, frame="corner") for p in prepared.plans if p))
     embed_prepared(prepared, tmp_path / "fresh.glb", PAYLOAD, KEY)
     embed_prepared(stale, tmp_path / "stale.glb", PAYLOAD, KEY)
     (a, _), *_ = load_meshes(tmp_path / "fresh.glb")
