@@ -73,9 +73,10 @@ NO_KEY = "no studio key available: run on the server with --data"
 def per_check_bound() -> float:
     """Upper bound on P(an unmarked mesh passes one ``verify``) for 64-bit payloads, in
     any scheme's frame (v3's is the largest: its blind decode tries two partitions)."""
+    from .watermark.keys import SCHEME_FRAMES
     from .watermark.mark import VERIFY_FPR, _fp_decode
 
-    return max(_fp_decode(64, frame) for frame in ("corner-even", "corner", "area")) + VERIFY_FPR
+    return max(_fp_decode(64, frame) for frame in SCHEME_FRAMES.values()) + VERIFY_FPR
 
 
 def informed_check_bound() -> float:
@@ -248,7 +249,16 @@ def trace_file(
     the file, the ledger and the store; :func:`run` (the CLI) records the trace in the
     ledger's audit log.
     """
-    from .watermark import derive_delivery_key, load_meshes, min_vertices, read_mesh, verify_reading
+    from .watermark import (
+        SCHEME,
+        SCHEME_FRAMES,
+        derive_delivery_key,
+        load_meshes,
+        min_vertices,
+        read_mesh,
+        verify_reading,
+    )
+    from .watermark.geometry import centre_of
 
     progress = progress or Progress()
     path = Path(path)
@@ -268,22 +278,21 @@ def trace_file(
             readings.append((i, reading))
             readable += i < len(loaded)
     progress.update(STAGE_READ, len(meshes), len(meshes))
-    by_frame: dict[str, list[tuple[str, Any]]] = {
-        "corner-even": [(labels[i], r) for i, r in readings]
+    by_frame: dict[CentreKind, list[tuple[str, Any]]] = {
+        SCHEME_FRAMES[SCHEME]: [(labels[i], r) for i, r in readings]
     }
 
     def readings_in(frame: CentreKind) -> list[tuple[str, Any]]:
-        """The readable meshes read in ``frame`` (older schemes' frames on first use;
-        v2's frame has v3's centre and norms, only its bins differ: no second read)."""
+        """The readable meshes read in ``frame`` (older schemes' frames on first use; a
+        frame with the centre of one read already, v2's and v3's, only bins them
+        otherwise: the same norms, no second read)."""
         if frame not in by_frame:
-            if frame == "corner":
-                by_frame[frame] = [
-                    (label, replace(r, frame="corner")) for label, r in by_frame["corner-even"]
-                ]
-            else:
-                by_frame[frame] = [
-                    (labels[i], read_mesh(*meshes[i], frame=frame)) for i, _ in readings
-                ]
+            same = [f for f in by_frame if centre_of(f) == centre_of(frame)]
+            by_frame[frame] = (
+                [(label, replace(r, frame=frame)) for label, r in by_frame[same[0]]]
+                if same
+                else [(labels[i], read_mesh(*meshes[i], frame=frame)) for i, _ in readings]
+            )
         return by_frame[frame]
 
     base: dict[str, Any] = {

@@ -1206,7 +1206,8 @@ def frame_diagnostic(
 ) -> tuple[str, dict[str, float], dict[str, float]]:
     """The reading frame, A/B: the same keys and payloads marked at the same strength in
     scheme v1's frame (area-weighted centre) and in v2's (the corner mean; both with
-    quantile bins, so only the centre differs; v3 keeps v2's centre). Per attack: the
+    quantile bins, so only the centre differs; v3 keeps v2's centre; ``marks``: the v2
+    marks, :func:`v2_marks`). Per attack: the
     mean shift of each frame's centre under the attack, the raw BER of each, and v2's
     BER read about the marked mesh's own centre before the attack (what a perfect
     centre estimate would give). Returns (text, v2 about the centre before the attack,
@@ -1215,10 +1216,6 @@ def frame_diagnostic(
     by_name = dict(ATTACKS)
     old = [
         (embed(v, t, payload, key, strength=strength, frame="area"), key, payload)
-        for _, key, payload in marks
-    ]
-    marks = [
-        (embed(v, t, payload, key, strength=strength, frame="corner"), key, payload)
         for _, key, payload in marks
     ]
     parts = []
@@ -1244,18 +1241,22 @@ def frame_diagnostic(
     return "; ".join(parts), at_true, in_v1
 
 
+def v2_marks(v: np.ndarray, t: np.ndarray, marks: list, strength: float) -> list:
+    """The same keys and payloads marked in scheme v2's frame (quantile bins)."""
+    return [
+        (embed(v, t, payload, key, strength=strength, frame="corner"), key, payload)
+        for _, key, payload in marks
+    ]
+
+
 def bins_diagnostic(
-    v: np.ndarray, t: np.ndarray, marks: list, strength: float, seed: int = 2029
+    v: np.ndarray, t: np.ndarray, marks: list, v2: list, seed: int = 2029
 ) -> tuple[str, list[float], list[float], list[list[float]], list[list[float]]]:
     """The bins, A/B: the same keys and payloads marked at the same strength with v2's
     keyed quantile bins and v3's even bins (same centre), each attack drawn once per
     key and applied to both marks (paired). Returns (MRMS text, v2 BER per attack,
     v3 BER per attack, v2 and v3 BER per attack per key)."""
     by_name = [(a, f) for a, f in ATTACKS if a != "none"]
-    v2 = [
-        (embed(v, t, payload, key, strength=strength, frame="corner"), key, payload)
-        for _, key, payload in marks
-    ]
     mr2 = [metro(v, w, t)[1] for w, _, _ in v2]
     mr3 = [metro(v, w, t)[1] for w, _, _ in marks]
     b2: list[float] = []
@@ -1371,7 +1372,8 @@ def run_cho_scale(trials: int) -> str:
         )
     elif not fits:
         summary += "No strength tried has an MRMS at or below Cho's. "
-    diagnosis, at_true, in_v1 = frame_diagnostic(v, t, default_marks, CHO_STRENGTHS[0])
+    in_v2 = v2_marks(v, t, default_marks, CHO_STRENGTHS[0])
+    diagnosis, at_true, in_v1 = frame_diagnostic(v, t, in_v2, CHO_STRENGTHS[0])
     summary += (
         "The reading frame (schemes v2 and v3, shipped since 2026-12-06, read norms about "
         "the mean of the triangle corners; v1 read them about the area-weighted centre; "
@@ -1387,7 +1389,7 @@ def run_cho_scale(trials: int) -> str:
         + _verdict_text(cho_verdict(list(at_true.values()), list(at_true)))
         + ". "
     )
-    mrms_ab, b2, b3, b2_keys, b3_keys = bins_diagnostic(v, t, default_marks, CHO_STRENGTHS[0])
+    mrms_ab, b2, b3, b2_keys, b3_keys = bins_diagnostic(v, t, default_marks, in_v2)
     summary += (
         "The bins (scheme v3, shipped since 2026-12-06, spreads the keyed bins evenly in "
         "norm between the 1 % and 99 % norm quantiles when every bin then holds at least "

@@ -57,12 +57,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from .geometry import CentreKind, Welded, area_centre, as_triangles, frame_centre, weld
+from .geometry import (
+    CentreKind,
+    Welded,
+    area_centre,
+    as_triangles,
+    centre_of,
+    frame_centre,
+    weld,
+)
 from .renumber import tri_keys, walk_pairs
 
 SAME_VERTEX = 0.1
@@ -839,16 +847,35 @@ def correspond_frames(
     """
     if isinstance(frames, str):
         raise TypeError("frames: a sequence of frames, e.g. ['corner', 'area']")
-    wanted = list(dict.fromkeys(frames))
+    # Frames with one centre (v2's and v3's) have the same rays, so the same evidence:
+    # read once per centre; each frame gets its own result object (its bins differ).
+    first: dict[str, CentreKind] = {}  # the first frame asked for of each centre
+    for f in frames:
+        first.setdefault(centre_of(f), f)
+    got = _correspond_frames(
+        leak_vertices, leak_faces, orig_vertices, orig_faces, list(first.values())
+    )
+    return {f: replace(got[first[centre_of(f)]], frame=f, by_norm=None) for f in frames}
+
+
+def _correspond_frames(
+    leak_vertices: np.ndarray,
+    leak_faces: np.ndarray,
+    orig_vertices: np.ndarray,
+    orig_faces: np.ndarray,
+    wanted: list[CentreKind],
+) -> dict[CentreKind, Correspondence]:
+    """:func:`correspond_frames` for frames of distinct centres (the caller sets each
+    result's ``frame``)."""
     orig = weld(np.asarray(orig_vertices), orig_faces)
     leak = weld(np.asarray(leak_vertices), leak_faces)
     if int(leak.used.sum()) < 4 or int(orig.used.sum()) < 4:
-        return _with_frames({f: _unread(orig) for f in wanted})
+        return {f: _unread(orig) for f in wanted}
     pairs = _index_pairs(
         np.asarray(leak_vertices), leak_faces, np.asarray(orig_vertices), orig_faces, orig, leak
     )
     if pairs is not None:
-        return _with_frames({f: _indexed(orig, leak, pairs, f) for f in wanted})
+        return {f: _indexed(orig, leak, pairs, f) for f in wanted}
     oidx = np.flatnonzero(orig.used)
     tree = _tree(orig.points[oidx])
     aligned, _ = register(leak, orig, tree)
@@ -861,9 +888,9 @@ def correspond_frames(
     if pairs is None:
         pairs = _renumbered_pairs(orig, leak, aligned, tree, oidx)
     if pairs is not None:  # same mesh, other vertex order: the same-order models
-        return _with_frames({f: _indexed(orig, leak, pairs, f) for f in wanted})
+        return {f: _indexed(orig, leak, pairs, f) for f in wanted}
     shared = _share(aligned, leak, orig, tree, edge)
-    return _with_frames({f: _unindexed(orig, leak, tree, aligned, f, shared) for f in wanted})
+    return {f: _unindexed(orig, leak, tree, aligned, f, shared) for f in wanted}
 
 
 def _unread(orig: Welded) -> Correspondence:
@@ -871,9 +898,3 @@ def _unread(orig: Welded) -> Correspondence:
     m = len(orig.points)
     z = np.zeros(m)
     return Correspondence(orig, z, z.copy(), np.zeros(m, bool), 1.0, 0.0)
-
-
-def _with_frames(corrs: dict[CentreKind, Correspondence]) -> dict[CentreKind, Correspondence]:
-    for f, c in corrs.items():
-        c.frame = f
-    return corrs
