@@ -327,6 +327,8 @@ class _Part:
     pos: np.ndarray  # (B + 1,) group index of each edge
     edge_values: np.ndarray  # (B + 1,)
     counts: np.ndarray  # (B,) distinct positions per bin
+    even: bool = False
+    """Scheme v3's even bins (else keyed quantile bins)."""
 
 
 def _end_ranks(m: int) -> np.ndarray:
@@ -402,7 +404,7 @@ def _even_partition(nm: _Norms, levels: np.ndarray) -> _Part | None:
     if not np.all(np.diff(edge_values) > 0):
         return None
     pos = np.searchsorted(nm.rho, edge_values, side="left")
-    return _Part(pos, edge_values, np.diff(cum[pos]))
+    return _Part(pos, edge_values, np.diff(cum[pos]), even=True)
 
 
 def _bin_sums(nm: _Norms, part: _Part, x: np.ndarray) -> np.ndarray:
@@ -774,6 +776,40 @@ class _Applied:
     """(p0, new norms about the plan centre of groups p0:p0 + len): see _near_sorted_bins."""
 
 
+def _goal0(margin: np.ndarray, alpha_b: np.ndarray) -> np.ndarray:
+    """Uncapped goal of every bin from its natural margin.
+
+    Every bin moves towards its bit by at least alpha_b / 2, also a bin whose
+    natural mean is already past 1/2 + alpha_b: the informed trace reads the
+    direction of the move, so no bin may stand still or move backwards. Capped
+    below 1/2: a bin already bunched at one end has nowhere to go.
+    """
+    goal0 = np.maximum(alpha_b, np.minimum(margin + 0.5 * alpha_b, _MAX_GOAL))
+    return np.maximum(goal0, np.minimum(margin, 0.5))
+
+
+def _goal_in_other(
+    plan: EmbedPlan, levels: np.ndarray, sign: np.ndarray, alpha: float, cap: np.ndarray
+) -> np.ndarray | None:
+    """Capped goals for the bins of v3's *other* partition of the original (None: it has
+    none), for a marked mesh the reader's rule reads in that partition.
+
+    Why: near EVEN_MIN_COUNT the embedder's moves in the rule's bins can carry the
+    emptiest even bin's count across it (15 -> 17 in the case review found); the
+    read-back then re-marks in the other bins. Goals computed for the first bins,
+    bit by bit, fit the other bins' natural margins badly: some bins were pushed far
+    past their goal (more distortion), others pulled back against the direction the
+    informed trace reads. These goals are the other bins' own, from the original.
+    """
+    nm = plan.norms()
+    part = _other_partition(nm, levels)
+    if part is None:
+        return None
+    alpha_b = _alpha_b(alpha, part.edge_values)
+    margin = (_bin_means_sorted(nm, part) - 0.5) * sign
+    return np.minimum(_goal0(margin, alpha_b), margin + cap * alpha_b)
+
+
 def _apply(
     plan: EmbedPlan,
     v: np.ndarray,
@@ -818,12 +854,7 @@ def _apply(
     means = np.bincount(tb, weights=tx * tw, minlength=n_code) / np.maximum(part.counts, 1)
     alpha_b = _alpha_b(alpha, ev)
     margin = (means - 0.5) * sign
-    # Every bin moves towards its bit by at least alpha_b / 2, also a bin whose
-    # natural mean is already past 1/2 + alpha_b: the informed trace reads the
-    # direction of the move, so no bin may stand still or move backwards. Capped
-    # below 1/2: a bin already bunched at one end has nowhere to go.
-    goal0 = np.maximum(alpha_b, np.minimum(margin + 0.5 * alpha_b, _MAX_GOAL))
-    goal0 = np.maximum(goal0, np.minimum(margin, 0.5))
+    goal0 = _goal0(margin, alpha_b)
     cap = cap.copy()
     fixed = goal is not None
     for _ in range(1 if fixed else _INNER_ROUNDS):
@@ -901,6 +932,8 @@ class _Seen:
     """The reader's centre (None: read by the full reader, weighted plans)."""
     norms: np.ndarray | None
     """(N,) every vertex's norm about ``centre`` (None with ``centre``)."""
+    even: bool = False
+    """Read in scheme v3's even bins (else keyed quantile bins)."""
 
 
 def _read_back(
@@ -948,6 +981,7 @@ def _look(
         if nm is None or part is None:
             return None
         means, counts, ev = _bin_means_sorted(nm, part), part.counts, part.edge_values
+        read_even = part.even
     else:
         c2 = frame_centre(out, tris, plan.frame)
         # One distinct position per vertex (no copies, all referenced): no gather.
@@ -963,6 +997,7 @@ def _look(
         near = None
         if even is None and moved is not None:
             near = _near_sorted_bins(plan, moved, r, ranks, c2, n_code)
+        read_even = even is not None
         if even is not None:
             ev, counts, sums = even
         elif near is None:
@@ -982,7 +1017,7 @@ def _look(
             sums = np.bincount(b_all, weights=r, minlength=n_code + 1)[:n_code]
         means = (sums / np.maximum(counts, 1) - ev[:-1]) / np.diff(ev)
     margin = (means - 0.5) * sign
-    return _Seen(margin, counts >= MIN_BIN_VERTICES, _alpha_b(alpha, ev), c2, r_all)
+    return _Seen(margin, counts >= MIN_BIN_VERTICES, _alpha_b(alpha, ev), c2, r_all, read_even)
 
 
 def _look_even(
@@ -1195,7 +1230,9 @@ def _embed_rounds(
     earliest (least distorted) on ties; a later round whose RMS displacement exceeds
     _MAX_MRMS of the bbox diagonal is not taken (a lumpy CAD part keeps a byte or
     two for the RS code to correct rather than a visible push). Large meshes pass
-    the first read-back.
+    the first read-back. When the marked points read in v3's other partition (the
+    moves carried the emptiest even bin across EVEN_MIN_COUNT), the passes aim at
+    that partition's own goals (:func:`_goal_in_other`).
     """
     cap = first.cap
     a = first
@@ -1207,10 +1244,15 @@ def _embed_rounds(
         look = plan  # whose groups the read-back uses
         moved: tuple[int, np.ndarray] | None = a.moved  # pts is a's result for ``look``
         wrong = np.ones(len(sign), bool)
+        goal_read = a.part.even  # which partition's bins ``goal`` is for
         for step in range(_MAX_PASSES):
             seen = _look(look, pts, tris, levels, sign, alpha, moved)
             if seen is None:
                 break
+            if seen.even != goal_read:  # the reader's rule now picks the other bins
+                other = _goal_in_other(plan, levels, sign, alpha, a.cap)
+                if other is not None:
+                    goal, goal_read = other, seen.even
             margin, usable, ab = seen.margin, seen.usable, seen.alpha_b
             wrong = usable & (margin < _SAFE_MARGIN * ab)
             if step == _MAX_PASSES - 1 or np.all((margin >= goal - 0.05 * ab) | ~usable):
