@@ -46,7 +46,7 @@ from typing import Literal
 
 import numpy as np
 
-from . import parallel
+from . import dequantise, parallel
 from .codec import decode_bits, encode_bits, max_attempts
 from .errors import WatermarkCapacityError, WatermarkFormatError
 from .geometry import (
@@ -184,6 +184,10 @@ class _Norms:
     m: int
     all_referenced: bool = False
     """Every vertex is referenced by a triangle (set by :func:`_read_norms`)."""
+    values: np.ndarray | None = None
+    """Norm to average per group when it is not ``rho`` itself: the rounded norms of a
+    dequantised reading, whose groups are sorted by estimated norms
+    (:func:`_dequantised`); None: ``rho``."""
 
     def cum(self) -> np.ndarray:
         """(G + 1,) number of distinct positions before group g."""
@@ -421,7 +425,7 @@ def _bin_sums(nm: _Norms, part: _Part, x: np.ndarray) -> np.ndarray:
 
 def _bin_means_sorted(nm: _Norms, part: _Part) -> np.ndarray:
     """Mean of x per bin without forming x: (sum rho / n - lower edge) / width."""
-    r = nm.rho[part.pos[0] : part.pos[-1]]
+    r = (nm.rho if nm.values is None else nm.values)[part.pos[0] : part.pos[-1]]
     s = _bin_sums(nm, part, r)
     lo = part.edge_values[:-1]
     # max(.., 1): an empty bin (v3's second try only) reads as unusable, not NaN
@@ -1378,6 +1382,9 @@ class MeshReading:
     """The centre and "all vertices referenced" the reader found (or the hint it took)."""
     frame: CentreKind = "corner-even"
     """The frame the norms were read in (keys of another scheme need another reading)."""
+    grid: tuple[float, float, float] | None = None
+    """The per-axis step of the coarse grid the mesh was found rounded to, when the
+    norms are its dequantised reading (:func:`_dequantised`); None: plain reading."""
 
     @property
     def distinct_vertices(self) -> int:
@@ -1398,10 +1405,63 @@ def read_mesh(
     v, tris = _mesh(vertices, faces)
     nm = _read_norms(v, tris, threads, hint, frame)
     seen = None
+    grid = None
     if nm is not None:
         c = nm.centre
         seen = ReaderHint((float(c[0]), float(c[1]), float(c[2])), nm.all_referenced)
-    return MeshReading(nm, seen, frame)
+        dq = _dequantised(v, tris, nm)
+        if dq is not None:
+            nm, steps = dq
+            grid = (float(steps[0]), float(steps[1]), float(steps[2]))
+    return MeshReading(nm, seen, frame, grid)
+
+
+def _dequantised(
+    v: np.ndarray, tris: np.ndarray, nm: _Norms, payload_bits: int = 64
+) -> tuple[_Norms, np.ndarray] | None:
+    """The reading of a mesh rounded to a coarse grid (:mod:`.dequantise`): one group
+    per referenced vertex, sorted by its estimated norm before the rounding, averaging
+    its rounded norm (``_Norms.values``); with the grid's steps. None when the mesh is
+    not on a grid coarse enough against the bins of a ``payload_bits`` payload, or
+    too small to carry one: a mesh is counted by its distinct positions (seam copies
+    once), which a per-vertex reading would overstate (Blender's Suzanne is modelled
+    on a 1/128 grid and must stay "too small").
+
+    Why the choice is safe for the false-positive bounds: it depends on the mesh
+    alone, never on a key, so each check still reads one set of bins per partition."""
+    if nm.m < min_vertices(payload_bits):
+        return None
+    steps = dequantise.lattice_steps(v)
+    if steps is None:
+        return None
+    ends = _end_ranks(nm.m)
+    pos = ends if nm.weight is None else np.searchsorted(nm.cum(), ends, side="right") - 1
+    bin_width = float(nm.rho[pos[1]] - nm.rho[pos[0]]) / capacity_bits(payload_bits)
+    k = dequantise.smoothing_steps(steps, bin_width)
+    if k == 0:
+        return None
+    used = np.flatnonzero(corner_counts(len(v), tris) > 0)
+    local = np.full(len(v), -1, np.int64)
+    local[used] = np.arange(len(used))
+    proper = tris[
+        (tris[:, 0] != tris[:, 1]) & (tris[:, 1] != tris[:, 2]) & (tris[:, 0] != tris[:, 2])
+    ]
+    pts = v[used].astype(np.float64)
+    est = dequantise.smoothed(pts, local[proper], steps, k)
+    member = norms(est, nm.centre)
+    order = np.argsort(member, kind="stable")
+    ms, vs = member[order], norms(pts, nm.centre)[order]
+    new = np.empty(len(ms), bool)
+    new[:1] = True
+    np.not_equal(ms[1:], ms[:-1], out=new[1:])
+    if new.all():
+        out = _Norms(nm.centre, ms, None, len(ms), nm.all_referenced, vs)
+    else:
+        group = np.cumsum(new) - 1
+        weight = np.bincount(group)
+        means = np.bincount(group, weights=vs) / weight
+        out = _Norms(nm.centre, ms[new], weight, len(ms), nm.all_referenced, means)
+    return out, steps
 
 
 def _observe_reading(
