@@ -107,3 +107,12 @@ def test_fine_roundings_and_delivered_files_read_plainly(dense_bunny, marked_bun
     assert read_mesh(q, f).grid is None
     assert extract(q, f, KEY).payload == PAYLOAD
     assert verify(_rounded(marked_bunny, 8), f, KEY, PAYLOAD).status == "verified"
+
+
+def test_a_trace_says_when_it_read_a_rounded_leak(dense_bunny, marked_bunny):
+    from sealport.trace import _grid_note
+
+    _, f = dense_bunny
+    assert _grid_note(read_mesh(marked_bunny, f)) == ""
+    note = _grid_note(read_mesh(_rounded(marked_bunny, 7), f))
+    assert "rounded to a coarse grid" in note and "estimated before the rounding" in note

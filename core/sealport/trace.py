@@ -364,7 +364,7 @@ def trace_file(
                     checks=checks,
                     false_positive_bound=min(1.0, checks * bound1),
                     match=match,
-                    note=scope,
+                    note=" ".join(x for x in (scope, _grid_note(reading)) if x),
                     **base,
                 )
     progress.update(STAGE_BLIND, checks, total)
@@ -406,6 +406,18 @@ def trace_file(
         false_positive_bound=min(1.0, checks * max(bound1, informed_check_bound())),
         note=note,
         **base,
+    )
+
+
+def _grid_note(reading: Any) -> str:
+    """Say so when the mark was read from a mesh found rounded to a coarse grid (the
+    reader's dequantised reading: a sign of a lossy export or compression on the way)."""
+    if reading.grid is None:
+        return ""
+    step = ", ".join(f"{g:.3g}" for g in reading.grid)
+    return (
+        f"The leaked mesh had been rounded to a coarse grid (steps {step} per axis); "
+        "the mark was read from the positions estimated before the rounding."
     )
 
 

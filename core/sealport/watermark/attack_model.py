@@ -62,6 +62,7 @@ from typing import Any
 
 import numpy as np
 
+from .dequantise import axis_grid
 from .geometry import (
     CentreKind,
     Welded,
@@ -386,23 +387,6 @@ def _index_pairs(
     return leak.inverse[first]
 
 
-def _grid(values: np.ndarray) -> tuple[float, float] | None:
-    """(step, phase) when 1-D coordinates sit on a regular grid (quantised), else None."""
-    uniq = np.unique(values)
-    if len(uniq) < 4 or len(uniq) > len(values) // 3:
-        return None
-    d = np.diff(uniq)
-    d = d[d > 1e-9 * (uniq[-1] - uniq[0])]
-    if not len(d):
-        return None
-    ratio = d / float(d.min())
-    if np.mean(np.abs(ratio - np.round(ratio)) < 1e-3) < 0.99:
-        return None
-    n = np.round((uniq - uniq[0]) / float(d.min()))
-    q = float(np.polyfit(n, uniq, 1)[0])
-    return q, float(np.median(uniq - n * q))
-
-
 def _log_cell(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """log(Phi(hi) - Phi(lo)) for lo < hi, accurate in both tails."""
     from scipy.special import log_ndtr
@@ -415,7 +399,7 @@ def _log_cell(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 def _lattice(orig: Welded, obs: np.ndarray, sel: np.ndarray, u: np.ndarray) -> Lattice | None:
     """Quantisation model of an indexed leak (module doc), or None if not quantised."""
-    grids = [_grid(obs[sel, k]) for k in range(3)]
+    grids = [axis_grid(obs[sel, k]) for k in range(3)]
     if any(g is None for g in grids):
         return None
     q = np.array([g[0] for g in grids if g is not None])

@@ -16,10 +16,10 @@ been), bring the estimate closer to the surface (projection onto the cells, as i
 dequantisation of images). The bin of a vertex is then taken from the estimate,
 its value in the bin still from its rounded norm, whose error averages out.
 
-When: only when every referenced vertex sits on an axis-aligned grid (to
-``LATTICE_TOL`` of the step, float32 storage included) and the grid step is coarse
+When: only when the vertices sit on an axis-aligned grid (:func:`axis_grid`, float32
+storage included) and the grid step is coarse
 against the bins (:func:`smoothing_steps` > 0). A marked file as delivered is
-never on such a grid (the mark moves 98 % of its vertices off it), so the import
+never on such a grid (the mark moves ~98 % of its vertices off it), so the import
 check and every finer rounding read exactly as before. A grid rotated after the
 rounding is not detected (the plain reading then applies).
 """
@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 
 LATTICE_TOL = 1e-3
-"""How far (in grid steps) a coordinate may sit from its grid line and still count as
-on it: float32 storage of a 7-bit grid errs by ~1e-5 step."""
+"""How far from a whole multiple of the grid step a gap may be and still count as on
+the grid: float32 storage of a 7-bit grid errs by ~1e-5 step."""
 MAX_LEVELS = 1024
 """Grids with more values per axis are never coarse enough to need this (10 bits: the
 step is ~0.3 mean bin widths on the benchmark mesh, where the plain reading is best)."""
@@ -43,9 +43,31 @@ and 4 for 7 bits (2.7); a diffusion's reach grows with the square root of its st
 _LAMBDA = 0.5
 
 
+def axis_grid(values: np.ndarray) -> tuple[float, float] | None:
+    """(step, phase) when 1-D coordinates sit on a regular grid (quantised), else None.
+
+    At least 99 % of the gaps between distinct values must be whole multiples of the
+    smallest (to 1e-3), and there must be at most a third as many values as points.
+    Shared by the blind reader (:func:`lattice_steps`) and the informed tier's
+    quantisation model (``attack_model._lattice``)."""
+    uniq = np.unique(values)
+    if len(uniq) < 4 or len(uniq) > len(values) // 3:
+        return None
+    d = np.diff(uniq)
+    d = d[d > 1e-9 * (uniq[-1] - uniq[0])]
+    if not len(d):
+        return None
+    ratio = d / float(d.min())
+    if np.mean(np.abs(ratio - np.round(ratio)) < LATTICE_TOL) < 0.99:
+        return None
+    n = np.round((uniq - uniq[0]) / float(d.min()))
+    q = float(np.polyfit(n, uniq, 1)[0])
+    return q, float(np.median(uniq - n * q))
+
+
 def lattice_steps(points: np.ndarray) -> np.ndarray | None:
-    """Per-axis grid step when every point lies on an axis-aligned grid of at most
-    MAX_LEVELS values per axis, else None."""
+    """Per-axis grid step when the points lie on an axis-aligned grid (:func:`axis_grid`
+    on every axis) of at most MAX_LEVELS values per axis, else None."""
     n = len(points)
     if n < 2:
         return None
@@ -55,20 +77,11 @@ def lattice_steps(points: np.ndarray) -> np.ndarray | None:
             return None  # cheap refusal: most meshes stop here
     steps = np.empty(3)
     for axis in range(3):
-        u = np.unique(points[:, axis]).astype(np.float64)
-        if len(u) > MAX_LEVELS or len(u) < 2 or len(u) > n // 2:
+        col = np.asarray(points[:, axis], np.float64)
+        g = axis_grid(col)
+        if g is None or len(np.unique(col)) > MAX_LEVELS:
             return None
-        d = np.diff(u)
-        step0 = float(d.min())
-        if not step0 > 0:
-            return None
-        idx = np.round((u - u[0]) / step0)
-        # least-squares step over all levels (one difference alone errs in float32)
-        a = np.vstack([idx, np.ones_like(idx)]).T
-        (step, origin), *_ = np.linalg.lstsq(a, u, rcond=None)
-        if not step > 0 or np.abs(u - (origin + idx * step)).max() > LATTICE_TOL * step:
-            return None
-        steps[axis] = step
+        steps[axis] = g[0]
     return steps
 
 
