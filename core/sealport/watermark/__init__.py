@@ -68,7 +68,14 @@ Method (after Cho, Prost & Jung, IEEE TSP 55(1), 2007, "Method I")
    sqrt(n_b)``; a bin with fewer than ``MIN_BIN_VERTICES = 8`` vertices is an
    erasure. *Verification* knows the expected payload (from the manifest): if
    the blind decode fails it runs a known-payload detector on the soft scores
-   ``z_b = (mean_b - 1/2) sqrt(n_b)`` against the expected signs.
+   ``z_b = (mean_b - 1/2) sqrt(n_b)`` against the expected signs. A mesh found
+   rounded to a coarse axis-aligned grid (7-8 bits per axis: the grid step is more
+   than ~1.2 mean bin widths) is read *dequantised* (:mod:`.dequantise`): each
+   vertex goes to the bin of its norm estimated before the rounding (a few steps of
+   umbrella smoothing clamped to its grid cell) and adds its rounded norm to that
+   bin's mean; the rounding keeps the mark on average, the plain reading loses it
+   by sorting vertices into the wrong bins. The choice depends on the mesh alone
+   (never on a key), so the bounds below hold as they are.
 6. *Code.* codeword = RS_GF(256)(payload || tag), tag = HMAC-SHA256(HKDF(key,
    "tag"), payload)[:4], 8 parity bytes. 64-bit payload -> 20 bytes -> ``B = 160``
    bins. Code bits are XORed with keyed whitening bits and placed in bins by a
