@@ -970,7 +970,12 @@ def render(
         "where every such bin holds at least 16 vertices, else at keyed quantiles as "
         "before; on these meshes, share of 10 random keys that get even bins: "
         + even_bins_share(meshes)
-        + " (where it is 0/10 the mark is v2's bit for bit). Informed tier (`sealport trace "
+        + " (where it is 0/10 the mark is v2's bit for bit). Quantisation: since "
+        "2026-12-06 the blind reader reads a mesh it finds on a coarse axis-aligned grid "
+        "(here the 8- and 7-bit rows: the grid step is over ~1.2 mean bin widths) "
+        "dequantised, each vertex binned by its norm estimated before the rounding "
+        "(`watermark/dequantise.py`; plain against dequantised per grid: next section). "
+        "Informed tier (`sealport trace "
         "--data`, server has the original; bold numbers): for each candidate delivery the "
         "server knows where every original vertex was moved, so it reads the leak as a "
         "matched filter of that displacement (per-bin log-likelihood ratio of the two moves "
