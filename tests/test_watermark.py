@@ -1182,6 +1182,44 @@ def test_v3_read_back_after_a_partition_switch_aims_at_the_read_bins(mesh, key):
     assert np.all(marked > 0) and extract(w, f, key).payload == payload
 
 
+def test_v3_read_back_that_switches_back_aims_at_the_rule_bins_again(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """Found in review: after a switch to the other partition, later passes can carry
+    the emptiest even bin back across EVEN_MIN_COUNT, and the reader reads the rule's
+    bins again; the passes must then aim at those bins' goals (with the other bins'
+    goals, 30 of the 160 read bins ended up moved against their bit here)."""
+    from sealport.watermark import mark
+
+    v, f = bumpy_torus(132, 81, seed=678)
+    key = bytes.fromhex("02f768b3ca132035f83c7ee3ac0792bcdaf235ee6bac5dbae5bd908b068ef038")
+    payload = bytes([0x55]) * 8
+    kinds: list[bool] = []
+    real = mark._look
+
+    def look(*args, **kwargs):
+        seen = real(*args, **kwargs)
+        if seen is not None:
+            kinds.append(seen.even)
+        return seen
+
+    monkeypatch.setattr(mark, "_look", look)
+    w = embed(v, f, payload, key)
+    levels, _, sign = mark._keyed_signs(payload, key)
+    nm_v = mark.plan_embed(v, f).norms()
+    rule = mark._partition(nm_v, levels)
+    assert rule is not None and not rule.even  # the rule picks quantile bins here ...
+    assert kinds[0] and not kinds[-1]  # ... the read-back read even ones, then these again
+    nm_w = mark._read_norms(w, mark.as_triangles(f))
+    read = mark._partition(nm_w, levels)
+    assert read is not None and not read.even
+    natural = (mark._bin_means_sorted(nm_v, rule) - 0.5) * sign
+    marked = (mark._bin_means_sorted(nm_w, read) - 0.5) * sign
+    use = read.counts >= mark.MIN_BIN_VERTICES
+    assert np.all((marked - natural >= 0) | ~use)
+    assert extract(w, f, key).payload == payload
+
+
 def test_a_plan_of_another_schemes_frame_is_not_used_for_new_deliveries(tmp_path: Path):
     """Found in review: a plan serialised before the upgrade to v3 records v2's frame;
     applied, it would mark quantile bins under a manifest that names v3. Such a plan

@@ -1254,7 +1254,14 @@ def _embed_rounds(
             if seen is None:
                 break
             if seen.even != goal_read:  # the reader's rule now picks the other bins
-                other = _goal_in_other(plan, levels, sign, alpha, a.cap)
+                # ... or, after a switch, the rule's bins again (the later moves took
+                # the emptiest even bin back across the threshold): their own goals.
+                back = seen.even == a.part.even
+                other = (
+                    np.minimum(a.goal0, a.margin0 + a.cap * a.alpha_b)
+                    if back
+                    else _goal_in_other(plan, levels, sign, alpha, a.cap)
+                )
                 if other is not None:
                     goal, goal_read = other, seen.even
             margin, usable, ab = seen.margin, seen.usable, seen.alpha_b
