@@ -46,6 +46,20 @@ def test_the_grid_of_a_rounded_mesh_is_found(dtype):
     assert np.allclose(steps, want, rtol=1e-5)
 
 
+def test_a_grid_at_half_steps_from_the_origin_and_a_stray_vertex():
+    """Found in review: one stray coordinate switched the reading off; and a grid whose
+    levels sit at half steps from 0 (a symmetric rounding) must be found too."""
+    v, _ = bumpy_torus(120, 90, seed=3)
+    h = 0.01
+    q = (np.floor(v / h) + 0.5) * h
+    steps = dequantise.lattice_steps(q)
+    assert steps is not None and np.allclose(steps, h, rtol=1e-9)
+    q[17, 0] += 0.3 * h  # one vertex off the grid
+    assert dequantise.lattice_steps(q) is not None
+    q[::40, 2] += 0.3 * h  # 2.5 % of them: not a rounded mesh
+    assert dequantise.lattice_steps(q) is None
+
+
 def test_no_grid_on_a_mesh_as_delivered_or_a_rotated_rounding(marked_bunny):
     v, f = bumpy_torus(120, 90, seed=3)
     assert dequantise.lattice_steps(v) is None  # smooth, unrounded
