@@ -1220,6 +1220,17 @@ def test_v3_read_back_that_switches_back_aims_at_the_rule_bins_again(
     assert extract(w, f, key).payload == payload
 
 
+def test_read_back_keeps_its_best_pass_when_switching_partitions_makes_it_worse():
+    """Found in review: every round of this embed switched to the even bins and back,
+    and its last pass read 14 wrong bytes though an earlier pass read fewer; the
+    round now keeps its best pass, and the delivered mark decodes."""
+    v, f = bumpy_torus(108, 76, seed=799)
+    key = bytes.fromhex("72fd0ac5870d8169fb077fad281e225ac373bc258601a26aef0e4403048143c1")
+    payload = bytes([0x5A, 1, 2, 3, 4, 5, 6, 7])
+    w = embed(v, f, payload, key)
+    assert extract(w, f, key).payload == payload
+
+
 def test_a_plan_of_another_schemes_frame_is_not_used_for_new_deliveries(tmp_path: Path):
     """Found in review: a plan serialised before the upgrade to v3 records v2's frame;
     applied, it would mark quantile bins under a manifest that names v3. Such a plan

@@ -1249,6 +1249,10 @@ def _embed_rounds(
         moved: tuple[int, np.ndarray] | None = a.moved  # pts is a's result for ``look``
         wrong = np.ones(len(sign), bool)
         goal_read = a.part.even  # which partition's bins ``goal`` is for
+        # The pass with the fewest wrong bytes, the latest on ties: passes normally only
+        # improve, but one that switches partitions can end worse than an earlier one.
+        round_best: tuple[int, np.ndarray] | None = None
+        round_wrong = wrong
         for step in range(_MAX_PASSES):
             seen = _look(look, pts, tris, levels, sign, alpha, moved)
             if seen is None:
@@ -1266,6 +1270,9 @@ def _embed_rounds(
                     goal, goal_read = other, seen.even
             margin, usable, ab = seen.margin, seen.usable, seen.alpha_b
             wrong = usable & (margin < _SAFE_MARGIN * ab)
+            wb = int(wrong[perm].reshape(-1, 8).any(axis=1).sum())
+            if round_best is None or wb <= round_best[0]:
+                round_best, round_wrong = (wb, pts), wrong
             if step == _MAX_PASSES - 1 or np.all((margin >= goal - 0.05 * ab) | ~usable):
                 break
             if loose is None:  # one group per vertex: every vertex is referenced
@@ -1292,7 +1299,10 @@ def _embed_rounds(
             # the same bits; with copies it sums per group, in the original's order.
             no_copies = len(plan.rho) == plan.n_vertices
             look, moved = (again, b.moved) if again is not None and no_copies else (plan, None)
-        wrong_bytes = int(wrong[perm].reshape(-1, 8).any(axis=1).sum())
+        if round_best is not None:
+            (wrong_bytes, pts), wrong = round_best, round_wrong
+        else:
+            wrong_bytes = int(wrong[perm].reshape(-1, 8).any(axis=1).sum())
         if best is not None and _rms(pts, src) > _MAX_MRMS * _diag(plan, src):
             break  # a bigger push would be visible: keep the best so far
         if best is None or wrong_bytes < best[0]:
