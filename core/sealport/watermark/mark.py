@@ -1405,7 +1405,9 @@ class MeshReading:
 
     @property
     def distinct_vertices(self) -> int:
-        """Distinct face-referenced positions: what the capacity floor counts."""
+        """Distinct face-referenced positions: what the capacity floor counts. (A
+        dequantised reading counts every referenced vertex, as it bins each on its own;
+        it is only taken when the distinct positions already reach the floor.)"""
         return 0 if self.norms is None else self.norms.m
 
 
