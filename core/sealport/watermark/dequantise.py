@@ -33,17 +33,18 @@ import math
 import numpy as np
 
 LATTICE_TOL = 1e-3
-"""How far from a whole multiple of the grid step a gap may be and still count as on
-the grid: float32 storage of a 7-bit grid errs by ~1e-5 step."""
+"""How far (in grid steps) a value may sit from the grid and still count as on it:
+float32 storage of a 7-bit grid errs by ~1e-5 step."""
 MAX_LEVELS = 1024
 """Grids with more values per axis are never coarse enough to need this (10 bits: the
 step is ~0.3 mean bin widths on the benchmark mesh, where the plain reading is best)."""
 _SAMPLE = 4096
 """Coordinates looked at before the full check (keeps the cost off unquantised meshes)."""
 SMOOTHING_PER_WIDTH2 = 0.5
-"""Smoothing steps per (grid step / mean bin width)**2, rounded: one-off tuning on the
-130k-vertex benchmark mesh (6 keys), best at 1 step for 8 bits (step 1.3 bin widths)
-and 4 for 7 bits (2.7); a diffusion's reach grows with the square root of its steps."""
+"""Smoothing steps per (grid step / mean bin width)**2, rounded (a diffusion's reach
+grows with the square root of its steps). One-off sweeps on the 130k-vertex benchmark
+mesh (4-6 keys): best at 1 step for 8 bits (step 1.3 bin widths), 3-4 for 7 bits
+(2.7); the rule gives 1 and 3."""
 _LAMBDA = 0.5
 _ON_GRID = 0.99
 """Share of the points (and of the sampled levels) that must sit on the grid."""
@@ -54,8 +55,9 @@ def axis_grid(values: np.ndarray) -> tuple[float, float] | None:
 
     At least 99 % of the gaps between distinct values must be whole multiples of the
     smallest (to 1e-3), and there must be at most a third as many values as points.
-    Shared by the blind reader (:func:`lattice_steps`) and the informed tier's
-    quantisation model (``attack_model._lattice``)."""
+    The informed tier's quantisation model uses it on a whole indexed leak
+    (``attack_model._lattice``); the blind reader's :func:`lattice_steps` fits a sample
+    instead (no sort of every coordinate, and a stray value does not break it)."""
     uniq = np.unique(values)
     if len(uniq) < 4 or len(uniq) > len(values) // 3:
         return None
