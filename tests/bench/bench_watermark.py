@@ -39,7 +39,14 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "core"))
 os.environ["SEALPORT_WATERMARK_THREADS"] = "1"  # one-core speeds, subprocesses included
 
-from sealport.watermark import SCHEME, SCHEME_FRAMES, embed, extract, verify  # noqa: E402
+from sealport.watermark import (  # noqa: E402
+    SCHEME,
+    SCHEME_FRAMES,
+    dequantise,
+    embed,
+    extract,
+    verify,
+)
 from sealport.watermark.codec import encode_bits  # noqa: E402
 from sealport.watermark.geometry import (  # noqa: E402
     CentreKind,
@@ -294,6 +301,11 @@ def raw_ber(
     if read is None:
         return 0.5
     bits, _, usable, n = read
+    return code_ber(bits, usable, n, key, payload)
+
+
+def code_ber(bits: np.ndarray, usable: np.ndarray, n: int, key: bytes, payload: bytes) -> float:
+    """Code-bit error rate of hard bits read; a bin too sparse to read is half an error."""
     sent = encode_bits(payload, key)
     return float(((bits != sent) & usable).sum() + 0.5 * (~usable).sum()) / n
 
@@ -1301,10 +1313,7 @@ def _code_ber_of(nm, key: bytes, payload: bytes) -> float:
 
     n_code = mark.capacity_bits(8 * len(payload))
     o = mark._observation(nm, mark.layout(key, n_code), 8 * len(payload), n_code)
-    if o is None:
-        return 0.5
-    sent = encode_bits(payload, key)
-    return float(((o.bits != sent) & o.usable).sum() + 0.5 * (~o.usable).sum()) / n_code
+    return 0.5 if o is None else code_ber(o.bits, o.usable, n_code, key, payload)
 
 
 def quant_diagnostic(v: np.ndarray, t: np.ndarray, marks: list) -> str:
@@ -1329,9 +1338,8 @@ def quant_diagnostic(v: np.ndarray, t: np.ndarray, marks: list) -> str:
                 ks.add(0)
             else:
                 dq.append(_code_ber_of(got[0], key, payload))
-                ends = mark._end_ranks(nm.m)
-                bw = float(nm.rho[ends[1]] - nm.rho[ends[0]]) / 160
-                ks.add(dequantise_steps(got[1], bw))
+                r_lo, r_hi = mark._end_norms(nm)
+                ks.add(dequantise.smoothing_steps(got[1], (r_hi - r_lo) / 160))
             before = norms(w, nm.centre)
             order = np.argsort(before, kind="stable")
             true_nm = mark._Norms(
@@ -1344,12 +1352,6 @@ def quant_diagnostic(v: np.ndarray, t: np.ndarray, marks: list) -> str:
             f"({steps} smoothing steps) / {np.mean(oracle):.3f} true bins"
         )
     return "; ".join(rows)
-
-
-def dequantise_steps(steps: np.ndarray, bin_width: float) -> int:
-    from sealport.watermark import dequantise
-
-    return dequantise.smoothing_steps(steps, bin_width)
 
 
 def run_cho_scale(trials: int) -> str:

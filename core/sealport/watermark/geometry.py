@@ -203,6 +203,11 @@ _COUNT_CHUNK = 1 << 24
 """Corners per ``bincount`` when the triangles are not native-size integers."""
 
 
+def proper_mask(tris: np.ndarray) -> np.ndarray:
+    """(T,) bool: the triangle has three distinct vertex indices (see :func:`corner_counts`)."""
+    return (tris[:, 0] != tris[:, 1]) & (tris[:, 1] != tris[:, 2]) & (tris[:, 0] != tris[:, 2])
+
+
 def corner_counts(n: int, tris: np.ndarray) -> np.ndarray:
     """(n,) int64: corners of proper triangles at each vertex (0: unreferenced).
 
@@ -221,7 +226,7 @@ def corner_counts(n: int, tris: np.ndarray) -> np.ndarray:
     if not t.size:
         return np.zeros(n, np.int64)
     if t.ndim == 2 and t.shape[1] == 3:
-        proper = (t[:, 0] != t[:, 1]) & (t[:, 1] != t[:, 2]) & (t[:, 0] != t[:, 2])
+        proper = proper_mask(t)
         if not proper.all():
             t = t[proper]
     # order="K": a view of C- or F-ordered triangles (a column-major array is not

@@ -94,8 +94,6 @@ from .mark import (
     _MAX_GOAL,
     DEFAULT_STRENGTH,
     EVEN_MIN_COUNT,
-    Q_HI,
-    Q_LO,
     _alpha_b,
     _end_ranks,
     _Frame,
@@ -104,6 +102,7 @@ from .mark import (
     binomial_tail,
     capacity_bits,
     even_edges,
+    quantile_ranks,
 )
 from .sign_test import weighted_sign_tail
 
@@ -215,7 +214,7 @@ def _sorted_frame(
     if use_even and even is not None:
         edge_values, pos = even
     else:
-        ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (m - 1)).astype(np.int64))
+        ranks = quantile_ranks(levels, m)
         if len(ranks) != n_bins + 1:
             return None
         edge_values = s.r[ranks]

@@ -58,6 +58,7 @@ from .geometry import (
     frame_centre,
     norms,
     position_hash,
+    proper_mask,
     referenced,
 )
 from .keys import NSYM, TAG_BYTES, WIDTH_JITTER, Layout, code_bytes, layout
@@ -384,11 +385,16 @@ def _other_partition(nm: _Norms, levels: np.ndarray) -> _Part | None:
     return even
 
 
+def quantile_ranks(levels: np.ndarray, m: int) -> np.ndarray:
+    """Ranks (among ``m`` sorted norms) of the keyed quantile edges, duplicates merged: a
+    partition needs ``len(levels)`` distinct ones."""
+    return np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (m - 1)).astype(np.int64))
+
+
 def _quantile_partition(nm: _Norms, levels: np.ndarray) -> _Part | None:
     """Edges at the norms of keyed quantile ranks (schemes v1, v2; v3's fallback)."""
     n_bins = len(levels) - 1
-    m = nm.m
-    ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (m - 1)).astype(np.int64))
+    ranks = quantile_ranks(levels, nm.m)
     if len(ranks) != n_bins + 1:
         return None
     cum = nm.cum()
@@ -399,12 +405,17 @@ def _quantile_partition(nm: _Norms, levels: np.ndarray) -> _Part | None:
     return _Part(pos, edge_values, np.diff(cum[pos]))
 
 
+def _end_norms(nm: _Norms) -> tuple[float, float]:
+    """The norms at the Q_LO and Q_HI ranks of the distinct positions (v3's even range)."""
+    ends = _end_ranks(nm.m)
+    pos = ends if nm.weight is None else np.searchsorted(nm.cum(), ends, side="right") - 1
+    return float(nm.rho[pos[0]]), float(nm.rho[pos[1]])
+
+
 def _even_partition(nm: _Norms, levels: np.ndarray) -> _Part | None:
     """Bins of even width (up to the keyed jitter) between the Q_LO and Q_HI norms."""
     cum = nm.cum()
-    ends = _end_ranks(nm.m)
-    pos_ends = ends if nm.weight is None else np.searchsorted(cum, ends, side="right") - 1
-    edge_values = even_edges(float(nm.rho[pos_ends[0]]), float(nm.rho[pos_ends[1]]), levels)
+    edge_values = even_edges(*_end_norms(nm), levels)
     if not np.all(np.diff(edge_values) > 0):
         return None
     pos = np.searchsorted(nm.rho, edge_values, side="left")
@@ -792,6 +803,13 @@ def _goal0(margin: np.ndarray, alpha_b: np.ndarray) -> np.ndarray:
     return np.maximum(goal0, np.minimum(margin, 0.5))
 
 
+def _capped_goal(
+    goal0: np.ndarray, margin: np.ndarray, alpha_b: np.ndarray, cap: np.ndarray
+) -> np.ndarray:
+    """A bin far on the wrong side moves at most ``cap`` x alpha_b towards its goal."""
+    return np.minimum(goal0, margin + cap * alpha_b)
+
+
 def _goal_in_other(
     plan: EmbedPlan, levels: np.ndarray, sign: np.ndarray, alpha: float, cap: np.ndarray
 ) -> np.ndarray | None:
@@ -811,7 +829,7 @@ def _goal_in_other(
         return None
     alpha_b = _alpha_b(alpha, part.edge_values)
     margin = (_bin_means_sorted(nm, part) - 0.5) * sign
-    return np.minimum(_goal0(margin, alpha_b), margin + cap * alpha_b)
+    return _capped_goal(_goal0(margin, alpha_b), margin, alpha_b, cap)
 
 
 def _apply(
@@ -868,7 +886,7 @@ def _apply(
         # A bin far on the wrong side (lopsided bins of small or CAD-like meshes)
         # moves at most cap x alpha_b towards its bit; bins that stay short of a
         # safe margin get their cap doubled (bounded distortion elsewhere).
-        goal = np.minimum(goal0, margin + cap * alpha_b)
+        goal = _capped_goal(goal0, margin, alpha_b, cap)
         k = _solve_k(tx, tw, tb, part.counts, 0.5 + sign * goal)
         k = np.where(usable, k, 1.0)
         got = (_table_means(k, tx, tw, tb, part.counts) - 0.5) * sign
@@ -995,7 +1013,7 @@ def _look(
         if len(plan.rho) != plan.n_vertices:
             r = np.take(r, plan.rep)
         even = _look_even(r, levels, n_code) if even_bins(plan.frame) else None
-        ranks = np.unique(np.round((Q_LO + (Q_HI - Q_LO) * levels) * (len(r) - 1)).astype(np.int64))
+        ranks = quantile_ranks(levels, len(r))
         if even is None and len(ranks) != n_code + 1:
             return None
         near = None
@@ -1243,7 +1261,8 @@ def _embed_rounds(
     best: tuple[int, np.ndarray] | None = None
     loose: np.ndarray | None = None  # unreferenced vertices, for _replan
     for _ in range(_CAP_ROUNDS):
-        goal = np.minimum(a.goal0, a.margin0 + a.cap * a.alpha_b)
+        rule_goal = _capped_goal(a.goal0, a.margin0, a.alpha_b, a.cap)
+        goal = rule_goal
         pts = a.points
         look = plan  # whose groups the read-back uses
         moved: tuple[int, np.ndarray] | None = a.moved  # pts is a's result for ``look``
@@ -1261,11 +1280,7 @@ def _embed_rounds(
                 # ... or, after a switch, the rule's bins again (the later moves took
                 # the emptiest even bin back across the threshold): their own goals.
                 back = seen.even == a.part.even
-                other = (
-                    np.minimum(a.goal0, a.margin0 + a.cap * a.alpha_b)
-                    if back
-                    else _goal_in_other(plan, levels, sign, alpha, a.cap)
-                )
+                other = rule_goal if back else _goal_in_other(plan, levels, sign, alpha, a.cap)
                 if other is not None:
                     goal, goal_read = other, seen.even
             margin, usable, ab = seen.margin, seen.usable, seen.alpha_b
@@ -1453,18 +1468,15 @@ def _dequantised(
     steps = dequantise.lattice_steps(v)
     if steps is None:
         return None
-    ends = _end_ranks(nm.m)
-    pos = ends if nm.weight is None else np.searchsorted(nm.cum(), ends, side="right") - 1
-    bin_width = float(nm.rho[pos[1]] - nm.rho[pos[0]]) / capacity_bits(payload_bits)
+    r_lo, r_hi = _end_norms(nm)
+    bin_width = (r_hi - r_lo) / capacity_bits(payload_bits)
     k = dequantise.smoothing_steps(steps, bin_width)
     if k == 0:
         return None
     used = np.flatnonzero(corner_counts(len(v), tris) > 0)
     local = np.full(len(v), -1, np.int64)
     local[used] = np.arange(len(used))
-    proper = tris[
-        (tris[:, 0] != tris[:, 1]) & (tris[:, 1] != tris[:, 2]) & (tris[:, 0] != tris[:, 2])
-    ]
+    proper = tris[proper_mask(tris)]
     pts = v[used].astype(np.float64)
     est = dequantise.smoothed(pts, local[proper], steps, k)
     member = norms(est, nm.centre)
