@@ -147,21 +147,24 @@ def smoothed(points: np.ndarray, tris: np.ndarray, steps: np.ndarray, k: int) ->
 
     ``tris``: proper triangles (no repeated index) into ``points``; a vertex without
     triangles stays where it is. Each corner adds its triangle's two other vertices
-    (an interior edge counts once from each side, so every neighbour weighs the same);
-    the sums run per corner slot and axis, so the extra memory is a few arrays of one
-    value per triangle (found in review: an edge list cost 6 GiB on 10M vertices).
+    (an interior edge counts once from each side, so every neighbour weighs the same).
+    The axes are independent, so each is smoothed on its own, and the sums run per
+    corner slot: the extra memory is a few arrays of one value per vertex or triangle
+    (found in review: an edge list cost 6 GiB on 10M vertices).
     """
-    p = np.asarray(points, np.float64)
+    p = np.asarray(points)
     n = len(p)
     t = np.asarray(tris)
     deg = 2.0 * np.bincount(t.ravel(), minlength=n)
     has = deg > 0
-    lo, hi = p - steps / 2, p + steps / 2
-    s = p.copy()
+    out = np.empty((n, 3))
     acc = np.empty(n)
-    for _ in range(k):
-        for axis in range(3):
-            col = np.ascontiguousarray(s[:, axis])
+    for axis in range(3):
+        q = np.asarray(p[:, axis], np.float64)
+        half = steps[axis] / 2
+        lo, hi = q - half, q + half
+        col = q.copy()
+        for _ in range(k):
             acc[:] = 0.0
             for j in range(3):
                 w = col[t[:, (j + 1) % 3]]
@@ -169,6 +172,7 @@ def smoothed(points: np.ndarray, tris: np.ndarray, steps: np.ndarray, k: int) ->
                 acc += np.bincount(t[:, j], weights=w, minlength=n)
             np.divide(acc, deg, out=acc, where=has)
             acc[~has] = col[~has]
-            s[:, axis] += _LAMBDA * (acc - col)
-        np.clip(s, lo, hi, out=s)
-    return s
+            col += _LAMBDA * (acc - col)
+            np.clip(col, lo, hi, out=col)
+        out[:, axis] = col
+    return out
